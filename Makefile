@@ -1,0 +1,25 @@
+# s390-dumptools - see README.md
+PY ?= python3
+export PIP_BREAK_SYSTEM_PACKAGES := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+STAMP := build/.installed
+
+.PHONY: install demo test bench fuzz clean
+
+$(STAMP): pyproject.toml setup.py native/_native.c
+	$(PY) -m pip install -q -e '.[test]'
+	@mkdir -p build && touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	bash scripts/demo.sh
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf build out *.egg-info native/*.so .pytest_cache

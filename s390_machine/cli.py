@@ -1,0 +1,109 @@
+"""`s390-machine`: create, import and show simulated s390x machines."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from s390_machine import ops
+from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
+from s390_machine.synth import SynthOptions
+from s390_machine.units import human, parse_crashkernel, parse_size
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Simulated s390x machines: a raw memory image (QEMU pmemsave compatible) plus CPU state.")
+
+
+@app.command()
+def create(
+    directory: str = typer.Argument(..., help="machine directory to create (must not exist)"),
+    memory: str = typer.Option("1G", "--memory", "-m", help="memory size, multiple of 1 MiB"),
+    cpus: int = typer.Option(2, "--cpus", help="number of CPUs"),
+    crashkernel: Optional[str] = typer.Option(None, "--crashkernel", help="SIZE[@BASE], as on the kernel command line"),
+    fill: float = typer.Option(1 / 32, "--fill", help="fraction of free memory holding recognisable data"),
+    printk: str = typer.Option("ringbuffer", "--printk", help="ringbuffer (Linux 5.10+) or legacy (3.5-5.9)"),
+    no_vector: bool = typer.Option(False, "--no-vector", help="CPUs without the vector facility"),
+    release: str = typer.Option("6.1.0-s390dumptools", "--release", help="kernel release (OSRELEASE)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Synthesize a booted production system (lowcores, VMCOREINFO, printk log, meminfo, data)."""
+    ck_size, ck_base = parse_crashkernel(crashkernel) if crashkernel else (0, None)
+    opts = SynthOptions(memory_size=parse_size(memory, "memory size"), cpus=cpus, crashkernel_size=ck_size,
+                        crashkernel_base=ck_base, fill=fill, printk=printk, vector=not no_vector,
+                        release=release)
+    ops.create_machine(directory, opts)
+    _show(directory, as_json)
+
+
+@app.command("import")
+def import_(
+    directory: str = typer.Argument(..., help="machine directory to create"),
+    memory: str = typer.Option(..., "--memory", help="raw memory image (QEMU pmemsave 0 SIZE)"),
+    cpus_from: Optional[str] = typer.Option(None, "--cpus-from", help="QEMU dump-guest-memory ELF to take CPU registers from"),
+    cpus: int = typer.Option(1, "--cpus", help="CPU count when no --cpus-from is given (registers zero)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Wrap an existing raw memory image (and CPU state from a QEMU ELF dump) as a machine."""
+    import os
+    total = os.path.getsize(memory) if os.path.isfile(memory) else 0
+    with progress_bar(total, "importing", progress) as advance:
+        ops.import_machine(directory, memory, cpus_from=cpus_from, cpus=cpus, progress=advance)
+    _show(directory, as_json)
+
+
+@app.command()
+def show(
+    directory: str = typer.Argument(..., help="machine directory"),
+    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+) -> None:
+    """Machine, CPUs and the meminfo validation."""
+    _show(directory, as_json)
+
+
+def _show(directory: str, as_json: bool) -> None:
+    d = ops.describe(directory)
+    if as_json:
+        emit_json(d)
+        return
+    t = Table(title=f"machine {d['machine']}", show_header=False)
+    t.add_row("memory", f"{human(d['memory_size'])} ({human(d['memory_allocated'])} allocated on disk)")
+    t.add_row("status", d["status"])
+    k = d["kernel"]
+    t.add_row("kernel", f"{k.get('release') or 'unknown'} ({k.get('origin', '?')})")
+    if k.get("command_line") is not None:
+        t.add_row("command line", k["command_line"])
+    ck = d["crashkernel"]
+    t.add_row("crashkernel", "none" if ck is None else
+              f"0x{ck['base']:x}-0x{ck['base'] + ck['size'] - 1:x} ({human(ck['size'])})")
+    vi = d["vmcoreinfo"]
+    t.add_row("vmcoreinfo", "not found" if vi is None else
+              f"{vi['osrelease']} via {vi['source']} at 0x{vi['address']:x} ({vi['keys']} keys)")
+    mi = d["meminfo"]
+    verdict = ("[green]valid[/]" if mi["header_valid"] else "[red]invalid[/]") + f" - {mi['reason']}"
+    t.add_row("meminfo", f"{verdict} (0xE18 -> {mi['pointer']})")
+    stdout.print(t)
+
+    c = Table(title=f"{len(d['cpus'])} CPUs")
+    for col in ("cpu", "prefix", "PSW", "state", "vector"):
+        c.add_column(col)
+    for cpu in d["cpus"]:
+        c.add_row(str(cpu["address"]), f"0x{cpu['prefix']:08x}",
+                  f"{cpu['psw_mask']:016x} {cpu['psw_addr']:016x}", cpu["state"], "yes" if cpu["vector"] else "no")
+    stdout.print(c)
+
+    m = Table(title="meminfo checks")
+    for col in ("check", "result", "detail", "wait code"):
+        m.add_column(col)
+    for chk in mi["checks"]:
+        m.add_row(chk["check"], "[green]ok[/]" if chk["ok"] else "[red]FAILED[/]", chk["detail"],
+                  chk["wait_code"] or "")
+    stdout.print(m)
+
+
+main = main_for(app, "s390-machine")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""What every CLI of the suite shares: error lines and exit codes, --json output, progress bars.
+
+A CLI module parses arguments, calls one library function and prints; errors
+become one line on stderr with the exit code of their class (meminfo_abi.errors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import sys
+from typing import Any, Callable, Iterator
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from meminfo_abi.errors import EXIT_IO, EXIT_USAGE, DumpToolError
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def run(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
+    """Run a typer app; map the suite's errors to one stderr line and an exit code."""
+    try:
+        app(args=argv, prog_name=prog, standalone_mode=False)
+        return 0
+    except DumpToolError as exc:
+        _error_line(prog, str(exc))
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.exceptions.Abort:
+        _error_line(prog, "aborted")
+        return 130
+    except click.ClickException as exc:
+        _error_line(prog, exc.format_message())
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        _error_line(prog, "interrupted")
+        return 130
+    except OSError as exc:
+        name = errno.errorcode.get(exc.errno or 0, "EIO")
+        where = f": {exc.filename}" if exc.filename else ""
+        _error_line(prog, f"{exc.strerror or exc} ({name}){where}")
+        return EXIT_IO
+
+
+def main_for(app: typer.Typer, prog: str) -> Callable[[], None]:
+    def main() -> None:
+        sys.exit(run(app, prog))
+
+    return main
+
+
+def _error_line(prog: str, message: str) -> None:
+    line = " ".join(message.split())  # exactly one line, whatever the message held
+    print(f"{prog}: error: {line}", file=sys.stderr)
+
+
+def emit_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, sort_keys=False, default=_json_default))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (bytes, bytearray, memoryview)):
+        return bytes(obj).hex()
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def want_progress(force: bool | None = None) -> bool:
+    if force is not None:
+        return force
+    return sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def progress_bar(total: int, description: str, enabled: bool | None = None) -> Iterator[Callable[[int], None]]:
+    """Yield an `advance(nbytes)` callable; draws a rich bar on stderr when enabled."""
+    if not want_progress(enabled):
+        yield lambda n: None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(binary_units=True),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    ) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda n: prog.advance(task, n)
+
+
+def hexaddr(value: int, width: int = 16) -> str:
+    return f"0x{value:0{width}x}"
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "") not in ("", "0", "no", "false")

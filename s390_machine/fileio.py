@@ -1,0 +1,111 @@
+"""Files that are never half-written: temporary name, fsync, rename; sparse copies."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import BinaryIO, Iterator
+
+from meminfo_abi.errors import BadInputError, DumpIOError
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]:
+    """Write `path` under a temporary name in the same directory; rename only on success."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise BadInputError(f"output directory {directory} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(directory)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_file(path, "w") as fh:
+        fh.write(text)
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
+    """Build a directory under a temporary name beside `path`; rename it into place on success."""
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise BadInputError(f"parent directory {parent} does not exist")
+    if os.path.lexists(path):
+        raise BadInputError(f"{path} already exists")
+    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    try:
+        yield tmp
+        os.rename(tmp, path)
+        _fsync_dir(parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _fsync_dir(directory: str) -> None:
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
+    """(start, end) of the data extents of a file (SEEK_DATA/SEEK_HOLE)."""
+    pos = 0
+    while pos < size:
+        try:
+            start = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError:
+            return
+        end = os.lseek(fd, start, os.SEEK_HOLE)
+        yield start, min(end, size)
+        pos = end
+
+
+def sparse_copy(src: str, dst_fh: BinaryIO, chunk: int = 1 << 22, progress=None) -> int:
+    """Copy `src` into the open file `dst_fh`, keeping holes; returns the size copied."""
+    try:
+        fd = os.open(src, os.O_RDONLY)
+    except FileNotFoundError:
+        raise BadInputError(f"{src} does not exist") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{src} is a directory, not a file") from None
+    try:
+        size = os.fstat(fd).st_size
+        out = dst_fh.fileno()
+        os.ftruncate(out, size)
+        for start, end in data_extents(fd, size):
+            pos = start
+            while pos < end:
+                n = min(chunk, end - pos)
+                data = os.pread(fd, n, pos)
+                if not data:
+                    raise DumpIOError(f"{src} ended early at offset {pos}")
+                if data.count(0) != len(data):
+                    os.pwrite(out, data, pos)
+                if progress:
+                    progress(len(data))
+                pos += len(data)
+        return size
+    finally:
+        os.close(fd)

@@ -1,0 +1,155 @@
+"""Absolute storage of the simulated machine: a raw, sparse memory image behind mmap.
+
+The image is byte-for-byte what QEMU's `pmemsave 0 SIZE` writes: absolute
+address N is file offset N.  Nothing here reads the image into memory; reads
+return slices of the mapping, writes go straight into it, and holes of the
+sparse file are found with SEEK_DATA/SEEK_HOLE.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+from typing import Iterator
+
+from meminfo_abi.errors import BadInputError
+from meminfo_abi.lowcore import LOWCORE_SIZE
+
+PAGE_SIZE = 4096
+MIB = 1 << 20
+
+
+class PhysicalMemory:
+    """Absolute storage [0, size) of one machine."""
+
+    def __init__(self, path: str | os.PathLike, writable: bool = False, expected_size: int | None = None):
+        self.path = os.fspath(path)
+        self.writable = writable
+        try:
+            self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+        except FileNotFoundError:
+            raise BadInputError(f"memory image {self.path} does not exist") from None
+        except IsADirectoryError:
+            raise BadInputError(f"memory image {self.path} is a directory") from None
+        self.size = os.fstat(self._fd).st_size
+        if expected_size is not None and self.size != expected_size:
+            os.close(self._fd)
+            raise BadInputError(
+                f"memory image {self.path} has {self.size} bytes, the machine has {expected_size} "
+                "(truncated or wrong image)"
+            )
+        if self.size == 0:
+            os.close(self._fd)
+            raise BadInputError(f"memory image {self.path} is empty")
+        prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
+        self._map = mmap.mmap(self._fd, self.size, mmap.MAP_SHARED, prot)
+        self._view = memoryview(self._map)
+
+    # -- lifetime -------------------------------------------------------------
+    def close(self) -> None:
+        if self._map is None:
+            return
+        self._view.release()
+        self._map.close()
+        os.close(self._fd)
+        self._map = None
+
+    def __enter__(self) -> "PhysicalMemory":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def flush(self) -> None:
+        self._map.flush()
+
+    # -- byte access ----------------------------------------------------------
+    def _check(self, addr: int, length: int) -> None:
+        if addr < 0 or length < 0 or addr + length > self.size:
+            raise BadInputError(
+                f"absolute address range 0x{addr:x}+0x{length:x} is outside memory of 0x{self.size:x} bytes"
+            )
+
+    def contains(self, addr: int, length: int = 1) -> bool:
+        return 0 <= addr and length >= 0 and addr + length <= self.size
+
+    def view(self, addr: int, length: int) -> memoryview:
+        """A zero-copy view; valid until close()."""
+        self._check(addr, length)
+        return self._view[addr : addr + length]
+
+    def read(self, addr: int, length: int) -> bytes:
+        self._check(addr, length)
+        return self._map[addr : addr + length]
+
+    def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
+        length = len(data)
+        self._check(addr, length)
+        self._map[addr : addr + length] = data
+
+    def fill(self, addr: int, length: int, byte: int = 0) -> None:
+        """Set a range to one byte value; zeroing a range of holes stays sparse."""
+        self._check(addr, length)
+        chunk = bytes([byte]) * min(length, MIB)
+        end = addr + length
+        while addr < end:
+            n = min(len(chunk), end - addr)
+            if byte == 0 and self._is_hole(addr, n):
+                addr += n
+                continue
+            self._map[addr : addr + n] = chunk[:n]
+            addr += n
+
+    def _is_hole(self, addr: int, length: int) -> bool:
+        for start, end in self.data_ranges(addr, addr + length):
+            return False
+        return True
+
+    def read_u16(self, addr: int) -> int:
+        return struct.unpack_from(">H", self._map, self._ok(addr, 2))[0]
+
+    def read_u32(self, addr: int) -> int:
+        return struct.unpack_from(">I", self._map, self._ok(addr, 4))[0]
+
+    def read_u64(self, addr: int) -> int:
+        return struct.unpack_from(">Q", self._map, self._ok(addr, 8))[0]
+
+    def write_u16(self, addr: int, value: int) -> None:
+        struct.pack_into(">H", self._map, self._ok(addr, 2), value)
+
+    def write_u32(self, addr: int, value: int) -> None:
+        struct.pack_into(">I", self._map, self._ok(addr, 4), value)
+
+    def write_u64(self, addr: int, value: int) -> None:
+        struct.pack_into(">Q", self._map, self._ok(addr, 8), value)
+
+    def _ok(self, addr: int, length: int) -> int:
+        self._check(addr, length)
+        return addr
+
+    # -- sparseness -----------------------------------------------------------
+    def data_ranges(self, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
+        """Yield (start, end) of ranges that may hold data (SEEK_DATA/SEEK_HOLE);
+        the whole range if the file system cannot tell."""
+        end = self.size if end is None else min(end, self.size)
+        pos = start
+        while pos < end:
+            try:
+                data = os.lseek(self._fd, pos, os.SEEK_DATA)
+            except OSError:  # ENXIO: no data after pos (or SEEK_DATA unsupported)
+                return
+            if data >= end:
+                return
+            hole = os.lseek(self._fd, data, os.SEEK_HOLE)
+            yield max(data, start), min(hole, end)
+            pos = hole
+
+
+def real_to_absolute(addr: int, prefix: int) -> int:
+    """Prefixing (z/Architecture): real [0, 8K) <-> absolute [prefix, prefix+8K)."""
+    if addr < LOWCORE_SIZE:
+        return addr + prefix
+    if prefix <= addr < prefix + LOWCORE_SIZE:
+        return addr - prefix
+    return addr

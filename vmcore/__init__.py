@@ -1,0 +1,1 @@
+"""vmcore: the kdump kernel side and the dump inspection / conversion tool (see issues 5, 6)."""
