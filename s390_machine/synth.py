@@ -99,6 +99,8 @@ def validate(opts: SynthOptions) -> Crashkernel | None:
         return None
     if size % MIB:
         raise BadInputError(f"crashkernel size 0x{size:x} is not a multiple of 1 MiB")
+    if size > m:
+        raise BadInputError(f"crashkernel size 0x{size:x} lies outside memory (0x{m:x} bytes)")
     if base is None:  # the kernel's memblock allocator takes the top of memory
         base = (m - size) // MIB * MIB
     if base % MIB:
@@ -119,7 +121,7 @@ def cpu_registers(index: int, vector: bool) -> CpuRegs:
     """Plausible, distinct register contents for CPU `index` of a running kernel."""
     rnd = random.Random(0x5390 + index)
     prefix = LOWCORES + index * LOWCORE_SIZE
-    return CpuRegs(
+    regs = CpuRegs(
         address=index,
         prefix=prefix,
         psw_mask=KERNEL_PSW_MASK,
@@ -134,8 +136,11 @@ def cpu_registers(index: int, vector: bool) -> CpuRegs:
         clock_comparator=0x00DC_0000_0000_0000 + index * 0x100,
         todpreg=0,
         last_break=KERNEL_TEXT + 0x2000 + index * 0x10,
-        vxrs=None if not vector else bytes(rnd.getrandbits(8) for _ in range(512)),
     )
+    if vector:  # V0-V15 bits 0-63 are the FPRs (z/Architecture): keep them consistent
+        low, high = rnd.randbytes(128), rnd.randbytes(256)
+        regs.vxrs = CpuRegs.vxrs_from_parts(regs.fprs, low, high)
+    return regs
 
 
 def boot_log(opts: SynthOptions, ck: Crashkernel | None) -> list[dict]:

@@ -1,0 +1,58 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class Memory(bytearray):
+    """A bytearray that quacks like PhysicalMemory for the meminfo checks."""
+
+    @property
+    def size(self) -> int:
+        return len(self)
+
+    def read(self, addr: int, length: int) -> bytes:
+        return bytes(self[addr:addr + length])
+
+    def write(self, addr: int, data: bytes) -> None:
+        self[addr:addr + len(data)] = data
+
+
+def run_cli(module: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
+    """Run one of the suite's CLIs as a user would (a separate process)."""
+    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def cli_json(module: str, *args: str) -> dict:
+    return json.loads(run_cli(module, *args, "--json", check=True).stdout)
+
+
+@pytest.fixture(scope="session")
+def machine_1g(tmp_path_factory):
+    """A 1 GiB, 2-CPU machine with 256M crashkernel (read-only use: copy it before changing it)."""
+    path = str(tmp_path_factory.mktemp("machines") / "m1g")
+    run_cli("s390_machine.cli", "create", path, "--memory", "1G", "--cpus", "2", "--crashkernel", "256M",
+            check=True)
+    return path
+
+
+def tree_digest(path: str) -> dict:
+    """Name -> (size, sha256) of every file below path: proves 'nothing changed on disk'."""
+    import hashlib
+    out = {}
+    for base, _dirs, files in os.walk(path):
+        for f in files:
+            p = os.path.join(base, f)
+            h = hashlib.sha256()
+            with open(p, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            out[os.path.relpath(p, path)] = (os.path.getsize(p), h.hexdigest())
+    return out
