@@ -33,8 +33,8 @@ stderr = Console(stderr=True, soft_wrap=True)
 def run(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
     """Run a typer app; map the suite's errors to one stderr line and an exit code."""
     try:
-        app(args=argv, prog_name=prog, standalone_mode=False)
-        return 0
+        rv = app(args=argv, prog_name=prog, standalone_mode=False)
+        return rv if isinstance(rv, int) else 0   # click returns typer.Exit's code here
     except DumpToolError as exc:
         _error_line(prog, str(exc))
         return exc.exit_code

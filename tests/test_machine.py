@@ -2,7 +2,6 @@
 
 import json
 import os
-import shutil
 import struct
 
 import pytest
@@ -14,7 +13,7 @@ from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO
 from meminfo_abi.meminfo import check_meminfo
 from s390_machine.machine import Machine
 from s390_machine.state import MEMORY_FILE
-from tests.conftest import cli_json, run_cli, tree_digest
+from tests.conftest import cli_json, copy_machine, run_cli, tree_digest
 
 MIB = 1 << 20
 GIB = 1 << 30
@@ -72,7 +71,7 @@ def test_cpus_have_distinct_lowcores(machine_1g):
 
 def test_every_meminfo_byte_flip_makes_show_invalid(machine_1g, tmp_path):
     path = str(tmp_path / "m")
-    shutil.copytree(machine_1g, path)
+    copy_machine(machine_1g, path)
     with Machine.open(path, writable=True) as m:
         page = m.meminfo_pointer
         reasons = {}
@@ -126,7 +125,7 @@ def test_show_rejects_what_is_not_a_machine(tmp_path, machine_1g):
 
 def test_truncated_memory_image_is_reported(tmp_path, machine_1g):
     path = tmp_path / "m"
-    shutil.copytree(machine_1g, path)
+    copy_machine(machine_1g, path)
     os.truncate(path / MEMORY_FILE, GIB - 4096)
     before = tree_digest(str(path))
     proc = run_cli("s390_machine.cli", "show", str(path))

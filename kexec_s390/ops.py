@@ -1,0 +1,92 @@
+"""Library functions behind `kexec-s390`: load, unload, status."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meminfo_abi.errors import BadInputError
+from meminfo_abi.meminfo import MeminfoReport
+from kexec_s390 import syscall
+from kexec_s390.image import KernelImage, read_kernel_image
+from kexec_s390.plan import LoadPlan, build_command_line, plan_load
+from s390_machine.kexec import LoadResult, kexec_load, kexec_unload
+from s390_machine.machine import Machine
+from s390_machine.ops import read_command_line
+from s390_machine.units import parse_size
+
+
+@dataclass
+class LoadOutcome:
+    image: KernelImage
+    plan: LoadPlan
+    result: LoadResult | None      # None for --dry-run and the real syscall
+    target: str                    # machine dir, "dry run", or "kexec_load(2)"
+
+
+def parse_crash_range(text: str) -> tuple[int, int]:
+    """BASE:SIZE (the --dry-run form) or SIZE@BASE (the kernel's)."""
+    if ":" in text:
+        base, size = text.split(":", 1)
+    elif "@" in text:
+        size, base = text.split("@", 1)
+    else:
+        raise BadInputError(f"crashkernel {text!r} must be BASE:SIZE or SIZE@BASE")
+    return parse_size(base, "crashkernel base"), parse_size(size, "crashkernel size")
+
+
+def load(kernel: str, *, initrd: str | None, command_line: list[str], append: list[str],
+         reuse_cmdline: bool, kdump: bool, machine: str | None, dry_run: bool,
+         crashkernel: str | None, progress=None) -> LoadOutcome:
+    image = read_kernel_image(kernel)
+    if machine is not None:
+        with Machine.open(machine, writable=not dry_run) as m:
+            reuse = None
+            if reuse_cmdline:
+                reuse = m.state.kernel.get("command_line") or read_command_line(m.memory) or ""
+            line = build_command_line(image, command_line, append, reuse, kdump)
+            ck = m.state.crashkernel
+            if kdump and ck is None:
+                raise BadInputError("no crashkernel memory is reserved on this machine "
+                                    "(boot it with crashkernel=SIZE[@BASE])")
+            base, size = (ck.base, ck.size) if ck else (0, 0)
+            plan = plan_load(image, initrd, line, kdump=kdump, crash_base=base, crash_size=size)
+            if dry_run:
+                return LoadOutcome(image, plan, None, "dry run")
+            result = kexec_load(m, plan.entry, plan.segments, plan.flags, progress=progress)
+            return LoadOutcome(image, plan, result, machine)
+    if dry_run:
+        if kdump and crashkernel is None:
+            raise BadInputError("--dry-run -p without --machine needs --crashkernel BASE:SIZE")
+        base, size = parse_crash_range(crashkernel) if crashkernel else (0, 0)
+        reuse = _proc_cmdline() if reuse_cmdline else None
+        line = build_command_line(image, command_line, append, reuse, kdump)
+        return LoadOutcome(image, plan_load(image, initrd, line, kdump=kdump, crash_base=base, crash_size=size),
+                           None, "dry run")
+    why = syscall.host_supports_kexec()
+    if why:
+        from meminfo_abi.errors import UnsupportedError
+        raise UnsupportedError(f"no --machine given and {why}")
+    base, size = syscall.real_crashkernel() if kdump else (0, 0)
+    reuse = _proc_cmdline() if reuse_cmdline else None
+    line = build_command_line(image, command_line, append, reuse, kdump)
+    plan = plan_load(image, initrd, line, kdump=kdump, crash_base=base, crash_size=size)
+    syscall.kexec_load(plan.entry, plan.segments, plan.flags)
+    return LoadOutcome(image, plan, None, "kexec_load(2)")
+
+
+def _proc_cmdline() -> str:
+    try:
+        with open("/proc/cmdline") as fh:
+            return fh.read().strip()
+    except OSError:
+        return ""
+
+
+def unload(machine: str) -> bool:
+    with Machine.open(machine, writable=True) as m:
+        return kexec_unload(m)
+
+
+def status(machine: str) -> MeminfoReport:
+    with Machine.open(machine) as m:
+        return m.meminfo_report()

@@ -1,0 +1,97 @@
+"""The real kexec_load(2) on an s390x Linux host (ref-abi.md §5.4), through ctypes.
+
+struct kexec_segment { const void *buf; size_t bufsz; const void *mem; size_t memsz; }
+(4 x 8 bytes on 64-bit); flags KEXEC_ON_CRASH | KEXEC_ARCH_S390; syscall 277 on s390x.
+Anywhere else `load` without --machine refuses: there is no s390 storage to load into.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import mmap
+import os
+import platform
+import re
+
+from meminfo_abi.errors import BadInputError, DumpIOError, UnsupportedError
+from s390_machine.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, LoadSegment  # noqa: F401
+
+SYS_KEXEC_LOAD = {"s390x": 277}
+SYS_KEXEC_FILE_LOAD = {"s390x": 381}
+KEXEC_SEGMENT_MAX = 16
+
+
+class KexecSegmentC(ctypes.Structure):
+    _fields_ = [("buf", ctypes.c_void_p), ("bufsz", ctypes.c_size_t),
+                ("mem", ctypes.c_void_p), ("memsz", ctypes.c_size_t)]
+
+
+def marshal_segments(segments: list[LoadSegment]) -> tuple[ctypes.Array, list]:
+    """The kexec_segment array the syscall takes, plus the buffers that must stay alive."""
+    if len(segments) > KEXEC_SEGMENT_MAX:
+        raise BadInputError(f"{len(segments)} segments, kexec_load takes at most {KEXEC_SEGMENT_MAX}")
+    keep: list = []
+    arr = (KexecSegmentC * len(segments))()
+    for i, s in enumerate(segments):
+        if s.data is not None:
+            buf = ctypes.create_string_buffer(bytes(s.data[: s.bufsz]), s.bufsz)
+            keep.append(buf)
+            addr = ctypes.addressof(buf)
+        elif s.bufsz:
+            with open(s.path, "rb") as fh:
+                m = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_COPY)
+            keep.append(m)
+            cbuf = (ctypes.c_char * len(m)).from_buffer(m)
+            keep.append(cbuf)
+            addr = ctypes.addressof(cbuf) + s.offset
+        else:
+            addr = 0
+        arr[i].buf, arr[i].bufsz, arr[i].mem, arr[i].memsz = addr, s.bufsz, s.mem, s.memsz
+    return arr, keep
+
+
+def parse_iomem_crashkernel(text: str) -> tuple[int, int] | None:
+    """(start, size) of the 'Crash kernel' line of /proc/iomem, None if absent or empty."""
+    for line in text.splitlines():
+        m = re.match(r"^\s*([0-9a-fA-F]+)-([0-9a-fA-F]+)\s*:\s*Crash kernel\s*$", line)
+        if m:
+            start, end = int(m.group(1), 16), int(m.group(2), 16)
+            if end > start:
+                return start, end - start + 1
+    return None
+
+
+def host_supports_kexec() -> str | None:
+    """None when this host can take a real s390 kexec_load, else why not."""
+    if platform.system() != "Linux":
+        return f"this is {platform.system()}, not Linux"
+    machine = platform.machine()
+    if machine not in SYS_KEXEC_LOAD:
+        return f"this host is {machine}, not s390x: there is no s390 storage to load into (use --machine DIR)"
+    return None
+
+
+def real_crashkernel() -> tuple[int, int]:
+    try:
+        with open("/proc/iomem") as fh:
+            found = parse_iomem_crashkernel(fh.read())
+    except OSError as exc:
+        raise DumpIOError(f"cannot read /proc/iomem: {exc.strerror}") from None
+    if not found:
+        raise BadInputError("memory for crashkernel is not reserved (no 'Crash kernel' in /proc/iomem); "
+                            "boot with crashkernel=SIZE")
+    return found
+
+
+def kexec_load(entry: int, segments: list[LoadSegment], flags: int) -> None:
+    why = host_supports_kexec()
+    if why:
+        raise UnsupportedError(f"cannot call kexec_load: {why}")
+    arr, keep = marshal_segments(segments)
+    libc = ctypes.CDLL(None, use_errno=True)
+    rc = libc.syscall(ctypes.c_long(SYS_KEXEC_LOAD[platform.machine()]), ctypes.c_ulong(entry),
+                      ctypes.c_ulong(len(segments)), arr, ctypes.c_ulong(flags))
+    del keep
+    if rc != 0:
+        err = ctypes.get_errno()
+        raise DumpIOError(f"kexec_load failed: {os.strerror(err)}")

@@ -1,0 +1,273 @@
+"""The production kernel's side of kexec_load(2) for kdump, the seed's way (ref-abi.md §5.5, seed).
+
+No page tables for the crashkernel memory: every segment is copied straight
+into absolute storage (plain memory-image writes, streamed), each segment's
+CKSM and the purgatory-order SHA-256 are computed on the way, and the
+segments are recorded in the meminfo block: a kexec segment table at crash
+base + 0x2000 (the purgatory window, unused by s390 kernels) behind meminfo
+entry 200, and the page's checksum.
+
+All or nothing: every check runs before the first byte is written, and what a
+load overwrites is journaled so that an I/O error halfway restores storage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from meminfo_abi.checksum import csum_partial
+from meminfo_abi.errors import BadInputError, DumpIOError
+from meminfo_abi.locate import read_meminfo
+from meminfo_abi.lowcore import LC_OS_INFO
+from meminfo_abi.meminfo import (
+    KEXEC_MAX_SEGMENTS, MEMINFO_KEXEC_SEGMENTS, SEGMENT_KIND_NAMES, SEGMENT_KIND_PURGATORY,
+    KexecSegment, KexecSegmentTable, MemInfo,
+)
+from s390_machine.machine import Machine
+
+PAGE_SIZE = 4096
+CHUNK = 4 << 20                       # streaming unit; a multiple of 4 keeps the running CKSM exact
+SEGTAB_OFFSET = 0x2000                # table at crash base + 0x2000 (purgatory window)
+SEGTAB_AREA = 0x1000
+KEXEC_ON_CRASH = 0x00000001
+KEXEC_ARCH_S390 = 22 << 16            # EM_S390 << 16
+KEXEC_ARCH_MASK = 0xFFFF0000
+
+
+@dataclass
+class LoadSegment:
+    """One kexec segment: bytes from memory (`data`) or a file region (`path`, `offset`)."""
+
+    mem: int
+    memsz: int
+    kind: int
+    bufsz: int
+    data: bytes | None = None
+    path: str | None = None
+    offset: int = 0
+    name: str = ""
+
+    def chunks(self, size: int = CHUNK) -> Iterator[bytes | memoryview]:
+        """The buffer bytes (bufsz of them), in chunks of `size` (a multiple of 4) but the last."""
+        if self.data is not None:
+            view = memoryview(self.data)[: self.bufsz]
+            for pos in range(0, self.bufsz, size):
+                yield view[pos : pos + size]
+            return
+        assert self.path is not None
+        try:
+            fh = open(self.path, "rb", buffering=0)
+        except OSError as exc:
+            raise DumpIOError(f"cannot read {self.path}: {exc.strerror}") from None
+        with fh:
+            fh.seek(self.offset)
+            left = self.bufsz
+            buf = bytearray(min(size, max(left, 1)))
+            while left > 0:
+                want = min(size, left)
+                view = memoryview(buf)[:want]
+                got = 0
+                while got < want:
+                    n = fh.readinto(view[got:])
+                    if not n:
+                        raise DumpIOError(f"{self.path} became shorter while loading it "
+                                          f"({self.offset + self.bufsz - left + got} bytes)")
+                    got += n
+                yield view
+                left -= want
+
+    @property
+    def kind_name(self) -> str:
+        return self.name or SEGMENT_KIND_NAMES.get(self.kind, "other")
+
+
+@dataclass
+class LoadResult:
+    table: KexecSegmentTable
+    table_addr: int
+    replaced: bool
+    bytes_loaded: int = 0
+    checks: list[str] = field(default_factory=list)
+
+
+def segment_checksums(seg: LoadSegment, hasher=None) -> int:
+    """CKSM over the segment as it will be in storage (buffer + zero fill); feeds `hasher` too."""
+    total = 0
+    for chunk in seg.chunks():
+        total = csum_partial(chunk, total)
+        if hasher is not None:
+            hasher.update(chunk)
+    if hasher is not None and seg.memsz > seg.bufsz:
+        hasher.update(bytes(seg.memsz - seg.bufsz))
+    return total
+
+
+def validate_segments(segments: list[LoadSegment], crash_base: int, crash_size: int) -> None:
+    """The kernel's checks (kimage sanity + the s390 crash-memory rules)."""
+    if not segments:
+        raise BadInputError("no segments to load")
+    if len(segments) > KEXEC_MAX_SEGMENTS:
+        raise BadInputError(f"{len(segments)} segments, kexec_load takes at most {KEXEC_MAX_SEGMENTS}")
+    end = crash_base + crash_size
+    window = (crash_base + SEGTAB_OFFSET, crash_base + SEGTAB_OFFSET + SEGTAB_AREA)
+    spans = []
+    for i, s in enumerate(segments):
+        what = f"segment {i} ({s.kind_name})"
+        if s.mem % PAGE_SIZE or s.memsz % PAGE_SIZE:
+            raise BadInputError(f"{what} at 0x{s.mem:x}+0x{s.memsz:x} is not page aligned")
+        if s.bufsz > s.memsz:
+            raise BadInputError(f"{what}: buffer of 0x{s.bufsz:x} bytes is larger than memsz 0x{s.memsz:x}")
+        if s.mem < crash_base or s.mem + s.memsz > end:
+            raise BadInputError(
+                f"{what} 0x{s.mem:x}-0x{s.mem + s.memsz - 1:x} does not fit the crashkernel memory "
+                f"0x{crash_base:x}-0x{end - 1:x}: not enough crashkernel memory")
+        if s.mem < window[1] and window[0] < s.mem + s.memsz:
+            raise BadInputError(f"{what} overlaps the meminfo segment table window at 0x{window[0]:x}")
+        if s.path is not None:
+            try:
+                size = os.path.getsize(s.path)
+            except OSError as exc:
+                raise BadInputError(f"cannot read {s.path}: {exc.strerror}") from None
+            if size < s.offset + s.bufsz:
+                raise BadInputError(f"{s.path} has {size} bytes, the segment needs {s.offset + s.bufsz}")
+        spans.append((s.mem, s.mem + s.memsz, i))
+    spans.sort()
+    for (a0, a1, i), (b0, b1, j) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise BadInputError(f"segments {i} and {j} overlap at 0x{b0:x}")
+
+
+class _Journal:
+    """Old contents of what a load overwrites (only ranges that hold data), to undo a failed load."""
+
+    def __init__(self, machine: Machine):
+        self.mem = machine.memory
+        self.fh = tempfile.TemporaryFile(dir=machine.path)
+        self.entries: list[tuple[int, int, int]] = []   # (addr, length, journal offset); -1 = was a hole
+
+    def save(self, addr: int, length: int) -> None:
+        pos = addr
+        for start, end in self.mem.data_ranges(addr, addr + length):
+            if start > pos:
+                self.entries.append((pos, start - pos, -1))
+            off = self.fh.seek(0, os.SEEK_END)
+            for p in range(start, end, CHUNK):
+                self.fh.write(self.mem.view(p, min(CHUNK, end - p)))
+            self.entries.append((start, end - start, off))
+            pos = end
+        if pos < addr + length:
+            self.entries.append((pos, addr + length - pos, -1))
+
+    def restore(self) -> None:
+        for addr, length, off in reversed(self.entries):
+            if off < 0:
+                self.mem.fill(addr, length, 0)
+                continue
+            self.fh.seek(off)
+            for p in range(addr, addr + length, CHUNK):
+                n = min(CHUNK, addr + length - p)
+                self.mem.write(p, self.fh.read(n))
+        self.mem.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+def _crash_region(machine: Machine) -> tuple[int, int, MemInfo, int]:
+    ck = machine.state.crashkernel
+    if ck is None or ck.size == 0:
+        raise BadInputError("no crashkernel memory is reserved on this machine "
+                            "(boot it with crashkernel=SIZE[@BASE])")
+    mi = read_meminfo(machine.memory)
+    if mi is None:
+        raise BadInputError("the machine has no valid meminfo block at lowcore 0xE18; "
+                            "a kdump load cannot be secured")
+    if (mi.crashkernel_addr, mi.crashkernel_size) != (ck.base, ck.size):
+        raise BadInputError(
+            f"meminfo names crashkernel 0x{mi.crashkernel_addr:x}+0x{mi.crashkernel_size:x}, the kernel "
+            f"reserved 0x{ck.base:x}+0x{ck.size:x}")
+    return ck.base, ck.size, mi, machine.memory.read_u64(LC_OS_INFO)
+
+
+def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags: int,
+               progress: Callable[[int], None] | None = None,
+               fail_after: int | None = None) -> LoadResult:
+    """Load kdump segments into the machine's crashkernel memory and record them in meminfo.
+
+    `fail_after` (tests only) raises an I/O error after that many bytes were copied."""
+    if flags & KEXEC_ARCH_MASK not in (0, KEXEC_ARCH_S390):
+        raise BadInputError(f"kexec_load flags 0x{flags:x} name another architecture than s390")
+    if not flags & KEXEC_ON_CRASH:
+        raise BadInputError("only kdump loads (KEXEC_ON_CRASH, -p) can be simulated on a machine")
+    base, size, mi, mi_addr = _crash_region(machine)
+    validate_segments(segments, base, size)
+    mem = machine.memory
+    table_addr = base + SEGTAB_OFFSET
+    replaced = not mi.entries[MEMINFO_KEXEC_SEGMENTS].empty
+
+    journal = _Journal(machine)
+    copied = 0
+    try:
+        for s in segments:
+            journal.save(s.mem, s.memsz)
+        journal.save(table_addr, SEGTAB_AREA)
+        journal.save(mi_addr, 4096)
+
+        # invalidate first: a crash during the load must never find a half-loaded kdump intact
+        mi.clear_entry(MEMINFO_KEXEC_SEGMENTS)
+        mem.write(mi_addr, mi.to_bytes())
+
+        digest = hashlib.sha256()
+        recorded = []
+        for s in segments:
+            total, pos = 0, s.mem
+            hasher = digest if s.kind != SEGMENT_KIND_PURGATORY else None
+            for chunk in s.chunks():
+                mem.write(pos, chunk)
+                total = csum_partial(chunk, total)
+                if hasher is not None:
+                    hasher.update(chunk)
+                pos += len(chunk)
+                copied += len(chunk)
+                if progress:
+                    progress(len(chunk))
+                if fail_after is not None and copied >= fail_after:
+                    raise DumpIOError(f"simulated I/O error after {copied} bytes")
+            if s.memsz > s.bufsz:
+                mem.fill(pos, s.memsz - s.bufsz, 0)
+                if hasher is not None:
+                    hasher.update(bytes(s.memsz - s.bufsz))
+            recorded.append(KexecSegment(s.mem, s.memsz, s.bufsz, total, s.kind))
+        table = KexecSegmentTable(entry=entry, segments=recorded, sha256=digest.digest())
+        raw = table.to_bytes()
+        mem.fill(table_addr, SEGTAB_AREA, 0)
+        mem.write(table_addr, raw)
+        mi.set_data_entry(MEMINFO_KEXEC_SEGMENTS, table_addr, raw)
+        mem.write(mi_addr, mi.to_bytes())
+        mem.flush()
+    except BaseException:
+        journal.restore()
+        raise
+    finally:
+        journal.close()
+    machine.state.record("kexec_load", f"{len(segments)} segments, {copied} bytes, entry 0x{entry:x}"
+                         + (" (replaced the previous kdump)" if replaced else ""))
+    machine.save_state()
+    return LoadResult(table, table_addr, replaced, copied)
+
+
+def kexec_unload(machine: Machine) -> bool:
+    """Forget the loaded kdump: clear meminfo entry 200 and the table. Returns whether one was loaded."""
+    base, _size, mi, mi_addr = _crash_region(machine)
+    was = not mi.entries[MEMINFO_KEXEC_SEGMENTS].empty
+    mi.clear_entry(MEMINFO_KEXEC_SEGMENTS)
+    machine.memory.write(mi_addr, mi.to_bytes())
+    machine.memory.fill(base + SEGTAB_OFFSET, SEGTAB_AREA, 0)
+    machine.memory.flush()
+    machine.state.record("kexec_unload", "kdump unloaded" if was else "nothing was loaded")
+    machine.save_state()
+    return was
