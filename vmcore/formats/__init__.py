@@ -1,0 +1,141 @@
+"""Dump formats: one module per format, one registry line each (zgetdump's dfi/dfo tables).
+
+A format module defines `READER` (an object following `Reader`) and/or
+`WRITER` (following `Writer`).  `FORMAT_MODULES` lists the modules in probe
+order: the first reader whose probe claims the input opens it.  Probing looks
+at the content only, never at the file name.  A new format is one new module
+and its name in `FORMAT_MODULES`.
+
+Plain raw memory images have no header and are never claimed by a probe;
+open them with `open_dump(path, fmt="raw")`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Callable, Protocol
+
+from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, UsageError
+from vmcore.model import Dump
+
+PROBE_BYTES = 4096
+
+# probe order: specific headers first, the raw reader (machine directories only) last
+FORMAT_MODULES: tuple[str, ...] = (
+    "elf",
+    "raw",
+)
+
+
+class Reader(Protocol):
+    name: str
+
+    def probe(self, fh: BinaryIO, head: bytes) -> bool:
+        """Claim the input or decline; must not raise.  `head` = its first PROBE_BYTES bytes."""
+        ...
+
+    def open(self, path: str | os.PathLike, **opts: Any) -> Dump: ...
+
+
+class Writer(Protocol):
+    name: str
+
+    def write(self, dump: Dump, path: str | os.PathLike, progress: Callable[[int], None] | None = None,
+              **opts: Any) -> Any: ...
+
+
+@dataclass
+class DirectoryHandle:
+    """What probes get for a directory (a machine directory, a multi-volume dump set):
+    `name` is its path, there is nothing to read."""
+
+    name: str
+    is_dir: bool = True
+
+    def read(self, n: int = -1) -> bytes:
+        return b""
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return 0
+
+
+def _load() -> tuple[list[Reader], dict[str, Writer]]:
+    readers: list[Reader] = []
+    writers: dict[str, Writer] = {}
+    for name in FORMAT_MODULES:
+        mod = importlib.import_module(f"{__name__}.{name}")
+        if getattr(mod, "READER", None) is not None:
+            readers.append(mod.READER)
+        if getattr(mod, "WRITER", None) is not None:
+            writers[mod.WRITER.name] = mod.WRITER
+    return readers, writers
+
+
+READERS, WRITERS = _load()
+
+
+def reader_for(name: str) -> Reader:
+    for r in READERS:
+        if r.name == name:
+            return r
+    raise UsageError(f"unknown input format {name!r} (known: {', '.join(r.name for r in READERS)})")
+
+
+def writer_for(name: str) -> Writer:
+    try:
+        return WRITERS[name]
+    except KeyError:
+        raise UsageError(f"unknown output format {name!r} (known: {', '.join(WRITERS)})") from None
+
+
+def probe_format(path: str | os.PathLike) -> Reader | None:
+    """The first reader that claims `path` by its content, or None."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        handle = DirectoryHandle(path)
+        return next((r for r in READERS if _probe(r, handle, b"")), None)
+    try:
+        fh = open(path, "rb")
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+    with fh:
+        try:
+            head = fh.read(PROBE_BYTES)
+        except OSError as exc:
+            raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
+        if not head:
+            raise BadInputError(f"{path} is empty")
+        for r in READERS:
+            fh.seek(0)
+            if _probe(r, fh, head):
+                return r
+    return None
+
+
+def _probe(reader: Reader, fh, head: bytes) -> bool:
+    try:
+        return bool(reader.probe(fh, head))
+    except (DumpToolError, OSError, ValueError):
+        return False
+
+
+def open_dump(path: str | os.PathLike, fmt: str | None = None, **opts: Any) -> Dump:
+    """Open a dump of any known format (`fmt` forces one, e.g. "raw" for a plain memory image)."""
+    path = os.fspath(path)
+    if fmt is not None:
+        return reader_for(fmt).open(path, **opts)
+    reader = probe_format(path)
+    if reader is None:
+        raise BadInputError(f"{path}: unknown dump format (tried {', '.join(r.name for r in READERS)}; "
+                            "a plain raw memory image needs the format named: raw)")
+    return reader.open(path, **opts)
+
+
+def write_dump(dump: Dump, path: str | os.PathLike, fmt: str,
+               progress: Callable[[int], None] | None = None, **opts: Any) -> Any:
+    """Write `dump` in format `fmt`; progress(n) is called as n more bytes of memory are done."""
+    return writer_for(fmt).write(dump, path, progress, **opts)

@@ -1,0 +1,164 @@
+"""Raw memory images: absolute address N is file offset N (QEMU `pmemsave 0 SIZE`, memory.img).
+
+A raw image has no header, so it cannot be recognised by its content: plain
+images are opened only when the format is named, `open_dump(path, fmt="raw")`.
+What the probe does claim is a machine directory (machine.json + memory.img):
+its memory with the CPUs of machine.json, boot CPU first.
+
+CPU registers of a plain image come from `cpus_from`: a machine directory, its
+machine.json, or a QEMU dump-guest-memory ELF file of the same guest.
+VMCOREINFO is looked up in memory (lowcore 0xE18 / 0xE0C).
+
+The writer produces such an image (sparse): gaps between chunks and zero
+chunks become holes; absent ranges make it refuse unless allow_incomplete.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from meminfo_abi.cpu import CpuRegs
+from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
+from native import nonzero_ranges
+from s390_machine.fileio import atomic_file
+from s390_machine.memory import PhysicalMemory
+from s390_machine.state import MEMORY_FILE, STATE_FILE, MachineState, load_state
+from vmcore.model import (
+    DEFAULT_BLOCK,
+    KIND_RAM,
+    PAGE_SIZE,
+    Dump,
+    DumpAttrs,
+    FileSource,
+    MemChunk,
+    MemoryImageSource,
+)
+
+FORMAT_NAME = "raw"
+Progress = Callable[[int], None] | None
+
+
+def _boot_first(state: MachineState) -> list[CpuRegs]:
+    cpus = list(state.cpus)
+    cpus.sort(key=lambda c: (c.address != state.ipl_cpu, c.address))
+    return cpus
+
+
+def is_machine_dir(path: str) -> bool:
+    return os.path.isdir(path) and os.path.isfile(os.path.join(path, STATE_FILE))
+
+
+def cpus_from(spec: str | os.PathLike) -> list[CpuRegs]:
+    """CPU registers from a machine directory, a machine.json or a QEMU ELF dump."""
+    spec = os.fspath(spec)
+    if os.path.isdir(spec):
+        return _boot_first(load_state(spec))
+    if os.path.basename(spec) == STATE_FILE:
+        return _boot_first(load_state(os.path.dirname(os.path.abspath(spec))))
+    from vmcore.formats import elf
+
+    try:
+        with open(spec, "rb") as fh:
+            head = fh.read(64)
+    except FileNotFoundError:
+        raise BadInputError(f"{spec} does not exist") from None
+    except OSError as exc:
+        raise DumpIOError(f"cannot read {spec}: {exc.strerror or exc}") from None
+    if not elf.probe_head(head):
+        raise BadInputError(f"{spec}: CPU registers come from a machine directory, machine.json or an s390x "
+                            "ELF dump (QEMU dump-guest-memory)")
+    with elf.read_elf(spec) as dump:
+        if not dump.cpus:
+            raise BadInputError(f"{spec} has no NT_PRSTATUS notes (no CPU registers)")
+        return dump.cpus
+
+
+def read_raw(path: str | os.PathLike, cpus_from_path: str | os.PathLike | None = None) -> Dump:
+    path = os.fspath(path)
+    attrs = DumpAttrs(format=FORMAT_NAME, origin=path)
+    if os.path.isdir(path):
+        state = load_state(path)
+        mem = PhysicalMemory(os.path.join(path, MEMORY_FILE), expected_size=state.memory_size)
+        source = MemoryImageSource(mem, owns=True)
+        cpus = _boot_first(state)
+        attrs.extra.update(machine_status=state.status, ipl_cpu=state.ipl_cpu)
+        if state.crashkernel is not None:
+            attrs.extra["crashkernel"] = {"base": state.crashkernel.base, "size": state.crashkernel.size}
+    else:
+        source = FileSource(path)
+        cpus = []
+        if source.size == 0:
+            source.close()
+            raise BadInputError(f"raw memory image {path} is empty")
+    try:
+        if cpus_from_path is not None:
+            cpus = cpus_from(cpus_from_path)
+            attrs.extra["cpus_from"] = os.fspath(cpus_from_path)
+        dump = Dump([MemChunk(0, source.size, source, KIND_RAM)], cpus, attrs)
+    except BaseException:
+        source.close()
+        raise
+    dump.fill_vmcoreinfo_from_memory()
+    return dump
+
+
+class RawReader:
+    name = FORMAT_NAME
+    description = "raw memory image (QEMU pmemsave; a machine directory); plain images only with -f raw"
+
+    def probe(self, fh, head: bytes) -> bool:
+        # only a machine directory identifies itself; a headerless image never does
+        path = getattr(fh, "name", None)
+        return isinstance(path, str) and getattr(fh, "is_dir", False) and is_machine_dir(path)
+
+    def open(self, path: str | os.PathLike, cpus_from: str | os.PathLike | None = None, **opts) -> Dump:
+        if opts:
+            raise UsageError(f"the raw reader takes only cpus_from ({', '.join(opts)} given)")
+        return read_raw(path, cpus_from)
+
+
+def write_raw(dump: Dump, path: str | os.PathLike, progress: Progress = None, *, allow_incomplete: bool = False,
+              block_size: int = DEFAULT_BLOCK) -> int:
+    """Write [0, dump.size) as a sparse raw image; returns its size."""
+    path = os.fspath(path)
+    absent = dump.absent_ranges()
+    if absent and not allow_incomplete:
+        s, e = absent[0]
+        raise IncompleteDumpError(f"the dump lacks physical 0x{s:x}-0x{e - 1:x} (and {len(absent) - 1} more "
+                                  "ranges); a raw image would show zeros there (allow_incomplete to accept)")
+    ps = dump.attrs.page_size or PAGE_SIZE
+    try:
+        with atomic_file(path) as fh:
+            fd = fh.fileno()
+            done = 0
+            for addr, data in dump.iter_data(block_size):
+                for s, e in nonzero_ranges(data, ps):
+                    mv = memoryview(data)[s:e]
+                    off = addr + s
+                    while mv:
+                        n = os.pwrite(fd, mv, off)
+                        mv, off = mv[n:], off + n
+                if progress:
+                    progress(addr + len(data) - done)
+                done = addr + len(data)
+            if progress and dump.size > done:
+                progress(dump.size - done)
+            os.ftruncate(fd, dump.size)
+    except DumpToolError:
+        raise
+    except OSError as exc:
+        raise DumpIOError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return dump.size
+
+
+class RawWriter:
+    name = FORMAT_NAME
+    description = "raw memory image (absolute address = file offset, sparse)"
+
+    def write(self, dump: Dump, path: str | os.PathLike, progress: Progress = None, **opts) -> int:
+        return write_raw(dump, path, progress, **opts)
+
+
+READER = RawReader()
+WRITER = RawWriter()
