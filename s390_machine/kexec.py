@@ -193,6 +193,96 @@ def _crash_region(machine: Machine) -> tuple[int, int, MemInfo, int]:
     return ck.base, ck.size, mi, machine.memory.read_u64(LC_OS_INFO)
 
 
+def _copy_segment(mem, seg: LoadSegment, pool: "_BufferPool") -> Iterator[tuple[int, memoryview, object]]:
+    """Copy a segment's buffer into storage chunk by chunk; yields (address, chunk, token) once
+    each chunk is in storage, so it is checksummed without reading storage back.  File chunks
+    live in pool buffers: `pool.release(token)` when done with them."""
+    pos = seg.mem
+    if seg.path is None:
+        for chunk in seg.chunks():
+            mem.write(pos, chunk)
+            yield pos, chunk, None
+            pos += len(chunk)
+        return
+    try:
+        fh = open(seg.path, "rb", buffering=0)
+    except OSError as exc:
+        raise DumpIOError(f"cannot read {seg.path}: {exc.strerror}") from None
+    with fh:
+        fh.seek(seg.offset)
+        left = seg.bufsz
+        while left > 0:
+            want = min(CHUNK, left)
+            token = pool.get()
+            view = memoryview(token)[:want]
+            got = 0
+            while got < want:
+                n = fh.readinto(view[got:])
+                if not n:
+                    pool.release(token)
+                    raise DumpIOError(f"{seg.path} became shorter while loading it")
+                got += n
+            mem.write(pos, view)
+            yield pos, view, token
+            pos += want
+            left -= want
+
+
+class _BufferPool:
+    """A few reused chunk buffers: no fresh allocation (and page faults) per chunk."""
+
+    def __init__(self, count: int = 4, size: int = CHUNK):
+        import queue
+        self._free: "queue.Queue" = queue.Queue()
+        self._left, self._size = count, size
+
+    def get(self) -> bytearray:
+        if self._free.empty() and self._left:   # allocate lazily: a small load touches one buffer
+            self._left -= 1
+            return bytearray(self._size)
+        return self._free.get()
+
+    def release(self, token) -> None:
+        if token is not None:
+            self._free.put(token)
+
+
+class _Hasher:
+    """SHA-256 on a second thread (hashlib releases the GIL), so digesting overlaps copying;
+    pool buffers go back to the pool once digested."""
+
+    def __init__(self, pool: _BufferPool):
+        import queue
+        import threading
+        self._h = hashlib.sha256()
+        self._pool = pool
+        self._q: "queue.Queue" = queue.Queue()
+        self._t = threading.Thread(target=self._work, daemon=True)
+        self.result = b""
+
+    def _work(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            data, token = item
+            self._h.update(data)
+            self._pool.release(token)
+
+    def update(self, data, token=None) -> None:
+        self._q.put((data, token))
+
+    def __enter__(self) -> "_Hasher":
+        self._t.start()
+        return self
+
+    def __exit__(self, exc_type, *exc) -> None:
+        self._q.put(None)
+        self._t.join()
+        if exc_type is None:
+            self.result = self._h.digest()
+
+
 def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags: int,
                progress: Callable[[int], None] | None = None,
                fail_after: int | None = None) -> LoadResult:
@@ -221,34 +311,35 @@ def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags:
         mi.clear_entry(MEMINFO_KEXEC_SEGMENTS)
         mem.write(mi_addr, mi.to_bytes())
 
-        digest = hashlib.sha256()
         recorded = []
-        for s in segments:
-            total, pos = 0, s.mem
-            hasher = digest if s.kind != SEGMENT_KIND_PURGATORY else None
-            for chunk in s.chunks():
-                mem.write(pos, chunk)
-                total = csum_partial(chunk, total)
-                if hasher is not None:
-                    hasher.update(chunk)
-                pos += len(chunk)
-                copied += len(chunk)
-                if progress:
-                    progress(len(chunk))
-                if fail_after is not None and copied >= fail_after:
-                    raise DumpIOError(f"simulated I/O error after {copied} bytes")
-            if s.memsz > s.bufsz:
-                mem.fill(pos, s.memsz - s.bufsz, 0)
-                if hasher is not None:
-                    hasher.update(bytes(s.memsz - s.bufsz))
-            recorded.append(KexecSegment(s.mem, s.memsz, s.bufsz, total, s.kind))
-        table = KexecSegmentTable(entry=entry, segments=recorded, sha256=digest.digest())
+        pool = _BufferPool()
+        with _Hasher(pool) as digest:
+            for s in segments:
+                total = 0
+                hashed = s.kind != SEGMENT_KIND_PURGATORY
+                for _pos, data, token in _copy_segment(mem, s, pool):
+                    n = len(data)
+                    total = csum_partial(data, total)
+                    if hashed:
+                        digest.update(data, token)
+                    else:
+                        pool.release(token)
+                    copied += n
+                    if progress:
+                        progress(n)
+                    if fail_after is not None and copied >= fail_after:
+                        raise DumpIOError(f"simulated I/O error after {copied} bytes")
+                if s.memsz > s.bufsz:
+                    mem.fill(s.mem + s.bufsz, s.memsz - s.bufsz, 0)
+                    if hashed:
+                        digest.update(bytes(s.memsz - s.bufsz))
+                recorded.append(KexecSegment(s.mem, s.memsz, s.bufsz, total, s.kind))
+        table = KexecSegmentTable(entry=entry, segments=recorded, sha256=digest.result)
         raw = table.to_bytes()
         mem.fill(table_addr, SEGTAB_AREA, 0)
         mem.write(table_addr, raw)
         mi.set_data_entry(MEMINFO_KEXEC_SEGMENTS, table_addr, raw)
         mem.write(mi_addr, mi.to_bytes())
-        mem.flush()
     except BaseException:
         journal.restore()
         raise
@@ -267,7 +358,6 @@ def kexec_unload(machine: Machine) -> bool:
     mi.clear_entry(MEMINFO_KEXEC_SEGMENTS)
     machine.memory.write(mi_addr, mi.to_bytes())
     machine.memory.fill(base + SEGTAB_OFFSET, SEGTAB_AREA, 0)
-    machine.memory.flush()
     machine.state.record("kexec_unload", "kdump unloaded" if was else "nothing was loaded")
     machine.save_state()
     return was

@@ -52,7 +52,7 @@ class Machine:
 
     # -- state ------------------------------------------------------------------------
     def save_state(self) -> None:
-        self.memory.flush()
+        # storage needs no msync: other processes see the mapping through the page cache
         atomic_write_text(os.path.join(self.path, STATE_FILE), dump_state(self.state))
 
     @property

@@ -18,6 +18,7 @@ from meminfo_abi.lowcore import LOWCORE_SIZE
 
 PAGE_SIZE = 4096
 MIB = 1 << 20
+BIG_WRITE = 256 << 10
 
 
 class PhysicalMemory:
@@ -86,7 +87,30 @@ class PhysicalMemory:
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
         length = len(data)
         self._check(addr, length)
-        self._map[addr : addr + length] = data
+        if length >= BIG_WRITE:   # large writes through the file: no page fault per page
+            done = 0
+            while done < length:
+                done += os.pwrite(self._fd, memoryview(data)[done:], addr + done)
+        else:
+            self._map[addr : addr + length] = data
+
+    def copy_from_file(self, fd: int, offset: int, addr: int, length: int) -> None:
+        """Copy `length` bytes of file `fd` at `offset` into storage at `addr`, in the kernel
+        (copy_file_range; the page cache keeps it coherent with the mapping)."""
+        self._check(addr, length)
+        done = 0
+        while done < length:
+            try:
+                n = os.copy_file_range(fd, self._fd, length - done, offset + done, addr + done)
+            except OSError:
+                n = -1
+            if n <= 0:  # not supported here, or the source ended: fall back / report
+                data = os.pread(fd, min(length - done, 1 << 22), offset + done)
+                if not data:
+                    raise EOFError(f"source ended {length - done} bytes early")
+                self._map[addr + done : addr + done + len(data)] = data
+                n = len(data)
+            done += n
 
     def fill(self, addr: int, length: int, byte: int = 0) -> None:
         """Set a range to one byte value; zeroing a range of holes stays sparse."""

@@ -48,6 +48,7 @@ VMCOREINFO_NOTE_AREA = 0x2000
 INIT_UTS_NS = 0x403000
 LOWCORE_PTR = 0x404000
 HIGH_MEMORY_VAR = 0x404800
+SWAPPER_PG_DIR = 0x408000            # the kernel's top-level page table (16 KiB region table)
 LOWCORES = 0x410000
 MCESA_AREAS = 0x490000
 MCESA_STRIDE = 0x800
@@ -177,6 +178,7 @@ def build_vmcoreinfo(opts: SynthOptions, printk_keys: dict[str, str]) -> VmcoreI
     vi.set_symbol("init_uts_ns", INIT_UTS_NS)
     vi.set_offset("uts_namespace.name", 0)
     vi.set_symbol("_stext", KERNEL_TEXT)
+    vi.set_symbol("swapper_pg_dir", SWAPPER_PG_DIR)
     vi.set_number("SECTION_SIZE_BITS", 28)
     vi.set_number("MAX_PHYSMEM_BITS", 46)
     for key, value in printk_keys.items():
