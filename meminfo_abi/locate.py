@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from meminfo_abi.checksum import csum_partial
 from meminfo_abi.elfnotes import iter_notes
-from meminfo_abi.errors import BadInputError
+from meminfo_abi.errors import BadInputError, DumpToolError
 from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO
 from meminfo_abi.meminfo import OS_INFO_MAGIC, OS_INFO_SIZE, OS_INFO_VMCOREINFO, MemInfo, header_csum
 from meminfo_abi.meminfo import Readable
@@ -36,6 +36,13 @@ def _u64(mem: Readable, addr: int) -> int | None:
 
 def read_meminfo(mem: Readable) -> MemInfo | None:
     """The meminfo page if pointer, alignment, magic and header checksum hold; else None."""
+    try:
+        return _read_meminfo(mem)
+    except DumpToolError:       # a dump that does not hold the page
+        return None
+
+
+def _read_meminfo(mem: Readable) -> MemInfo | None:
     ptr = _u64(mem, LC_OS_INFO)
     if not ptr or ptr % OS_INFO_SIZE or ptr + OS_INFO_SIZE > mem.size:
         return None
@@ -47,6 +54,14 @@ def read_meminfo(mem: Readable) -> MemInfo | None:
 
 
 def find_vmcoreinfo(mem: Readable) -> FoundVmcoreinfo | None:
+    """VMCOREINFO as the kdump kernel finds it; None when neither path leads to it."""
+    try:
+        return _find_vmcoreinfo(mem)
+    except DumpToolError:
+        return None
+
+
+def _find_vmcoreinfo(mem: Readable) -> FoundVmcoreinfo | None:
     mi = read_meminfo(mem)
     if mi is not None:
         e = mi.entries[OS_INFO_VMCOREINFO]

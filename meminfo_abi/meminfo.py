@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Protocol
 from construct import Array, Bytes, Const, Int16ub, Int32ub, Int64ub, Padding, Struct
 
 from meminfo_abi.checksum import csum_partial
-from meminfo_abi.errors import BadInputError
+from meminfo_abi.errors import BadInputError, DumpToolError
 from meminfo_abi.lowcore import LC_OS_INFO
 
 OS_INFO_MAGIC = 0x4F53494E464F535A          # "OSINFOSZ"
@@ -362,7 +362,11 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
         if not _readable(mem, LC_OS_INFO, 8):
             add(Check("pointer", False, "memory too small to hold the lowcore", EOS_INFO_MISSING))
             return rep
-        pointer = int.from_bytes(mem.read(LC_OS_INFO, 8), "big")
+        try:
+            pointer = int.from_bytes(mem.read(LC_OS_INFO, 8), "big")
+        except DumpToolError as exc:
+            add(Check("pointer", False, f"lowcore not readable: {exc}", EOS_INFO_MISSING))
+            return rep
     rep.pointer = pointer
     if pointer == 0:
         add(Check("pointer", False, "lowcore 0xE18 is 0: no meminfo", EOS_INFO_MISSING))
@@ -375,7 +379,11 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
     if not _readable(mem, pointer, OS_INFO_SIZE):
         add(Check("readable", False, f"page 0x{pointer:x} is outside memory", EOS_INFO_MISSING))
         return rep
-    page = mem.read(pointer, OS_INFO_SIZE)
+    try:
+        page = mem.read(pointer, OS_INFO_SIZE)
+    except DumpToolError as exc:
+        add(Check("readable", False, f"page 0x{pointer:x}: {exc}", EOS_INFO_MISSING))
+        return rep
     mi = MemInfo.parse(page)
     rep.meminfo = mi
     if mi.magic != OS_INFO_MAGIC:
@@ -407,7 +415,11 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
         if not _readable(mem, e.addr, e.size):
             add(Check(name, False, f"0x{e.addr:x}+0x{e.size:x} is outside memory"))
             continue
-        got = _csum_range(mem, e.addr, e.size)
+        try:
+            got = _csum_range(mem, e.addr, e.size)
+        except DumpToolError as exc:
+            add(Check(name, False, f"not readable: {exc}"))
+            continue
         add(Check(name, got == e.csum, f"stored 0x{e.csum:08x}, computed 0x{got:08x}"))
 
     # the seed's part: kexec segments
@@ -419,7 +431,11 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
             or not _readable(mem, te.addr, te.size):
         add(Check("segment table", False, f"table 0x{te.addr:x}+0x{te.size:x} is not readable", EKDUMP_SEGTAB_INVALID))
         return rep
-    raw = mem.read(te.addr, te.size)
+    try:
+        raw = mem.read(te.addr, te.size)
+    except DumpToolError as exc:
+        add(Check("segment table", False, f"not readable: {exc}", EKDUMP_SEGTAB_INVALID))
+        return rep
     got = csum_partial(raw)
     if got != te.csum:
         add(Check("segment table", False, f"table checksum stored 0x{te.csum:08x}, computed 0x{got:08x}",
@@ -442,7 +458,12 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
                       EKDUMP_SEGMENT_RANGE))
             all_ok = False
             continue
-        got = _csum_range(mem, s.mem, s.memsz)
+        try:
+            got = _csum_range(mem, s.mem, s.memsz)
+        except DumpToolError as exc:
+            add(Check(name, False, f"not readable: {exc}", EKDUMP_SEGMENT_RANGE))
+            all_ok = False
+            continue
         ok = got == s.csum
         all_ok &= ok
         add(Check(name, ok, f"0x{s.mem:x}+0x{s.memsz:x} stored 0x{s.csum:08x}, computed 0x{got:08x}",

@@ -63,6 +63,30 @@ def show(
     _show(directory, as_json)
 
 
+@app.command()
+def panic(
+    directory: str = typer.Argument(..., help="machine directory"),
+    cpu: int = typer.Option(0, "--cpu", help="the CPU that panics"),
+    message: str = typer.Option("sysrq triggered crash", "--message", help="the panic message"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Panic the production kernel: with an intact kdump, store status, swap and start kdump."""
+    from s390_machine.crash import panic as do_panic
+    from s390_machine.machine import Machine
+    with Machine.open(directory, writable=True) as m:
+        res = do_panic(m, cpu=cpu, message=message)
+    if as_json:
+        emit_json({"kdump_started": res.kdump_started, "reason": res.reason, "stored": res.stored,
+                   "checks": [c.to_json() for c in res.checks.checks]})
+        return
+    for line in res.stored:
+        stdout.print(f"store status: {line}")
+    if res.kdump_started:
+        stdout.print(f"[green]kdump started[/] at 0x10010 (meminfo and every checksum intact)")
+    else:
+        stdout.print(f"[red]kdump not started[/]: {res.reason}")
+
+
 def _show(directory: str, as_json: bool) -> None:
     d = ops.describe(directory)
     if as_json:

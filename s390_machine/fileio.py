@@ -20,6 +20,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
         raise BadInputError(f"output directory {directory} does not exist")
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())       # as if created with open(): mkstemp says 0600
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -30,6 +31,12 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -75,3 +75,24 @@ def copy_machine(src: str, dst: str) -> str:
         with open(d, "wb") as fh:
             sparse_copy(s, fh)
     return dst
+
+
+def peer_kdumpfile():
+    """libkdumpfile's Python binding (Debian python3-libkdumpfile, installed by .ci/run).
+    A peer test must not pass vacuously: a missing peer fails."""
+    import sys
+    if "/usr/lib/python3/dist-packages" not in sys.path:
+        sys.path.append("/usr/lib/python3/dist-packages")
+    try:
+        import kdumpfile
+    except ImportError as exc:
+        pytest.fail(f"libkdumpfile (python3-libkdumpfile) is not installed: {exc}")
+    return kdumpfile
+
+
+def peer_drgn():
+    try:
+        import drgn
+    except ImportError as exc:
+        pytest.fail(f"drgn is not installed (pip install drgn): {exc}")
+    return drgn

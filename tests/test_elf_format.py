@@ -18,6 +18,8 @@ import tempfile
 from dataclasses import asdict
 
 import pytest
+
+from tests.conftest import peer_drgn, peer_kdumpfile
 from construct import Int32ul, Int64ul, Struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -237,8 +239,7 @@ def sample_addresses(dump: Dump, n: int, seed: int = 7) -> list[int]:
 def test_libkdumpfile_reads_the_same_bytes(written):
     """libkdumpfile (Debian python3-libkdumpfile) opens our ELF as-is: it takes the
     architecture from e_machine and the byte order from e_ident; no attributes to set."""
-    sys.path.append("/usr/lib/python3/dist-packages")
-    kdumpfile = pytest.importorskip("kdumpfile")
+    kdumpfile = peer_kdumpfile()
     _, path, _ = written
     k = kdumpfile.kdumpfile(path)
     assert k.attr["file.format"] == "elf" and k.attr["arch.name"] == "s390x"
@@ -255,7 +256,7 @@ def test_drgn_reads_the_same_bytes(written, tmp_path):
     insists on SYMBOL(swapper_pg_dir) ("VMCOREINFO does not contain valid swapper_pg_dir"),
     which every real kernel exports but the synthetic machine's VMCOREINFO lacks, so
     the test adds it (any address: physical reads do not walk page tables)."""
-    drgn = pytest.importorskip("drgn")
+    drgn = peer_drgn()
     machine, _, _ = written
     path = str(tmp_path / "drgn.elf")
     with kdump_like(machine) as d:

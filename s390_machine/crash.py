@@ -1,0 +1,180 @@
+"""What happens to a machine at a crash: store status, the purgatory check and swap, kdump start.
+
+Shared by the production kernel's panic (`s390-machine panic`, ref-abi.md §3.4, §5.5-5.6)
+and by the stand-alone dumper (`sadump ipl`), which performs the same swap when it
+finds kdump intact.  Nothing here knows about dump files: the kdump kernel (vmcore/)
+takes the machine in the state this leaves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from meminfo_abi.cpu import CpuRegs
+from meminfo_abi.errors import BadInputError
+from meminfo_abi.locate import find_vmcoreinfo, read_meminfo
+from meminfo_abi.lowcore import LC_MCESAD, LC_OS_INFO, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK
+from meminfo_abi.meminfo import OS_INFO_VMCOREINFO, SEGMENT_KIND_PURGATORY, MeminfoReport, check_meminfo
+from meminfo_abi.parmarea import IMAGE_ENTRY_KDUMP, PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE
+from meminfo_abi.vmcoreinfo import parse_vmcoreinfo
+from s390_machine.machine import Machine
+from s390_machine.state import STATUS_DISABLED_WAIT, STATUS_KDUMP, STATUS_PANICKED, STATUS_RUNNING
+
+PURGATORY_WINDOW = (0x2000, 0x10000)      # crash base + this: purgatory's, never swapped
+KDUMP_PSW_MASK = 0x0000000180000000       # EA + BA, 64-bit addressing
+SWAP_CHUNK = 4 << 20
+
+
+# -- store status -----------------------------------------------------------------------------
+
+def store_status(machine: Machine, cpu: CpuRegs, address: int) -> None:
+    """SIGP STORE STATUS AT ADDRESS: the 512-byte architected save area at `address`."""
+    machine.memory.write(address, cpu.to_save_area())
+
+
+def store_additional_status(machine: Machine, cpu: CpuRegs) -> bool:
+    """SIGP STORE ADDITIONAL STATUS: vector registers into the CPU's machine-check extended
+    save area, when its lowcore names one (0x11B0) and the CPU has the vector facility."""
+    if cpu.vxrs is None or not cpu.prefix:
+        return False
+    mcesad = machine.memory.read_u64(cpu.prefix + LC_MCESAD)
+    origin = mcesad & MCESA_ORIGIN_MASK
+    if not origin or origin + 512 > machine.memory.size:
+        return False
+    machine.memory.write(origin, cpu.vxrs)
+    return True
+
+
+def store_status_all(machine: Machine, ipl_cpu: int, ipl_at_absolute: bool) -> list[str]:
+    """Every CPU's status: the IPL/boot CPU's into absolute 0x1200 (when `ipl_at_absolute`, as an
+    IPL with store status or __do_machine_kdump's copy does) and its own prefix area; every other
+    CPU's into its prefix area; vector registers wherever a lowcore names a save area."""
+    done = []
+    for cpu in machine.cpus:
+        if cpu.prefix:
+            store_status(machine, cpu, cpu.prefix + LC_SAVE_AREA)
+        vx = store_additional_status(machine, cpu)
+        if cpu.address == ipl_cpu and ipl_at_absolute:
+            store_status(machine, cpu, LC_SAVE_AREA)
+        machine.state.cpu_states[cpu.address] = "stopped"
+        done.append(f"cpu {cpu.address}: status at 0x{cpu.prefix + LC_SAVE_AREA:x}"
+                    + (" and absolute 0x1200" if cpu.address == ipl_cpu and ipl_at_absolute else "")
+                    + (", vector registers" if vx else ""))
+    return done
+
+
+# -- the swap ---------------------------------------------------------------------------------
+
+def _copy(mem, src: int, dst: int, length: int) -> None:
+    for off in range(0, length, SWAP_CHUNK):
+        n = min(SWAP_CHUNK, length - off)
+        mem.write(dst + off, mem.read(src + off, n))
+
+
+def _swap(mem, a: int, b: int, length: int) -> None:
+    for off in range(0, length, SWAP_CHUNK):
+        n = min(SWAP_CHUNK, length - off)
+        x, y = mem.read(a + off, n), mem.read(b + off, n)
+        mem.write(a + off, y)
+        mem.write(b + off, x)
+
+
+def swap_crashkernel(machine: Machine, regions: list[tuple[int, int]], base: int, size: int) -> None:
+    """Purgatory's swap (ref-abi.md §5.6): the kdump segments trade places with old low memory,
+    the rest of [0, size) is copied up into the crashkernel area, and the absolute lowcore
+    [0, 0x2000) is copied to the crash base; [base+0x2000, base+0x10000) stays purgatory's."""
+    mem = machine.memory
+    last = base + PURGATORY_WINDOW[1]
+    for start, length in sorted(regions):
+        if length == 0:
+            continue
+        s = max(start, base + PURGATORY_WINDOW[1])
+        n = length - (s - start)
+        if n <= 0:
+            continue
+        _copy(mem, last - base, last, s - last)
+        _swap(mem, s - base, s, n)
+        last = s + n
+    _copy(mem, last - base, last, base + size - last)
+    _copy(mem, 0, base, LOWCORE_SIZE)
+
+
+def start_kdump(machine: Machine, report: MeminfoReport) -> None:
+    """purgatory(1): swap, OLDMEM in the parameter area, jump to the kdump entry 0x10010."""
+    mi, table = report.meminfo, report.table
+    assert mi is not None and table is not None and report.kdump_intact
+    base, size = mi.crashkernel_addr, mi.crashkernel_size
+    regions = [(s.mem, s.memsz) for s in table.segments if s.kind != SEGMENT_KIND_PURGATORY]
+    swap_crashkernel(machine, regions, base, size)
+    # the kdump kernel now sits at 0x10000; its parameter area names the old crashkernel
+    mem = machine.memory
+    if mem.read_u64(PARM_OLDMEM_BASE) != base or mem.read_u64(PARM_OLDMEM_SIZE) != size:
+        mem.write_u64(PARM_OLDMEM_BASE, base)
+        mem.write_u64(PARM_OLDMEM_SIZE, size)
+    machine.state.status = STATUS_KDUMP
+    machine.state.psw_on_stop = {"mask": f"0x{KDUMP_PSW_MASK:016x}", "addr": f"0x{table.entry or IMAGE_ENTRY_KDUMP:x}",
+                                 "what": "kdump kernel started"}
+
+
+# -- the production kernel's panic --------------------------------------------------------------
+
+@dataclass
+class PanicResult:
+    kdump_started: bool
+    reason: str
+    checks: MeminfoReport
+    stored: list[str]
+
+
+def crash_save_vmcoreinfo(machine: Machine, when: datetime) -> bool:
+    """Append CRASHTIME to the VMCOREINFO note (as the kernel does at crash time) and keep the
+    meminfo VMCOREINFO entry's checksum true.  Only where the note's buffer is ours to grow."""
+    found = find_vmcoreinfo(machine.memory)
+    if found is None or machine.state.kernel.get("origin") != "synthetic":
+        return False
+    info = parse_vmcoreinfo(found.raw)
+    info.set("CRASHTIME", str(int(when.timestamp())))
+    text = info.to_bytes()
+    from s390_machine.synth import write_meminfo, write_vmcoreinfo
+    text_addr, text_len = write_vmcoreinfo(machine.memory, info)
+    mi = read_meminfo(machine.memory)
+    if mi is not None and not mi.entries[OS_INFO_VMCOREINFO].empty:
+        mi.set_data_entry(OS_INFO_VMCOREINFO, text_addr, text)
+        write_meminfo(machine.memory, mi, machine.memory.read_u64(LC_OS_INFO))
+    return True
+
+
+def panic(machine: Machine, cpu: int = 0, message: str = "sysrq triggered crash") -> PanicResult:
+    """The production kernel panics on `cpu` with kdump loaded (or not)."""
+    st = machine.state
+    if st.status != STATUS_RUNNING:
+        raise BadInputError(f"the machine is {st.status}, not running: it cannot panic")
+    panicking = st.cpu(cpu)
+    now = datetime.now(timezone.utc)
+    crash_save_vmcoreinfo(machine, now)
+    # machine_kexec: purgatory(0) - the checksum test only
+    report = check_meminfo(machine.memory)
+    st.record("panic", f"Kernel panic - not syncing: {message} (cpu {cpu})")
+    if not report.kdump_intact:
+        stored = store_status_all(machine, ipl_cpu=cpu, ipl_at_absolute=False)
+        st.status = STATUS_PANICKED
+        st.psw_on_stop = {"mask": "0x0002000180000000", "addr": "0x0", "what": "disabled wait after panic"}
+        st.record("kdump not started", report.reason)
+        machine.save_state()
+        return PanicResult(False, report.reason, report, stored)
+    # __machine_kdump: others by SIGP store status into their lowcores, the panicking CPU stores
+    # its own and, after the prefix reset, copies it to absolute 0x1200
+    stored = store_status_all(machine, ipl_cpu=panicking.address, ipl_at_absolute=True)
+    st.ipl_cpu = panicking.address
+    report = check_meminfo(machine.memory)          # purgatory(1) verifies again
+    if not report.kdump_intact:
+        st.status = STATUS_DISABLED_WAIT
+        st.record("purgatory", f"verification failed: {report.reason}")
+        machine.save_state()
+        return PanicResult(False, report.reason, report, stored)
+    start_kdump(machine, report)
+    st.record("kdump", f"swapped [0, 0x{report.meminfo.crashkernel_size:x}) with the crashkernel at "
+                       f"0x{report.meminfo.crashkernel_addr:x}, started kdump at 0x{report.table.entry:x}")
+    machine.save_state()
+    return PanicResult(True, "kdump intact", report, stored)

@@ -1,0 +1,207 @@
+"""`vmcore`: the kdump kernel's dump saver and the inspection / conversion tool for s390 dumps."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from meminfo_abi.errors import EXIT_INCOMPLETE, BadInputError
+from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
+from s390_machine.units import human, parse_size
+from vmcore import inspect
+from vmcore.dmesg import format_dmesg
+from vmcore.formats import open_dump, write_dump
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Save, inspect and convert s390x dumps: ELF, s390 (flat/extended), kdump-compressed, "
+                       "raw memory images, and a kdump kernel's /proc/vmcore.")
+
+FORMAT_HELP = "output format: elf, kdump (kdump-compressed), s390 (flat s390 dump)"
+
+
+def _open(dump: str, fmt: Optional[str] = None, cpus_from: Optional[str] = None):
+    opts = {}
+    if cpus_from:
+        opts["cpus_from"] = cpus_from
+    return open_dump(dump, fmt=fmt, **opts)
+
+
+@app.command()
+def save(
+    machine: str = typer.Option(..., "--machine", help="machine whose kdump kernel is running"),
+    output: str = typer.Option(..., "-o", "--output", help="dump file to write (atomically)"),
+    fmt: str = typer.Option("elf", "--format", "-f", help=FORMAT_HELP),
+    compress: str = typer.Option("zlib", "--compress", help="kdump format: zlib or none"),
+    level: int = typer.Option(1, "--level", help="zlib level"),
+    exclude_zero: bool = typer.Option(False, "--exclude-zero", help="kdump format: leave zero pages out"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """What the kdump initrd runs: build the dump from /proc/vmcore and save it."""
+    from s390_machine.machine import Machine
+    from vmcore.kdump import kdump_dump
+    opts = {}
+    if fmt == "kdump":
+        opts.update(compress=compress, level=level, exclude_zero=exclude_zero)
+    with Machine.open(machine) as m:
+        dump = kdump_dump(m)
+        with dump, progress_bar(dump.present_bytes, f"saving {fmt}", progress) as advance:
+            write_dump(dump, output, fmt, progress=advance, **opts)
+        result = {"output": output, "format": fmt, "memory": dump.size, "cpus": len(dump.cpus),
+                  "vmcoreinfo": dump.attrs.vmcoreinfo_source,
+                  "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded")}
+    if as_json:
+        emit_json(result)
+    else:
+        stdout.print(f"saved {human(result['memory'])} of old memory, {result['cpus']} CPUs, "
+                     f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})")
+
+
+@app.command()
+def info(
+    dump: str = typer.Argument(..., help="dump file or machine directory"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="force the input format (e.g. raw)"),
+    cpus_from: Optional[str] = typer.Option(None, "--cpus-from", help="raw images: CPUs from a state file or QEMU ELF"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Format, memory, CPUs, completeness, VMCOREINFO summary and the meminfo checks."""
+    with _open(dump, fmt, cpus_from) as d:
+        data = inspect.dump_info(d)
+    if as_json:
+        emit_json(data)
+    else:
+        t = Table(title=f"dump {dump}", show_header=False)
+        t.add_row("format", f"{data['format']} {data['format_version'] or ''}".strip())
+        t.add_row("time", data["time"] or "unknown")
+        t.add_row("memory", f"{human(data['memory_size'])} ({human(data['memory_present'])} in the dump, "
+                            f"{len(data['chunks'])} chunks)")
+        t.add_row("CPUs", str(data["cpus"]))
+        t.add_row("complete", "[green]yes[/]" if data["complete"] else f"[red]no[/]: {data['incomplete_reason']}")
+        vi = data["vmcoreinfo"]
+        t.add_row("VMCOREINFO", "none" if vi is None else
+                  f"{vi['osrelease']}, page size {vi['page_size']}, KERNELOFFSET {vi['kerneloffset']} "
+                  f"(from {data['vmcoreinfo_source']})")
+        mi = data["meminfo"]
+        t.add_row("meminfo", ("valid" if mi.get("header_valid") else "invalid") + f" - {mi['reason']}")
+        stdout.print(t)
+    if not data["complete"]:
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+@app.command()
+def regs(
+    dump: str = typer.Argument(...),
+    cpu: Optional[int] = typer.Option(None, "--cpu", help="only this CPU (index in the dump)"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    cpus_from: Optional[str] = typer.Option(None, "--cpus-from"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """CPU registers: PSW, GPRs, access and control registers, FPRs/VXRs, timers, prefix."""
+    with _open(dump, fmt, cpus_from) as d:
+        items = inspect.cpu_registers(d, cpu)
+    if as_json:
+        emit_json([dict(r.to_json(), index=i) for i, r in items])
+        return
+    for i, r in items:
+        stdout.print(f"[bold]CPU {i}[/] (address {r.address}, prefix 0x{r.prefix:08x})")
+        stdout.print(f" PSW  {r.psw_mask:016x} {r.psw_addr:016x}")
+        for name, vals, w in (("GPRS", r.gprs, 16), ("ACRS", r.acrs, 8), ("CRS", r.crs, 16), ("FPRS", r.fprs, 16)):
+            for row in range(0, 16, 4):
+                stdout.print(f" {name if row == 0 else '':4} " + " ".join(f"{v:0{w}x}" for v in vals[row:row + 4]))
+        stdout.print(f" FPC  {r.fpc:08x}  timer {r.cpu_timer:016x}  clock comparator {r.clock_comparator:016x}"
+                     f"  todpreg {r.todpreg:08x}")
+        if r.vxrs is not None:
+            for v in range(16, 32, 2):
+                stdout.print(f" V{v:<3} {r.vxrs[v * 16:v * 16 + 16].hex()}  V{v + 1:<3} {r.vxrs[v * 16 + 16:v * 16 + 32].hex()}")
+
+
+@app.command()
+def dmesg(
+    dump: str = typer.Argument(...),
+    partial: bool = typer.Option(False, "--partial", help="only what came after the last dmesg -c"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The kernel log, from VMCOREINFO alone (no vmlinux), like makedumpfile --dump-dmesg."""
+    with _open(dump, fmt) as d:
+        records = inspect.kernel_log(d, partial=partial)
+    if as_json:
+        emit_json([{"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "facility": r.facility,
+                    "caller_id": r.caller_id, "text": r.text} for r in records])
+    else:
+        text = format_dmesg(records)
+        if text:
+            print(text, end="" if text.endswith("\n") else "\n")
+
+
+@app.command()
+def vmcoreinfo(
+    dump: str = typer.Argument(...),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The VMCOREINFO text (from the note, or found through lowcore 0xE18/0xE0C)."""
+    with _open(dump, fmt) as d:
+        vi = d.attrs.vmcoreinfo
+        if vi is None:
+            raise BadInputError("the dump has no VMCOREINFO (not in a note, not through lowcore 0xE18/0xE0C)")
+        if as_json:
+            emit_json({"source": d.attrs.vmcoreinfo_source, "entries": dict(vi.entries)})
+        else:
+            print(vi.text(), end="")
+
+
+@app.command()
+def read(
+    dump: str = typer.Argument(...),
+    addr: str = typer.Argument(..., help="physical address"),
+    length: str = typer.Argument("0x100", help="bytes to show"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Hex dump of physical memory."""
+    a, n = parse_size(addr, "address"), parse_size(length, "length")
+    if n > 1 << 24:
+        raise BadInputError(f"length {n} is more than 16 MiB: use convert to extract ranges that large")
+    with _open(dump, fmt) as d:
+        data = d.read(a, n)
+    if as_json:
+        emit_json({"address": a, "length": n, "data": data.hex()})
+    else:
+        print(inspect.hexdump(data, a))
+
+
+@app.command()
+def convert(
+    dump: str = typer.Argument(...),
+    output: str = typer.Option(..., "-o", "--output"),
+    out_fmt: str = typer.Option(..., "-f", "--to", help=FORMAT_HELP),
+    fmt: Optional[str] = typer.Option(None, "--from", help="force the input format (e.g. raw)"),
+    cpus_from: Optional[str] = typer.Option(None, "--cpus-from"),
+    compress: str = typer.Option("zlib", "--compress", help="kdump format: zlib or none"),
+    level: int = typer.Option(1, "--level", help="zlib level"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Any reader followed by any writer."""
+    opts = {}
+    if out_fmt == "kdump":
+        opts.update(compress=compress, level=level)
+    with _open(dump, fmt, cpus_from) as d:
+        with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
+            write_dump(d, output, out_fmt, progress=advance, **opts)
+        res = {"input": dump, "input_format": d.attrs.format, "output": output, "format": out_fmt,
+               "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete}
+    if as_json:
+        emit_json(res)
+    else:
+        stdout.print(f"{dump} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
+                     f"{res['cpus']} CPUs")
+
+
+main = main_for(app, "vmcore")
+
+if __name__ == "__main__":
+    main()
