@@ -1,10 +1,34 @@
 #!/usr/bin/env bash
-# The main job on a simulated s390x machine, step by step.
+# The main job on a simulated s390x machine: a production system with crashkernel memory,
+# kdump loaded the s390 way, a crash, the kdump kernel saving the dump, inspection.
 set -euo pipefail
 PY=${PY:-python3}
 OUT=${DEMO_DIR:-out/demo}
 rm -rf "$OUT" && mkdir -p "$OUT"
-run() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+step() { printf '\n\033[1;34m== %s\033[0m\n' "$*"; }
+run() { printf '\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 
+step "a real Debian s390x kernel for the kdump kernel (cached outside the repository)"
+KERNEL=$(ls "$(bash scripts/fetch-s390x-debs.sh 'linux-image-6.1.0-[0-9]+-s390x')"/boot/vmlinuz-*)
+echo "$KERNEL"
+$PY -c "from tests.realdata import make_initrd; make_initrd('$OUT/initrd.img', 1 << 20)"
+
+step "1. the production system: 1 GiB, 2 CPUs, crashkernel=256M"
 run $PY -m s390_machine.cli create "$OUT/machine" --memory 1G --cpus 2 --crashkernel 256M
-run $PY -m s390_machine.cli show "$OUT/machine"
+
+step "2. kexec-s390 load -p: kernel + initrd into crashkernel memory, no page tables, checksums in meminfo"
+run $PY -m kexec_s390.cli load -p "$KERNEL" --initrd "$OUT/initrd.img" --append "console=ttysclp0" \
+    --reuse-cmdline --machine "$OUT/machine"
+run $PY -m kexec_s390.cli status --machine "$OUT/machine"
+
+step "3. the crash: store status, purgatory check, swap, kdump starts"
+run $PY -m s390_machine.cli panic "$OUT/machine" --cpu 1
+
+step "4. the kdump kernel builds the ELF header itself and saves /proc/vmcore"
+run $PY -m vmcore.cli save --machine "$OUT/machine" -o "$OUT/vmcore.elf"
+
+step "5. inspection"
+run $PY -m vmcore.cli info "$OUT/vmcore.elf"
+run $PY -m vmcore.cli regs "$OUT/vmcore.elf" --cpu 0
+run $PY -m vmcore.cli dmesg "$OUT/vmcore.elf"
+run eu-readelf -n "$OUT/vmcore.elf" | head -20 || true
