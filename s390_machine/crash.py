@@ -145,6 +145,26 @@ def crash_save_vmcoreinfo(machine: Machine, when: datetime) -> bool:
     return True
 
 
+def log_panic(machine: Machine, cpu: int, message: str) -> bool:
+    """printk the panic lines (synthetic kernels: their log buffer is rebuilt with them)."""
+    k = machine.state.kernel
+    log = k.get("printk_log")
+    if k.get("origin") != "synthetic" or not isinstance(log, list):
+        return False
+    from s390_machine.synth import write_printk
+    ts = (log[-1]["ts_nsec"] if log else 0) + 37_000_000_000
+    kdump = "loaded" if check_meminfo(machine.memory, verify_segments=False).table else "not loaded"
+    for i, (level, text) in enumerate([
+            (0, "sysrq: Trigger a crash"),
+            (0, f"Kernel panic - not syncing: {message}"),
+            (4, f"CPU: {cpu} PID: 1 Comm: sh Not tainted {k.get('release', '')} #1"),
+            (4, f"Hardware name: s390-dumptools simulated machine, Kdump: {kdump}")]):
+        log.append(dict(ts_nsec=ts + i * 1000, level=level, facility=0, text=text,
+                        caller_id=0x80000000 | cpu))
+    write_printk(machine.memory, k.get("printk", "ringbuffer"), log)
+    return True
+
+
 def panic(machine: Machine, cpu: int = 0, message: str = "sysrq triggered crash") -> PanicResult:
     """The production kernel panics on `cpu` with kdump loaded (or not)."""
     st = machine.state
@@ -152,6 +172,7 @@ def panic(machine: Machine, cpu: int = 0, message: str = "sysrq triggered crash"
         raise BadInputError(f"the machine is {st.status}, not running: it cannot panic")
     panicking = st.cpu(cpu)
     now = datetime.now(timezone.utc)
+    log_panic(machine, cpu, message)
     crash_save_vmcoreinfo(machine, now)
     # machine_kexec: purgatory(0) - the checksum test only
     report = check_meminfo(machine.memory)

@@ -202,6 +202,14 @@ def write_vmcoreinfo(mem: PhysicalMemory, vi: VmcoreInfo) -> tuple[int, int]:
     return VMCOREINFO_NOTE_ADDR + 24, len(text)   # 12-byte Nhdr + "VMCOREINFO\0" padded to 12
 
 
+def write_printk(mem: PhysicalMemory, layout: str, records: list[dict]) -> dict[str, str]:
+    """(Re)write the synthetic kernel's log buffer; the same layout gives the same symbols."""
+    mem.fill(PRINTK_AREA, PRINTK_AREA_SIZE, 0)
+    if layout == "ringbuffer":
+        return build_ringbuffer(mem.write, PRINTK_AREA, PRINTK_AREA_SIZE, records)
+    return build_legacy_logbuf(mem.write, PRINTK_AREA, PRINTK_AREA_SIZE, records)
+
+
 def write_meminfo(mem: PhysicalMemory, mi: MemInfo, addr: int = MEMINFO_ADDR) -> None:
     mem.write(addr, mi.to_bytes())
     mem.write_u64(LC_OS_INFO, addr)
@@ -282,11 +290,7 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions) -> MachineState:
 
     # kernel log
     records = boot_log(opts, ck)
-    writer = mem.write
-    if opts.printk == "ringbuffer":
-        printk_keys = build_ringbuffer(writer, PRINTK_AREA, PRINTK_AREA_SIZE, records)
-    else:
-        printk_keys = build_legacy_logbuf(writer, PRINTK_AREA, PRINTK_AREA_SIZE, records)
+    printk_keys = write_printk(mem, opts.printk, records)
 
     # VMCOREINFO note and meminfo
     vi = build_vmcoreinfo(opts, printk_keys)
@@ -306,6 +310,7 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions) -> MachineState:
         "release": opts.release,
         "command_line": cmdline.decode(),
         "printk": opts.printk,
+        "printk_log": records,          # what this synthetic kernel logged (to append at panic)
         "vmcoreinfo_note": f"0x{VMCOREINFO_NOTE_ADDR:x}",
         "meminfo": f"0x{MEMINFO_ADDR:x}",
     }
