@@ -201,6 +201,28 @@ def convert(
                      f"{res['cpus']} CPUs")
 
 
+@app.command("map")
+def map_(
+    dump: str = typer.Argument(...),
+    svg: Optional[str] = typer.Option(None, "--svg", help="also write the picture as an SVG file"),
+    rows: int = typer.Option(16, "--rows", help="terminal rows of cells"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Physical memory as a picture: present, zero, excluded, absent, crashkernel, swapped, anchors."""
+    from s390_machine.fileio import atomic_write_text
+    from vmcore import memmap
+    width = stdout.width
+    with _open(dump, fmt) as d:
+        model = memmap.build_map(d, max(8, width - 22) * rows)
+    if svg:
+        atomic_write_text(svg, memmap.render_svg(model, f"physical memory of {dump}"))
+    if as_json:
+        emit_json(model.to_json())
+    else:
+        stdout.print(memmap.render_text(model, width))
+
+
 main = main_for(app, "vmcore")
 
 if __name__ == "__main__":
