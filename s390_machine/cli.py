@@ -87,6 +87,36 @@ def panic(
         stdout.print(f"[red]kdump not started[/]: {res.reason}")
 
 
+@app.command()
+def hotplug(
+    directory: str = typer.Argument(..., help="machine directory"),
+    add_cpu: bool = typer.Option(False, "--add-cpu", help="configure one more CPU"),
+    remove_cpu: Optional[int] = typer.Option(None, "--remove-cpu", help="deconfigure this CPU"),
+    add_memory: Optional[str] = typer.Option(None, "--add-memory", help="add this much memory at the top"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """CPU and memory hotplug on the running production system."""
+    from s390_machine import hotplug as hp
+    from s390_machine.machine import Machine
+    done = {}
+    if add_memory is not None:
+        done["memory_size"] = hp.add_memory(directory, parse_size(add_memory, "memory increment"))
+    if add_cpu or remove_cpu is not None:
+        with Machine.open(directory, writable=True) as m:
+            if add_cpu:
+                done["added_cpu"] = hp.add_cpu(m)
+            if remove_cpu is not None:
+                hp.remove_cpu(m, remove_cpu)
+                done["removed_cpu"] = remove_cpu
+    if not done:
+        from meminfo_abi.errors import UsageError
+        raise UsageError("say what to plug: --add-cpu, --remove-cpu N or --add-memory SIZE")
+    if as_json:
+        emit_json(done)
+    else:
+        stdout.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in done.items()))
+
+
 def _show(directory: str, as_json: bool) -> None:
     d = ops.describe(directory)
     if as_json:
