@@ -26,13 +26,15 @@ def create(
     printk: str = typer.Option("ringbuffer", "--printk", help="ringbuffer (Linux 5.10+) or legacy (3.5-5.9)"),
     no_vector: bool = typer.Option(False, "--no-vector", help="CPUs without the vector facility"),
     release: str = typer.Option("6.1.0-s390dumptools", "--release", help="kernel release (OSRELEASE)"),
+    reipl_clear: bool = typer.Option(False, "--reipl-clear", help="re-IPL configured with clear (meminfo FLAGS)"),
+    no_reipl: bool = typer.Option(False, "--no-reipl", help="no re-IPL block at lowcore 0xE00"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Synthesize a booted production system (lowcores, VMCOREINFO, printk log, meminfo, data)."""
     ck_size, ck_base = parse_crashkernel(crashkernel) if crashkernel else (0, None)
     opts = SynthOptions(memory_size=parse_size(memory, "memory size"), cpus=cpus, crashkernel_size=ck_size,
                         crashkernel_base=ck_base, fill=fill, printk=printk, vector=not no_vector,
-                        release=release)
+                        release=release, reipl_clear=reipl_clear, reipl_devno=None if no_reipl else 0)
     ops.create_machine(directory, opts)
     _show(directory, as_json)
 

@@ -28,9 +28,13 @@ from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.elfnotes import vmcoreinfo_note
 from meminfo_abi.errors import BadInputError
 from meminfo_abi.lowcore import (
-    LC_EXT_CPU_ADDR, LC_IPL_PSW, LC_MCESAD, LC_OS_INFO, LC_RESTART_PSW, LC_VMCORE_INFO, LOWCORE_SIZE,
+    LC_EXT_CPU_ADDR, LC_IPIB, LC_IPIB_CHECKSUM, LC_IPL_PSW, LC_MCESAD, LC_OS_INFO, LC_RESTART_PSW, LC_VMCORE_INFO, LOWCORE_SIZE,
 )
-from meminfo_abi.meminfo import OS_INFO_VMCOREINFO, MemInfo
+from meminfo_abi.checksum import csum_partial
+from meminfo_abi.meminfo import (
+    OS_INFO_FLAG_REIPL_CLEAR, OS_INFO_FLAGS_ENTRY, OS_INFO_REIPL_BLOCK, OS_INFO_VMCOREINFO, MemInfo,
+)
+from meminfo_abi.reipl import build_ccw_block
 from meminfo_abi.parmarea import (
     EP_OFFSET, EP_STRING, IMAGE_ENTRY, PARM_COMMAND_LINE, PARM_MAX_COMMAND_LINE_SIZE,
 )
@@ -48,6 +52,8 @@ VMCOREINFO_NOTE_AREA = 0x2000
 INIT_UTS_NS = 0x403000
 LOWCORE_PTR = 0x404000
 HIGH_MEMORY_VAR = 0x404800
+REIPL_BLOCK = 0x405000               # the re-IPL parameter block (CCW) the kernel keeps
+REIPL_FLAGS = 0x405800               # the u64 behind meminfo's FLAGS entry
 SWAPPER_PG_DIR = 0x408000            # the kernel's top-level page table (16 KiB region table)
 LOWCORES = 0x410000
 MCESA_AREAS = 0x490000
@@ -76,6 +82,8 @@ class SynthOptions:
     printk: str = "ringbuffer"         # ringbuffer (5.10+) | legacy (3.5-5.9)
     vector: bool = True
     seed: int = 390
+    reipl_devno: int | None = 0x0000     # CCW re-IPL device, None: no re-IPL block
+    reipl_clear: bool = False            # the configured re-IPL has clear=1 (meminfo FLAGS REIPL_CLEAR)
 
 
 def validate(opts: SynthOptions) -> Crashkernel | None:
@@ -299,6 +307,16 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions) -> MachineState:
     if ck:
         mi.crashkernel_addr, mi.crashkernel_size = ck.base, ck.size
     mi.set_data_entry(OS_INFO_VMCOREINFO, text_addr, mem.read(text_addr, text_len))
+    if opts.reipl_devno is not None:   # lowcore 0xE00/0xE08 and meminfo REIPL_BLOCK, as ipl.c sets them
+        block = build_ccw_block(opts.reipl_devno)
+        mem.write(REIPL_BLOCK, block)
+        mem.write_u64(LC_IPIB, REIPL_BLOCK)
+        mem.write_u32(LC_IPIB_CHECKSUM, csum_partial(block))
+        mi.set_data_entry(OS_INFO_REIPL_BLOCK, REIPL_BLOCK, block)
+    if opts.reipl_clear:
+        flags = OS_INFO_FLAG_REIPL_CLEAR.to_bytes(8, "big")
+        mem.write(REIPL_FLAGS, flags)
+        mi.set_data_entry(OS_INFO_FLAGS_ENTRY, REIPL_FLAGS, flags)
     write_meminfo(mem, mi)
 
     # recognisable data everywhere else

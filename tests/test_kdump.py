@@ -16,6 +16,7 @@ from meminfo_abi.locate import find_vmcoreinfo
 from s390_machine.fileio import sparse_copy
 from s390_machine.machine import Machine
 from s390_machine.state import MEMORY_FILE
+from s390_machine.synth import PRINTK_AREA, PRINTK_AREA_SIZE
 from tests.conftest import ROOT, cli_json, peer_kdumpfile, run_cli, tree_digest
 from tests.realdata import debian_kernel, make_initrd
 from vmcore.formats import open_dump
@@ -43,7 +44,8 @@ def crashed(tmp_path_factory):
         changed = [(c.prefix + 0x1200, 0x200) for c in cpus]
         changed += [(mach.memory.read_u64(c.prefix + 0x11B0) & ~0x3FF, 512) for c in cpus]
         changed += [(0, 0x2000), (0x2000, 0xE000),                 # lowcore, purgatory window
-                    (mach.meminfo_pointer, 0x1000), (mach.vmcoreinfo_note_pointer, 0x2000)]
+                    (mach.meminfo_pointer, 0x1000), (mach.vmcoreinfo_note_pointer, 0x2000),
+                    (PRINTK_AREA, PRINTK_AREA_SIZE)]                    # the panic's log lines
     out = cli_json("s390_machine.cli", "panic", m, "--cpu", "1")
     assert out["kdump_started"], out
     return {"dir": m, "tmp": tmp, "snap": snap, "cpus": cpus, "vmcoreinfo": vmcoreinfo, "changed": changed}
