@@ -1,0 +1,169 @@
+"""`sadump`: stand-alone dump devices -- build them as zipl -d / -M do, show them, extract the dump.
+
+Commands are thin: each parses its options, calls one library function of
+zipl_sadump.device / zipl_sadump.fulldump and prints.  Other modules add
+commands to `app` (e.g. `sadump ipl`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from meminfo_abi.errors import BadInputError, UsageError
+from meminfo_abi.s390dump import tod_text
+from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
+from s390_machine.units import human, parse_size
+from zipl_sadump.device import (
+    DeviceInfo, build_device, build_multi_volume, fits, parse_device_list, read_devices,
+)
+from zipl_sadump.fulldump import extract_dump, open_dump
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Stand-alone dump devices: build (zipl -d / -M), show, extract the dump.")
+
+
+@app.command()
+def build(
+    device: Optional[str] = typer.Option(None, "--device", "-d", help="single-volume dump device image"),
+    multi_volume: Optional[str] = typer.Option(None, "--multi-volume", "-M",
+                                               help="FILE1,FILE2,...: ECKD volumes of a multi-volume dump"),
+    type_: str = typer.Option("eckd", "--type", "-t", help="eckd, fba or tape (single volume)"),
+    size: Optional[str] = typer.Option(None, "--size", help="create the image(s) with this size (default: reuse)"),
+    mem_limit: Optional[str] = typer.Option(None, "--mem-limit", help="dump at most this much memory (zipl SIZE)"),
+    no_compress: bool = typer.Option(False, "--no-compress", help="ECKD: never write compressed segments"),
+    force: bool = typer.Option(False, "--force", help="multi-volume: do not check/write the volume signature"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Install a dump tool on a device image, laid out as zipl leaves a real device."""
+    if (device is None) == (multi_volume is None):
+        raise UsageError("give exactly one of --device FILE or --multi-volume FILE1,FILE2,...")
+    size_b = parse_size(size, "device size") if size is not None else None
+    limit = parse_size(mem_limit, "memory limit") if mem_limit is not None else None
+    if device is not None:
+        if force:
+            raise UsageError("--force only applies to --multi-volume")
+        devs = [build_device(device, type_.lower(), size_b, mem_limit=limit, no_compress=no_compress)]
+    else:
+        if no_compress:
+            raise UsageError("--no-compress only applies to a single ECKD device (multi-volume never compresses)")
+        devs = build_multi_volume(parse_device_list(multi_volume), size_b, force=force, mem_limit=limit)
+    _show(devs, None, as_json)
+
+
+@app.command()
+def show(
+    device: str = typer.Option(..., "--device", "-d", help="dump device image, or FILE1,FILE2,... (multi-volume)"),
+    for_machine: Optional[str] = typer.Option(None, "--for-machine", help="machine directory: does it fit?"),
+    as_json: bool = typer.Option(False, "--json", help="print as JSON"),
+) -> None:
+    """The dump tool, its parameters, the dump partition and the dump on it."""
+    devs = read_devices(parse_device_list(device))
+    mem = None
+    if for_machine is not None:
+        from s390_machine.machine import Machine
+        with Machine.open(for_machine) as m:
+            mem = m.state.memory_size
+    _show(devs, mem, as_json, with_dump=True)
+
+
+@app.command()
+def extract(
+    device: str = typer.Option(..., "--device", "-d", help="dump device image, or FILE1,FILE2,... (multi-volume)"),
+    output: str = typer.Option(..., "--output", "-o", help="dump file to write (s390_ext stream)"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
+                                            help="progress bar (default: when stderr is a terminal)"),
+    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+) -> None:
+    """Write the dump as the file zgetdump reads from a dump partition (header, segments, end marker)."""
+    paths = parse_device_list(device)
+    if os.path.isdir(output):
+        raise BadInputError(f"output {output} is a directory")
+    devs = read_devices(paths)
+    with open_dump(devs) as d:
+        if d.layout == "flat":
+            total = d.mem_size
+        else:
+            total = sum(seg.next_offset - seg.header_offset for _, seg in d.segments)
+    with progress_bar(max(total, 1), "extracting", progress) as advance:
+        res = extract_dump(devs, output, progress=advance)
+    if as_json:
+        emit_json(res)
+        return
+    stdout.print(f"{res.path}: {human(res.size)} ({res.size} bytes), {res.segments} segments, "
+                 f"memory {human(res.mem_size)}, from {res.source}")
+
+
+def _show(devs: list[DeviceInfo], mem_size: int | None, as_json: bool, with_dump: bool = False) -> None:
+    dump = None
+    if with_dump:
+        with open_dump(devs) as d:
+            dump = d.summary()
+    fit = fits(devs, mem_size) if mem_size is not None else None
+    if as_json:
+        out = {"devices": [d.to_json() for d in devs]}
+        if dump is not None:
+            out["dump"] = dump
+        if fit is not None:
+            out["fit"] = fit.to_json()
+        emit_json(out)
+        return
+    d0 = devs[0]
+    t = Table(title=f"dump device {', '.join(d.path for d in devs)}", show_header=False)
+    t.add_row("dump tool", f"{d0.description} ({d0.tool} version {d0.tool_version})")
+    t.add_row("device type", d0.type.upper() if d0.type != "tape" else "tape (AWSTAPE image)")
+    geo = f", {d0.num_heads} heads, {d0.bpt} blocks per track" if d0.num_heads else ""
+    t.add_row("block size", f"{d0.block_size}{geo}")
+    t.add_row("dump size limit", "none" if d0.mem_limit is None else human(d0.mem_limit))
+    if d0.type == "eckd" and not d0.multi_volume:
+        t.add_row("compression", "off (--no-compress)" if d0.no_compress else "zlib when DFLTCC is available")
+    if d0.multi_volume:
+        t.add_row("force specified", "yes" if d0.force else "no")
+        t.add_row("parameter table", f"{len(d0.mv_table.volumes)} volumes, time stamp {tod_text(d0.mv_table.tod)}")
+    stdout.print(t)
+
+    v = Table(title="dump area" + ("s" if len(devs) > 1 else ""))
+    cols = ["vol", "device", "image", "blocks", "offset", "size"] + (["signature"] if d0.multi_volume else [])
+    for col in cols:
+        v.add_column(col, overflow="fold")
+    for i, d in enumerate(devs):
+        blocks = f"{d.blk_start}-{d.blk_end}" if d.type != "tape" else "-"
+        row = [str(i), "" if d.devno is None else f"0.0.{d.devno:04x}", d.path, blocks, f"0x{d.dump_offset:x}",
+               human(d.dump_size)]
+        if d0.multi_volume:
+            row.append("valid" if d.signature else "[red]invalid[/]")
+        v.add_row(*row)
+    stdout.print(v)
+
+    if dump is not None:
+        s = Table(title="dump on the device", show_header=False)
+        if not dump["present"]:
+            s.add_row("status", f"none ({dump['reason']})")
+        else:
+            state = "[green]complete[/]" if dump["complete"] else f"[red]incomplete[/] - {dump['reason']}"
+            s.add_row("status", state)
+            s.add_row("format", f"{dump['layout']} (magic {dump['magic']}, version {dump['version']}"
+                                f"{', zlib' if dump['zlib'] else ''})")
+            s.add_row("dump created", dump["tod_text"])
+            s.add_row("dump ended", dump["end_tod_text"] or "-")
+            s.add_row("memory", f"{human(dump['mem_size'])} (real {human(dump['mem_size_real'])})")
+            s.add_row("CPUs", f"{dump['cpu_cnt']} dumped, {dump['real_cpu_cnt']} real; prefixes "
+                              + ", ".join(f"0x{p:x}" for p in dump["lc_vec"]))
+            if dump["layout"] == "ext":
+                s.add_row("segments", f"{dump['segments']} ({human(dump['data_size'])} on disk)")
+        stdout.print(s)
+
+    if fit is not None:
+        verdict = "[green]fits[/]" if fit.fits else "[red]does not fit[/]"
+        stdout.print(f"machine memory {human(mem_size)} (dumped: {human(fit.mem_size)}): {verdict} - worst case "
+                     f"{human(fit.needed)} needed, {human(fit.available)} available"
+                     + (f" ({fit.reason})" if fit.reason else ""))
+
+
+main = main_for(app, "sadump")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1203 @@
+"""The full stand-alone dump: write it to dump devices as zipl's dumpers do, read it back, extract it.
+
+``write_full_dump`` is what the dumper calls after store status.  It scans
+memory in 1 MiB units -- ranges the memory image has no data for (holes,
+found with SEEK_DATA/SEEK_HOLE) are zero without being read, the rest is
+checked with the native zero scan -- and writes, like zipl/boot/*2dump*.c:
+
+* ECKD / FBA single volume: header (``...23fe``), dump segments = maximal
+  runs of non-zero MiB, the stop marker on the last one, then the end
+  marker in the next block.  With compression (ECKD only, the dumper needs
+  DFLTCC there) the first MiB is an uncompressed segment of its own, the
+  rest are segments of at most 1011 MiB whose 1 MiB units are independent
+  zlib streams (level 1), each padded to whole 4 KiB blocks, or stored raw
+  (bit 31 of its entry offset) when compression does not shrink it.
+  Compression runs on a thread pool with a bounded window of units in
+  flight; the output is byte-identical to the serial path.
+* Multi-volume: the same stream spread over the volumes in table order, a
+  full header on each volume (volnr, mvdump = 1, mvdump_sign), 2 blocks of
+  reserve per volume, the end marker on the volume holding the stop marker.
+* Tape: tapemark, header block, memory in 32 KiB blocks (flat), end marker
+  block, tapemark.
+
+The end marker is written last, after an fsync of everything before it, so an
+interrupted or failed dump never looks complete; before writing, the end marker
+of an older dump in the same area is removed, so a new dump that stops early
+cannot run into the older one's and look complete (zipl's dumpers rely on the
+TOD check alone).  A device that is too small stops the dump (no end marker,
+wait code 0x4600 EMEM) and the result says how many bytes the dump needs.
+
+Uncompressed data goes from the memory image to the device with
+copy_file_range; written ranges are handed to writeback as the dump goes, so
+the fsync before the end marker has little left to do.  Memory use is a few
+MiB (at most MAX_WINDOW compression units in flight).
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import contextlib
+import errno
+import mmap
+import os
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+import native
+from meminfo_abi.errors import BadInputError, DumpIOError, IncompleteDumpError
+from meminfo_abi.s390dump import (
+    AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_FLAG_TAPEMARK, AWS_HEADER_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
+    DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_EXT, DF_S390_VERSION_EXT_ZLIB, DUMP_SEGM_ENTRY_UNCOMPRESSED,
+    DUMP_SEGM_HDR_SIZE, DUMP_SEGM_ZLIB_MAXENTS, EMEM, ENODEVNO, ENOSIGN, ENOTIME, MIB, PAGE_SIZE, TAPE_BLK_SIZE,
+    WAIT_CODE_NAMES, AwsTapeHeader, DfS390Hdr, DumpSegment, ExtStreamWalker, StreamStatus, build_end_marker,
+    build_header, build_segment_header, compress_unit, parse_end_marker, parse_header, read_unit, tod_now,
+    tod_text,
+)
+from s390_machine.fileio import atomic_file
+from s390_machine.units import human
+from zipl_sadump.device import (
+    MVDUMP_SIGN_OFFSET, TAPE_TOOL_SIZE, DeviceInfo, check_device_set, dump_mem_size, read_device,
+)
+
+ProgressFn = Callable[[int], None]
+TAPE_RECORD = AWS_HEADER_SIZE + TAPE_BLK_SIZE
+TAPE_BLOCKS_PER_MIB = MIB // TAPE_BLK_SIZE
+COPY_CHUNK = 4 * MIB
+
+
+@dataclass
+class FullDumpResult:
+    """What the full dump did.  `needed` is the bytes the whole dump takes on the device(s):
+    exact for a complete dump; for a stopped one, what was used plus the non-zero data still to
+    come, uncompressed (an upper bound)."""
+
+    complete: bool
+    bytes_dumped: int                 # memory bytes stored (sum of segment lengths; tape: mem_size)
+    bytes_written: int                # bytes written to the device(s): headers, data, end marker
+    segments: int
+    needed: int
+    reason: str
+    volumes: list[dict] = field(default_factory=list)
+    wait_code: int = 0                # 0, or the dumper's disabled-wait code (0x4600 EMEM, ...)
+    compressed: bool = False
+    mem_size: int = 0
+    tod: int = 0
+    end_tod: int | None = None
+
+    @property
+    def wait_code_name(self) -> str:
+        return WAIT_CODE_NAMES.get(self.wait_code, f"0x{self.wait_code:x}")
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["wait_code_name"] = self.wait_code_name
+        return d
+
+
+class _DeviceFull(Exception):
+    """A write would pass the end of the dump area (the dumper's "Device too small")."""
+
+
+class _DumperStop(Exception):
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _pwrite_all(fd: int, data, offset: int, path: str) -> None:
+    view = memoryview(data).cast("B")
+    try:
+        while view.nbytes:
+            n = os.pwrite(fd, view, offset)
+            view = view[n:]
+            offset += n
+    except OSError as exc:
+        raise DumpIOError(f"writing {path} at 0x{offset:x}: {exc.strerror or exc}") from None
+
+
+def _pread(fd: int, n: int, offset: int) -> bytes:
+    try:
+        return os.pread(fd, n, offset)
+    except OSError as exc:
+        raise DumpIOError(f"reading at 0x{offset:x}: {exc.strerror or exc}") from None
+
+
+def _fsync(fd: int, path: str) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise DumpIOError(f"fsync of {path}: {exc.strerror or exc}") from None
+
+
+WRITEBACK_CHUNK = 32 * MIB
+
+
+class _Sink:
+    """A window [offset, offset + size) of an open file that the dump stream is written to.
+
+    Written ranges are handed to writeback early (POSIX_FADV_DONTNEED starts it on Linux and
+    drops the pages once clean), so the fsync before the end marker has little left to do and
+    the dump does not fill the page cache."""
+
+    def __init__(self, fd: int, offset: int, size: int | None, path: str):
+        self.fd, self.offset, self.size, self.path = fd, offset, size, path
+        self.written = 0
+        self._dirty = 0
+        self._low = None
+        self._high = 0
+
+    def _writeback(self, force: bool = False) -> None:
+        if self._low is None or (not force and self._dirty < WRITEBACK_CHUNK):
+            return
+        with contextlib.suppress(OSError, AttributeError):
+            os.posix_fadvise(self.fd, self._low, self._high - self._low, os.POSIX_FADV_DONTNEED)
+        self._low, self._high, self._dirty = None, 0, 0
+
+    def room(self, pos: int, n: int) -> bool:
+        return self.size is None or pos + n <= self.size
+
+    def write(self, pos: int, data) -> None:
+        n = memoryview(data).nbytes
+        if not self.room(pos, n):
+            raise _DeviceFull(pos + n)
+        at = self.offset + pos
+        _pwrite_all(self.fd, data, at, self.path)
+        self._account(at, n)
+
+    def copy(self, pos: int, src, mib: int) -> None:
+        """1 MiB of memory from `src` at `pos`."""
+        if not self.room(pos, MIB):
+            raise _DeviceFull(pos + MIB)
+        at = self.offset + pos
+        src.copy_to(mib, self.fd, at, self.path)
+        self._account(at, MIB)
+
+    def _account(self, at: int, n: int) -> None:
+        self.written += n
+        self._dirty += n
+        self._low = at if self._low is None else min(self._low, at)
+        self._high = max(self._high, at + n)
+        self._writeback()
+
+
+# -- memory ---------------------------------------------------------------------------------
+
+
+class _MemorySource:
+    """1 MiB units of memory [0, mem_size) for the dump, without keeping memory mapped in this process.
+
+    With a memory image file (PhysicalMemory.path): zero checks look at the data through a
+    small read-only mapping window (data MiBs usually differ from zero in their first bytes),
+    and uncompressed data goes to the device with copy_file_range (one copy, in the kernel).
+    Anything else with size/read(addr, n) is read through read()."""
+
+    WINDOW = 64 * MIB
+
+    def __init__(self, memory, mem_size: int):
+        self.memory = memory
+        self.mem_size = mem_size
+        self.mibs = mem_size // MIB
+        path = getattr(memory, "path", None)
+        self._fd = None
+        if isinstance(path, str) and os.path.isfile(path):
+            with contextlib.suppress(OSError):
+                self._fd = os.open(path, os.O_RDONLY)
+        self._file_size = os.fstat(self._fd).st_size if self._fd is not None else mem_size
+        self._map = None
+        self._map_start = -1
+        self._map_len = 0
+        self._copy_ok = self._fd is not None and hasattr(os, "copy_file_range")
+
+    @property
+    def can_copy(self) -> bool:
+        return self._fd is not None
+
+    def close(self) -> None:
+        self._unmap()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _unmap(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None
+            self._map_start = -1
+
+    def candidate_mibs(self, start: int, end: int) -> Iterator[int]:
+        """MiB numbers in [start, end) that may hold data (all of them if holes are unknown)."""
+        ranges = getattr(self.memory, "data_ranges", None)
+        if ranges is None:
+            yield from range(start, end)
+            return
+        last = start - 1
+        for s, e in ranges(start * MIB, end * MIB):
+            first = max(s // MIB, last + 1)
+            stop = min(-(-e // MIB), end)
+            for m in range(first, stop):
+                yield m
+            last = max(last, stop - 1)
+
+    def is_zero(self, mib: int) -> bool:
+        addr = mib * MIB
+        if self._fd is None:
+            return native.is_zero(self.read(mib))
+        if addr >= self._file_size:
+            return True
+        if not self._map_start <= addr < self._map_start + self._map_len:
+            self._unmap()
+            start = addr - addr % self.WINDOW
+            length = min(self.WINDOW, self._file_size - start)
+            try:
+                self._map = mmap.mmap(self._fd, length, mmap.MAP_SHARED, mmap.PROT_READ, offset=start)
+            except OSError as exc:
+                raise DumpIOError(f"mapping memory at 0x{start:x}: {exc.strerror or exc}") from None
+            self._map_start, self._map_len = start, length
+        lo = addr - self._map_start
+        hi = min(lo + MIB, self._map_len)
+        whole = memoryview(self._map)
+        try:
+            part = whole[lo:hi]
+            try:
+                return native.is_zero(part)
+            finally:
+                part.release()
+        finally:
+            whole.release()
+
+    def read(self, mib: int) -> bytes:
+        addr = mib * MIB
+        if self._fd is None:
+            data = bytes(self.memory.read(addr, MIB))
+        else:
+            try:
+                data = os.pread(self._fd, MIB, addr)
+            except OSError as exc:
+                raise DumpIOError(f"reading memory at 0x{addr:x}: {exc.strerror or exc}") from None
+        if len(data) != MIB:
+            data = data.ljust(MIB, b"\0")
+        return data
+
+    def readinto(self, buf: bytearray, mib: int) -> bytearray:
+        if self._fd is None:
+            buf[:] = self.read(mib)
+            return buf
+        addr = mib * MIB
+        try:
+            n = os.preadv(self._fd, [buf], addr)
+        except OSError as exc:
+            raise DumpIOError(f"reading memory at 0x{addr:x}: {exc.strerror or exc}") from None
+        if n != MIB:
+            buf[n:] = bytes(MIB - n)
+        return buf
+
+    def copy_to(self, mib: int, out_fd: int, out_off: int, path: str) -> None:
+        """Copy 1 MiB of memory to `out_fd` at `out_off` (in the kernel when it can)."""
+        src_off, left = mib * MIB, MIB
+        while left and self._copy_ok:
+            try:
+                n = os.copy_file_range(self._fd, out_fd, left, src_off, out_off)
+            except OSError as exc:
+                if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF):
+                    self._copy_ok = False
+                    break
+                raise DumpIOError(f"copying memory at 0x{src_off:x} to {path}: {exc.strerror or exc}") from None
+            if n == 0:                      # the image ends early: the rest is zero
+                _pwrite_all(out_fd, bytes(left), out_off, path)
+                return
+            src_off += n
+            out_off += n
+            left -= n
+        if left:
+            data = _pread(self._fd, left, src_off).ljust(left, b"\0")
+            _pwrite_all(out_fd, data, out_off, path)
+
+
+class _Peekable:
+    def __init__(self, it: Iterable):
+        self._it = iter(it)
+        self._head: list = []
+
+    def peek(self):
+        if not self._head:
+            try:
+                self._head.append(next(self._it))
+            except StopIteration:
+                return None
+        return self._head[0]
+
+    def next(self):
+        if self._head:
+            return self._head.pop()
+        try:
+            return next(self._it)
+        except StopIteration:
+            return None
+
+
+def _scan(src, start: int, end: int, progress: ProgressFn | None, mode: str) -> Iterator[tuple[int, object]]:
+    """(mib, data) of every non-zero MiB in [start, end), in order; progress in memory bytes.
+
+    mode "copy": data is None (the writer copies from the source); "reuse": one buffer is
+    refilled for every MiB (consume it before asking for the next); "fresh": a new bytes each."""
+    done = start
+    if mode == "copy" and not getattr(src, "can_copy", False):
+        mode = "reuse"
+    buf = bytearray(MIB) if mode == "reuse" else None
+    for m in src.candidate_mibs(start, end):
+        if mode == "copy":
+            data, nonzero = None, not src.is_zero(m)
+        else:
+            data = src.readinto(buf, m) if mode == "reuse" else src.read(m)
+            nonzero = not native.is_zero(data)
+        if progress:
+            progress((m + 1 - done) * MIB)
+        done = m + 1
+        if nonzero:
+            yield m, data
+    if progress and done < end:
+        progress((end - done) * MIB)
+
+
+def _events(scan: _Peekable, maxlen: Callable[[], int | None]):
+    """Segment events from the non-zero MiBs: ("begin", mib), ("unit", mib, data), ("end", start, count, last).
+    Yields ("none",) when no non-zero MiB is left at all.  `maxlen()` (MiBs, None = no limit)
+    is asked at the start of each segment."""
+    first = scan.next()
+    if first is None:
+        yield ("none",)
+        return
+    while True:
+        m, data = first
+        limit = maxlen()
+        yield ("begin", m)
+        yield ("unit", m, data)
+        count = 1
+        while limit is None or count < limit:
+            nxt = scan.peek()
+            if nxt is None or nxt[0] != m + count:
+                break
+            scan.next()
+            yield ("unit", nxt[0], nxt[1])
+            count += 1
+        last = scan.peek() is None
+        yield ("end", m, count, last)
+        if last:
+            return
+        first = scan.next()
+
+
+def _estimate(src, start: int, end: int, maxlen: int | None) -> int:
+    """Stream bytes (segment headers + data, uncompressed) for the MiBs that may hold data in [start, end)."""
+    total = 0
+    run_start = prev = None
+    for m in src.candidate_mibs(start, end):
+        if prev is None or m != prev + 1 or (maxlen and m - run_start >= maxlen):
+            total += DUMP_SEGM_HDR_SIZE
+            run_start = m
+        total += MIB
+        prev = m
+    return total
+
+
+# -- single-volume disk --------------------------------------------------------------------------
+
+
+MAX_WINDOW = 24            # units in flight at most (~1.5 MiB each): bounds memory on many-core hosts
+
+
+class _Deflater:
+    """Compress 1 MiB units in order: a thread pool with a bounded window, or inline (workers <= 1)."""
+
+    def __init__(self, workers: int):
+        self.pool = concurrent.futures.ThreadPoolExecutor(workers, "sadump-zlib") if workers > 1 else None
+        self.window = min(MAX_WINDOW, max(4, 2 * workers))
+
+    def submit(self, data):
+        if self.pool is None:
+            return _Done(_deflate(data))
+        return self.pool.submit(_deflate, data)
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Done:
+    def __init__(self, value):
+        self._value = value
+
+    def result(self):
+        return self._value
+
+
+def _deflate(data) -> bytes | None:
+    """The unit's zlib stream padded to whole pages, or None when that does not shrink it."""
+    comp = compress_unit(data)
+    padded = -(-len(comp) // PAGE_SIZE) * PAGE_SIZE
+    if padded >= len(data):
+        return None
+    return comp + bytes(padded - len(comp))
+
+
+class _SvWriter:
+    """Writes the extended stream into one sink (ECKD/FBA dump area, or an output file)."""
+
+    def __init__(self, sink: _Sink, block_size: int, src=None):
+        self.sink = sink
+        self.src = src                  # memory source for units scanned in "copy" mode
+        self.block_size = block_size
+        self.pos = 0
+        self.segments = 0
+        self.dumped = 0
+        self.seg_pos = 0                # position of the current segment's header
+        self.seg_mib = 0                # first MiB of the current segment (for the estimate)
+
+    def header(self, hdr: bytes) -> None:
+        self.sink.write(0, hdr)
+        self.pos = DF_S390_HDR_SIZE
+
+    def raw_segment(self, start_mib: int, data_iter: Iterable, count: int, last: bool) -> None:
+        self.seg_pos, self.seg_mib = self.pos, start_mib
+        p = self.pos + DUMP_SEGM_HDR_SIZE
+        for data in data_iter:
+            self.sink.write(p, data)
+            p += MIB
+        self.sink.write(self.pos, build_segment_header(start_mib * MIB, count * MIB, last))
+        self.pos = p
+        self.segments += 1
+        self.dumped += count * MIB
+
+    def empty_stop_segment(self, start: int) -> None:
+        self.seg_pos, self.seg_mib = self.pos, start // MIB
+        self.sink.write(self.pos, build_segment_header(start, 0, True))
+        self.pos += DUMP_SEGM_HDR_SIZE
+        self.segments += 1
+
+    def write_run(self, scan: _Peekable, limit: int | None) -> tuple[int, bool]:
+        """One uncompressed segment: the next non-zero MiB and up to `limit` - 1 contiguous ones after it
+        (data written as it is read, the header last).  Returns (MiBs, whether it was the last)."""
+        m, data = scan.next()
+        self.seg_pos, self.seg_mib = self.pos, m
+        if not self.sink.room(self.pos, DUMP_SEGM_HDR_SIZE):
+            raise _DeviceFull(self.pos + DUMP_SEGM_HDR_SIZE)
+        cur = self.pos + DUMP_SEGM_HDR_SIZE
+        self._unit(cur, m, data)
+        cur += MIB
+        count = 1
+        while limit is None or count < limit:
+            nxt = scan.peek()
+            if nxt is None or nxt[0] != m + count:
+                break
+            scan.next()
+            self._unit(cur, nxt[0], nxt[1])
+            cur += MIB
+            count += 1
+        last = scan.peek() is None
+        self.sink.write(self.pos, build_segment_header(m * MIB, count * MIB, last))
+        self.pos = cur
+        self.segments += 1
+        self.dumped += count * MIB
+        return count, last
+
+    def _unit(self, pos: int, mib: int, data) -> None:
+        if data is None:
+            self.sink.copy(pos, self.src, mib)
+        else:
+            self.sink.write(pos, data)
+
+    def write_uncompressed(self, scan: _Peekable) -> None:
+        if scan.peek() is None:
+            self.empty_stop_segment(0)
+            return
+        while not self.write_run(scan, None)[1]:
+            pass
+
+    def write_compressed(self, events, deflater: _Deflater, first_free: int) -> None:
+        """Compressed segments; `first_free` is the address after the raw first-MiB segment."""
+        pending: collections.deque = collections.deque()
+        inflight = 0
+        state = {"cur": 0, "entries": [], "start": 0}
+
+        def drain_one() -> None:
+            nonlocal inflight
+            ev = pending.popleft()
+            kind = ev[0]
+            if kind == "none":
+                self.empty_stop_segment(first_free)
+            elif kind == "begin":
+                self.seg_pos, self.seg_mib = self.pos, ev[1]
+                if not self.sink.room(self.pos, DUMP_SEGM_HDR_SIZE):
+                    raise _DeviceFull(self.pos + DUMP_SEGM_HDR_SIZE)
+                state["cur"] = 0
+                state["entries"] = []
+            elif kind == "unit":
+                inflight -= 1
+                data, fut = ev[2], ev[3]
+                comp = fut.result()
+                off_blocks = state["cur"] // self.block_size
+                base = self.pos + DUMP_SEGM_HDR_SIZE
+                if comp is None:
+                    self.sink.write(base + state["cur"], data)
+                    state["entries"].append(off_blocks | DUMP_SEGM_ENTRY_UNCOMPRESSED)
+                    state["cur"] += MIB
+                else:
+                    self.sink.write(base + state["cur"], comp)
+                    state["entries"].append(off_blocks)
+                    state["cur"] += len(comp)
+            else:
+                _, start, count, last = ev
+                entries = state["entries"]
+                self.sink.write(self.pos, build_segment_header(
+                    start * MIB, count * MIB, last, state["cur"] // self.block_size, entries))
+                self.pos += DUMP_SEGM_HDR_SIZE + state["cur"]
+                self.segments += 1
+                self.dumped += count * MIB
+
+        for ev in events:
+            if ev[0] == "unit":
+                pending.append(("unit", ev[1], ev[2], deflater.submit(ev[2])))
+                inflight += 1
+                while inflight > deflater.window:
+                    drain_one()
+            else:
+                pending.append(ev)
+        while pending:
+            drain_one()
+
+    def end_marker(self, tod: int) -> None:
+        em = build_end_marker(tod)
+        block = max(self.block_size, len(em))
+        if not self.sink.room(self.pos, block):
+            raise _DeviceFull(self.pos + block)
+        _fsync(self.sink.fd, self.sink.path)
+        self.sink.write(self.pos, em + bytes(block - len(em)))
+        _fsync(self.sink.fd, self.sink.path)
+        self.pos += block
+
+
+def _invalidate_old_end_marker(fd: int, dev: DeviceInfo, volume: bool) -> None:
+    """Zero the end marker of an older dump in this dump area before anything is written.
+
+    A new dump that stops early leaves the older dump's segments behind it; if the new
+    stream happens to continue into them (same memory layout), only the end marker's TOD
+    would tell the old end marker from a new one.  Removing it first closes that door even
+    when clocks disagree.  (The zipl dumpers do not do this; it costs one walk over the
+    old segment headers.)"""
+    raw = _pread(fd, DF_S390_HDR_SIZE, dev.dump_offset)
+    if raw[:8] != DF_S390_MAGIC_EXT.to_bytes(8, "big"):
+        return
+    try:
+        walker = ExtStreamWalker(fd, dev.dump_offset, size=dev.dump_size, block_size=dev.block_size,
+                                 volume=volume, header=parse_header(raw))
+        for _ in walker:
+            pass
+    except (BadInputError, DumpIOError):
+        return
+    at = walker.status.end_marker_offset
+    if at is not None and _pread(fd, 8, at) == b"DUMP_END":
+        _pwrite_all(fd, bytes(DF_S390_EM_SIZE), at, dev.path)
+        _fsync(fd, dev.path)
+
+
+def _end_tod(tod: int, tod_end: Callable[[], int] | None) -> int:
+    value = tod_end() if tod_end is not None else tod_now()
+    return max(int(value), tod)
+
+
+def _write_disk_sv(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, compress: bool, workers: int,
+                   progress: ProgressFn | None, tod: int, tod_end) -> FullDumpResult:
+    mibs = src.mibs
+    fd = _open_rw(dev.path)
+    w = None
+    deflater = _Deflater(workers) if compress else None
+    try:
+        w = _SvWriter(_Sink(fd, dev.dump_offset, dev.dump_size, dev.path), dev.block_size, src)
+        _invalidate_old_end_marker(fd, dev, volume=False)
+        try:
+            w.header(hdr)
+            if compress:
+                # the first MiB is always an uncompressed segment (the dumper's zlib workspace)
+                first = src.read(0)
+                if progress:
+                    progress(MIB)
+                w.raw_segment(0, [first], 1, mibs == 1)
+                del first
+                if mibs > 1:
+                    scan = _Peekable(_scan(src, 1, mibs, progress, mode="fresh"))
+                    w.write_compressed(_events(scan, lambda: DUMP_SEGM_ZLIB_MAXENTS), deflater, MIB)
+            else:
+                w.write_uncompressed(_Peekable(_scan(src, 0, mibs, progress, mode="copy")))
+            end = _end_tod(tod, tod_end)
+            w.end_marker(end)
+        except _DeviceFull:
+            maxlen = DUMP_SEGM_ZLIB_MAXENTS if compress else None
+            needed = w.seg_pos + _estimate(src, w.seg_mib, mibs, maxlen) + max(dev.block_size, DF_S390_EM_SIZE)
+            if w.seg_pos == 0:
+                needed += DF_S390_HDR_SIZE
+            reason = (f"Device too small: the dump needs up to {human(needed)} ({needed} bytes), the dump area "
+                      f"of {dev.path} has {human(dev.dump_size)}")
+            return FullDumpResult(False, w.dumped, w.sink.written, w.segments, needed, reason,
+                                  [_vol(dev, 0, w.segments, w.sink.written, False)], EMEM, compress,
+                                  src.mem_size, tod)
+        return FullDumpResult(True, w.dumped, w.sink.written, w.segments, w.pos, "complete",
+                              [_vol(dev, 0, w.segments, w.sink.written, True)], 0, compress, src.mem_size, tod,
+                              end)
+    finally:
+        if deflater is not None:
+            deflater.close()
+        os.close(fd)
+
+
+def _vol(dev: DeviceInfo, volnr: int, segments: int, written: int, end_marker: bool) -> dict:
+    return {"path": dev.path, "volnr": volnr, "segments": segments, "bytes_written": written,
+            "end_marker": end_marker}
+
+
+def _open_rw(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        raise BadInputError(f"dump device {path} does not exist") from None
+    except OSError as exc:
+        raise DumpIOError(f"cannot open {path} for writing: {exc.strerror or exc}") from None
+
+
+def _open_ro(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist") from None
+    except OSError as exc:
+        raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
+# -- multi-volume ------------------------------------------------------------------------------
+
+
+def _write_mv(devs: list[DeviceInfo], src: _MemorySource, hdr_fields: dict, *, progress, tod, tod_end
+              ) -> FullDumpResult:
+    """zipl/boot/eckd2dump_mv.c: check each volume, write a header and as many segments as fit
+    (2 blocks reserve), go on to the next volume; the end marker goes behind the stop marker."""
+    table = devs[0].mv_table
+    force = devs[0].force
+    fds: list[int] = []
+    vols: list[dict] = []
+    writers: list[_SvWriter] = []
+    next_mib = 0
+    scan = _Peekable(_scan(src, 0, src.mibs, progress, mode="copy"))
+
+    def totals() -> tuple[int, int, int]:
+        return (sum(w.sink.written for w in writers), sum(w.segments for w in writers),
+                sum(w.dumped for w in writers))
+
+    try:
+        for volnr in range(len(table.volumes) + 1):
+            if volnr == len(table.volumes):
+                raise _DeviceFull(0)
+            if volnr >= len(devs):
+                raise _DumperStop(ENODEVNO, f"{table.volumes[volnr].bus_id} is undefined "
+                                            f"(volume {volnr} of {len(table.volumes)} not given)")
+            dev = devs[volnr]
+            fd = _open_rw(dev.path)
+            fds.append(fd)
+            if dev.mv_table is None or dev.mv_table.tod != table.tod:
+                raise _DumperStop(ENOTIME, f"Inconsistent time stamps ({dev.path})")
+            if dev.volnr != volnr:
+                raise _DumperStop(ENODEVNO, f"{dev.path} is not volume {volnr} of the multi-volume set")
+            if not force and _pread(fd, 8, dev.dump_offset + MVDUMP_SIGN_OFFSET) != \
+                    DF_S390_MAGIC_EXT.to_bytes(8, "big"):
+                raise _DumperStop(ENOSIGN, f"Wrong signature ({dev.path})")
+            _invalidate_old_end_marker(fd, dev, volume=True)
+            w = _SvWriter(_Sink(fd, dev.dump_offset, dev.dump_size, dev.path), dev.block_size, src)
+            writers.append(w)
+            vols.append(_vol(dev, volnr, 0, 0, False))
+            w.header(build_header(**dict(hdr_fields, volnr=volnr, mvdump=1, mvdump_sign=DF_S390_MAGIC_EXT,
+                                         mvdump_zipl_time=table.tod)))
+            free = dev.dump_size - DF_S390_HDR_SIZE - 2 * dev.block_size
+            while True:
+                if scan.peek() is None:           # nothing non-zero at all
+                    w.empty_stop_segment(0)
+                    length, last = 0, True
+                else:
+                    count, last = w.write_run(scan, max(1, free // MIB))
+                    length = count * MIB
+                    next_mib = w.seg_mib + count
+                vols[-1].update(segments=w.segments, bytes_written=w.sink.written)
+                free -= length
+                if free > 0:
+                    free -= dev.block_size
+                if last:
+                    end = _end_tod(tod, tod_end)
+                    for other in fds[:-1]:
+                        _fsync(other, "a dump volume")
+                    w.end_marker(end)
+                    vols[-1].update(bytes_written=w.sink.written, end_marker=True)
+                    written, segments, dumped = totals()
+                    return FullDumpResult(True, dumped, written, segments, written, "complete", vols, 0, False,
+                                          src.mem_size, tod, end)
+                if free < MIB:
+                    break
+            _fsync(fd, dev.path)
+        raise AssertionError("unreachable")  # pragma: no cover
+    except _DeviceFull:
+        if writers:
+            vols[-1].update(segments=writers[-1].segments, bytes_written=writers[-1].sink.written)
+            next_mib = max(next_mib, writers[-1].seg_mib)     # a segment that did not fit starts there
+        written, segments, dumped = totals()
+        needed = written + _estimate(src, next_mib, src.mibs, None) + PAGE_SIZE
+        return FullDumpResult(False, dumped, written, segments, needed,
+                              f"Device too small: the {len(table.volumes)} volumes cannot hold the dump "
+                              f"(needs up to {human(needed)})", vols, EMEM, False, src.mem_size, tod)
+    except _DumperStop as stop:
+        written, segments, dumped = totals()
+        return FullDumpResult(False, dumped, written, segments, 0, stop.reason, vols, stop.code, False,
+                              src.mem_size, tod)
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# -- tape -------------------------------------------------------------------------------------
+
+
+class _TapeWriter:
+    def __init__(self, fd: int, dev: DeviceInfo):
+        self.fd, self.dev = fd, dev
+        self.pos = dev.dump_offset
+        self.prev = TAPE_TOOL_SIZE
+        self.written = 0
+
+    def record(self, length: int, data=None, tapemark: bool = False) -> None:
+        if self.pos + AWS_HEADER_SIZE + length > self.dev.size:
+            raise _DeviceFull(self.pos)
+        flags = AWS_FLAG_TAPEMARK if tapemark else AWS_FLAG_NEWREC | AWS_FLAG_ENDREC
+        head = AwsTapeHeader.build(dict(curblkl=length, prvblkl=self.prev, flags1=flags, flags2=0))
+        if data is None:
+            _pwrite_all(self.fd, head, self.pos, self.dev.path)
+        else:
+            try:
+                n = os.pwritev(self.fd, [head, data], self.pos)
+            except OSError as exc:
+                raise DumpIOError(f"writing {self.dev.path}: {exc.strerror or exc}") from None
+            if n != AWS_HEADER_SIZE + length:
+                _pwrite_all(self.fd, (head + bytes(data))[n:], self.pos + n, self.dev.path)
+        self.pos += AWS_HEADER_SIZE + length
+        self.prev = 0 if tapemark else length
+        self.written += length
+
+
+def _write_tape(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, progress, tod, tod_end) -> FullDumpResult:
+    fd = _open_rw(dev.path)
+    t = _TapeWriter(fd, dev)
+    blocks_done = 0
+    try:
+        try:
+            # writing a tape invalidates everything after the write position
+            os.ftruncate(fd, dev.dump_offset)
+            os.ftruncate(fd, dev.size)
+        except OSError as exc:
+            raise DumpIOError(f"erasing {dev.path}: {exc.strerror or exc}") from None
+        try:
+            t.record(0, tapemark=True)
+            t.record(DF_S390_HDR_SIZE, hdr)
+            nonzero = _Peekable(_scan(src, 0, src.mibs, progress, mode="reuse"))
+            for m in range(src.mibs):
+                item = nonzero.peek()
+                if item is not None and item[0] == m:
+                    nonzero.next()
+                    view = memoryview(item[1])
+                    for b in range(TAPE_BLOCKS_PER_MIB):
+                        blk = view[b * TAPE_BLK_SIZE:(b + 1) * TAPE_BLK_SIZE]
+                        t.record(TAPE_BLK_SIZE, None if native.is_zero(blk) else blk)
+                        blocks_done += 1
+                else:
+                    for _ in range(TAPE_BLOCKS_PER_MIB):
+                        t.record(TAPE_BLK_SIZE)
+                        blocks_done += 1
+            end = _end_tod(tod, tod_end)
+            if t.pos + 2 * AWS_HEADER_SIZE + DF_S390_EM_SIZE > dev.size:
+                raise _DeviceFull(t.pos)
+            _fsync(fd, dev.path)
+            t.record(DF_S390_EM_SIZE, build_end_marker(end))
+            t.record(0, tapemark=True)
+            _fsync(fd, dev.path)
+        except _DeviceFull:
+            needed = (2 * AWS_HEADER_SIZE + DF_S390_HDR_SIZE + src.mibs * TAPE_BLOCKS_PER_MIB * TAPE_RECORD
+                      + 2 * AWS_HEADER_SIZE + DF_S390_EM_SIZE)
+            return FullDumpResult(False, blocks_done * TAPE_BLK_SIZE, t.written, 0, needed,
+                                  f"Device too small: end of tape after {blocks_done} data blocks; the dump needs "
+                                  f"{human(needed)} of tape, {dev.path} holds {human(dev.dump_size)}",
+                                  [_vol(dev, 0, 0, t.written, False)], EMEM, False, src.mem_size, tod)
+        return FullDumpResult(True, src.mem_size, t.written, 0, t.pos - dev.dump_offset, "complete",
+                              [_vol(dev, 0, 0, t.written, True)], 0, False, src.mem_size, tod, end)
+    finally:
+        os.close(fd)
+
+
+# -- the entry point ------------------------------------------------------------------------------
+
+
+def _as_devices(devices) -> list[DeviceInfo]:
+    if isinstance(devices, (str, os.PathLike, DeviceInfo)):
+        devices = [devices]
+    devs = [d if isinstance(d, DeviceInfo) else read_device(os.fspath(d)) for d in devices]
+    if not devs:
+        raise BadInputError("no dump device given")
+    return devs
+
+
+def write_full_dump(devices: Sequence[DeviceInfo | str] | DeviceInfo | str, memory, lc_vec: Sequence[int],
+                    real_cpu_cnt: int, *, tod: int, cpu_id: int, compress: bool,
+                    progress: ProgressFn | None = None, tod_end: Callable[[], int] | None = None,
+                    workers: int | None = None) -> FullDumpResult:
+    """Write a full dump of `memory` (a PhysicalMemory, or anything with size/read/data_ranges)
+    to the dump device(s), as the zipl dumper installed on them would.
+
+    `lc_vec`: prefix register values of the CPUs whose status was stored (cpu_cnt = len);
+    `real_cpu_cnt`: all CPUs that stored status; `tod`: TOD at dump start; `cpu_id`: STIDP of
+    the dumping CPU; `compress`: DFLTCC available (used only where the dumper compresses: ECKD
+    single volume without --no-compress); `progress(nbytes)`: memory bytes processed;
+    `tod_end()`: TOD for the end marker (default: now; never before `tod`); `workers`:
+    compression threads (default: all CPUs)."""
+    devs = _as_devices(devices)
+    size = getattr(memory, "size", None)
+    if not isinstance(size, int) or size < MIB or size % MIB:
+        raise BadInputError(f"memory size {size!r} is not a positive multiple of 1 MiB")
+    if len(lc_vec) > 512:
+        raise BadInputError(f"{len(lc_vec)} CPU prefixes, the dump header holds at most 512")
+    mem_size = dump_mem_size(devs, size)
+    d0 = devs[0]
+    if not d0.multi_volume and len(devs) > 1:
+        check_device_set(devs)
+    effective = bool(compress) and d0.supports_compression
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    hdr_fields = dict(
+        magic=DF_S390_MAGIC if d0.type == "tape" else DF_S390_MAGIC_EXT,
+        version=DF_S390_VERSION_EXT_ZLIB if effective else DF_S390_VERSION_EXT, mem_size=mem_size, tod=tod,
+        cpu_id=cpu_id, lc_vec=list(lc_vec), real_cpu_cnt=real_cpu_cnt, mem_size_real=size, zlib=effective)
+    src = _MemorySource(memory, mem_size)
+    try:
+        if d0.type == "tape":
+            return _write_tape(d0, src, build_header(**hdr_fields), progress=progress, tod=tod, tod_end=tod_end)
+        if d0.multi_volume:
+            return _write_mv(devs, src, hdr_fields, progress=progress, tod=tod, tod_end=tod_end)
+        return _write_disk_sv(d0, src, build_header(**hdr_fields), compress=effective, workers=workers,
+                              progress=progress, tod=tod, tod_end=tod_end)
+    finally:
+        src.close()
+
+
+# -- reading a dump back from devices ----------------------------------------------------------------
+
+
+@dataclass
+class DeviceDump:
+    """The dump found on a device or multi-volume set (open files; use as a context manager)."""
+
+    devices: list[DeviceInfo]
+    present: bool
+    complete: bool
+    reason: str
+    header: object = None
+    layout: str = "ext"                     # ext | flat (tape)
+    segments: list[tuple[int, DumpSegment]] = field(default_factory=list)
+    end_marker_tod: int | None = None
+    data_size: int = 0
+    end_offset: int = 0                     # single volume: file offset after the end marker
+    fds: list[int] = field(default_factory=list)
+    tape_data_offset: int = 0
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds = []
+
+    def __enter__(self) -> "DeviceDump":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def mem_size(self) -> int:
+        return self.header.mem_size if self.header is not None else 0
+
+    def units(self) -> Iterator[tuple[int, bytes]]:
+        """(address, 1 MiB of data) of every stored unit, in address order (the rest is zero)."""
+        if self.layout == "flat":
+            yield from self._tape_units()
+            return
+        for vol, seg in self.segments:
+            for i in range(seg.units):
+                yield seg.start + i * MIB, read_unit(self.fds[vol], seg, i)
+
+    def _tape_units(self) -> Iterator[tuple[int, bytes]]:
+        fd = self.fds[0]
+        for m in range(self.mem_size // MIB):
+            off = self.tape_data_offset + m * TAPE_BLOCKS_PER_MIB * TAPE_RECORD
+            raw = _pread(fd, TAPE_BLOCKS_PER_MIB * TAPE_RECORD, off)
+            if len(raw) != TAPE_BLOCKS_PER_MIB * TAPE_RECORD:
+                raise BadInputError(f"tape data for 0x{m * MIB:x} is cut short")
+            out = bytearray(MIB)
+            for b in range(TAPE_BLOCKS_PER_MIB):
+                rec = raw[b * TAPE_RECORD:(b + 1) * TAPE_RECORD]
+                h = AwsTapeHeader.parse(rec[:AWS_HEADER_SIZE])
+                if h.curblkl != TAPE_BLK_SIZE:
+                    raise BadInputError(f"tape block for 0x{m * MIB + b * TAPE_BLK_SIZE:x} has {h.curblkl} bytes")
+                out[b * TAPE_BLK_SIZE:(b + 1) * TAPE_BLK_SIZE] = rec[AWS_HEADER_SIZE:]
+            if not native.is_zero(out):
+                yield m * MIB, bytes(out)
+
+    def summary(self) -> dict:
+        h = self.header
+        d = {"present": self.present, "complete": self.complete, "reason": self.reason, "layout": self.layout,
+             "segments": len(self.segments), "data_size": self.data_size, "end_marker_tod": self.end_marker_tod}
+        if h is not None:
+            d.update(magic=f"0x{h.magic:016x}", version=h.version, mem_size=h.mem_size,
+                     mem_size_real=h.mem_size_real, tod=h.tod, tod_text=tod_text(h.tod), cpu_id=f"{h.cpu_id:016x}",
+                     cpu_cnt=h.cpu_cnt, real_cpu_cnt=h.real_cpu_cnt, lc_vec=list(h.lc_vec[:h.cpu_cnt]),
+                     zlib=bool(h.zlib_version_s390), volnr=h.volnr, mvdump=h.mvdump,
+                     end_tod_text=tod_text(self.end_marker_tod) if self.end_marker_tod else None)
+        return d
+
+
+def _try_header(fd: int, offset: int):
+    raw = _pread(fd, DF_S390_HDR_SIZE, offset)
+    if len(raw) != DF_S390_HDR_SIZE:
+        return None, "the dump area is cut short"
+    if raw[:8] not in (DF_S390_MAGIC.to_bytes(8, "big"), DF_S390_MAGIC_EXT.to_bytes(8, "big")):
+        return None, "no dump on the device"
+    try:
+        return parse_header(raw), ""
+    except BadInputError as exc:
+        return None, f"corrupt dump header: {exc}"
+
+
+def open_dump(devices: Sequence[DeviceInfo | str] | DeviceInfo | str) -> DeviceDump:
+    """Find and validate the dump on a device (or multi-volume set); never raises for a missing
+    or incomplete dump -- `present`/`complete`/`reason` say what is there."""
+    devs = _as_devices(devices)
+    check_device_set(devs)
+    fds = [_open_ro(d.path) for d in devs]
+    try:
+        d0 = devs[0]
+        if d0.type == "tape":
+            return _open_tape(d0, fds)
+        if d0.multi_volume:
+            return _open_mv(devs, fds)
+        hdr, why = _try_header(fds[0], d0.dump_offset)
+        if hdr is None:
+            return DeviceDump(devs, False, False, why, fds=fds)
+        if hdr.magic != DF_S390_MAGIC_EXT:
+            return DeviceDump(devs, True, False, "flat (...23fd) dump header on a DASD dump device",
+                              header=hdr, fds=fds)
+        walker = ExtStreamWalker(fds[0], d0.dump_offset, size=d0.dump_size, block_size=PAGE_SIZE, header=hdr)
+        segs = [(0, s) for s in walker]
+        st = walker.status
+        return DeviceDump(devs, True, st.complete, st.reason, hdr, "ext", segs, st.end_marker_tod, st.data_size,
+                          st.end_offset, fds)
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
+
+
+def _open_mv(devs: list[DeviceInfo], fds: list[int]) -> DeviceDump:
+    segs: list[tuple[int, DumpSegment]] = []
+    hdr0 = None
+    prev_end = 0
+    data = 0
+    for i, (dev, fd) in enumerate(zip(devs, fds)):
+        hdr, why = _try_header(fd, dev.dump_offset)
+        if hdr is None:
+            if i == 0:
+                return DeviceDump(devs, False, False, why, fds=fds)
+            return DeviceDump(devs, True, False, f"incomplete: volume {i} ({dev.path}): {why}", hdr0, "ext", segs,
+                              data_size=data, fds=fds)
+        if i == 0:
+            hdr0 = hdr
+        problem = ""
+        if hdr.magic != DF_S390_MAGIC_EXT or hdr.mvdump_sign != DF_S390_MAGIC_EXT or not hdr.mvdump:
+            problem = "not a multi-volume dump header"
+        elif hdr.volnr != i:
+            problem = f"header says volume {hdr.volnr}"
+        elif hdr.tod != hdr0.tod:
+            problem = "its dump header belongs to another dump (TOD differs)"
+        if problem:
+            return DeviceDump(devs, i > 0, False, f"incomplete: volume {i} ({dev.path}): {problem}", hdr0, "ext",
+                              segs, data_size=data, fds=fds)
+        walker = ExtStreamWalker(fd, dev.dump_offset, size=dev.dump_size, block_size=dev.block_size, volume=True,
+                                 header=hdr, start_addr=prev_end)
+        for s in walker:
+            segs.append((i, s))
+            if s.len:
+                prev_end = s.end
+        st: StreamStatus = walker.status
+        data += st.data_size
+        if st.complete:
+            return DeviceDump(devs, True, True, "complete", hdr0, "ext", segs, st.end_marker_tod, data,
+                              st.end_offset, fds)
+        if not st.volume_full:
+            return DeviceDump(devs, True, False, f"{st.reason} (volume {i}, {dev.path})", hdr0, "ext", segs,
+                              st.end_marker_tod, data, fds=fds)
+    return DeviceDump(devs, True, False, "incomplete: no stop marker on any volume", hdr0, "ext", segs,
+                      data_size=data, fds=fds)
+
+
+def _open_tape(dev: DeviceInfo, fds: list[int]) -> DeviceDump:
+    fd = fds[0]
+    pos = dev.dump_offset
+
+    def head(at: int):
+        raw = _pread(fd, AWS_HEADER_SIZE, at)
+        return AwsTapeHeader.parse(raw) if len(raw) == AWS_HEADER_SIZE else None
+
+    h = head(pos)
+    if h is None or not (h.flags1 & AWS_FLAG_TAPEMARK):
+        return DeviceDump([dev], False, False, "no dump on the tape", layout="flat", fds=fds)
+    pos += AWS_HEADER_SIZE
+    h = head(pos)
+    if h is None or h.curblkl != DF_S390_HDR_SIZE:
+        return DeviceDump([dev], False, False, "no dump on the tape (no header block after the tool)",
+                          layout="flat", fds=fds)
+    hdr, why = _try_header(fd, pos + AWS_HEADER_SIZE)
+    if hdr is None:
+        return DeviceDump([dev], False, False, why, layout="flat", fds=fds)
+    if hdr.volnr != 0:
+        return DeviceDump([dev], True, False, "Multi-volume tape dumps are not supported", hdr, "flat", fds=fds)
+    data_off = pos + AWS_HEADER_SIZE + DF_S390_HDR_SIZE
+    nblocks = -(-hdr.mem_size // TAPE_BLK_SIZE)
+    base = dict(header=hdr, layout="flat", fds=fds, tape_data_offset=data_off)
+    prev = DF_S390_HDR_SIZE
+    for b in range(nblocks):
+        h = head(data_off + b * TAPE_RECORD)
+        if h is None or h.curblkl != TAPE_BLK_SIZE or h.prvblkl != prev or \
+                h.flags1 != AWS_FLAG_NEWREC | AWS_FLAG_ENDREC:
+            return DeviceDump([dev], True, False, f"incomplete: the tape ends after data block {b} "
+                              f"(memory up to 0x{b * TAPE_BLK_SIZE:x} of 0x{hdr.mem_size:x})",
+                              data_size=b * TAPE_BLK_SIZE, **base)
+        prev = TAPE_BLK_SIZE
+    em_at = data_off + nblocks * TAPE_RECORD
+    h = head(em_at)
+    if h is None or h.curblkl not in (8, DF_S390_EM_SIZE) or h.flags1 & AWS_FLAG_TAPEMARK:
+        return DeviceDump([dev], True, False, "incomplete: no end marker block after the last data block",
+                          data_size=nblocks * TAPE_BLK_SIZE, **base)
+    ok, tod, why = parse_end_marker(_pread(fd, DF_S390_EM_SIZE, em_at + AWS_HEADER_SIZE).ljust(16, b"\0"),
+                                    hdr.tod)
+    if not ok:
+        return DeviceDump([dev], True, False, f"incomplete: {why}", end_marker_tod=tod or None,
+                          data_size=nblocks * TAPE_BLK_SIZE, **base)
+    return DeviceDump([dev], True, True, "complete", end_marker_tod=tod, data_size=nblocks * TAPE_BLK_SIZE,
+                      end_offset=em_at + AWS_HEADER_SIZE + h.curblkl, **base)
+
+
+# -- extract ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class ExtractResult:
+    path: str
+    size: int
+    segments: int
+    mem_size: int
+    source: str
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _copy_range(src_fd: int, start: int, end: int, out_fd: int, out_pos: int, progress) -> int:
+    pos = start
+    while pos < end:
+        n = min(COPY_CHUNK, end - pos)
+        data = _pread(src_fd, n, pos)
+        if len(data) != n:
+            raise BadInputError(f"the dump device is cut short at 0x{pos + len(data):x}")
+        if not native.is_zero(data):
+            _pwrite_all(out_fd, data, out_pos, "the output")
+        out_pos += n
+        pos += n
+        if progress:
+            progress(n)
+    return out_pos
+
+
+class _TapeSource:
+    """The flat memory of a tape dump, as a memory source for the stream writer."""
+
+    def __init__(self, dump: DeviceDump):
+        self.dump = dump
+        self.mem_size = dump.mem_size
+        self.mibs = self.mem_size // MIB
+
+    def candidate_mibs(self, start: int, end: int) -> Iterator[int]:
+        return iter(range(start, end))
+
+    def read(self, mib: int) -> bytes:
+        fd = self.dump.fds[0]
+        off = self.dump.tape_data_offset + mib * TAPE_BLOCKS_PER_MIB * TAPE_RECORD
+        raw = _pread(fd, TAPE_BLOCKS_PER_MIB * TAPE_RECORD, off)
+        out = bytearray(MIB)
+        for b in range(TAPE_BLOCKS_PER_MIB):
+            rec = raw[b * TAPE_RECORD + AWS_HEADER_SIZE:(b + 1) * TAPE_RECORD]
+            out[b * TAPE_BLK_SIZE:b * TAPE_BLK_SIZE + len(rec)] = rec
+        return bytes(out)
+
+    def readinto(self, buf: bytearray, mib: int) -> bytearray:
+        buf[:] = self.read(mib)
+        return buf
+
+
+def extract_dump(devices, out_path: str, progress: ProgressFn | None = None) -> ExtractResult:
+    """Write the dump as the extended stream zgetdump reads from a partition (header + segments +
+    end marker); a multi-volume set is merged into one stream, a tape's flat dump converted.
+    Atomic; an absent or incomplete dump is an error."""
+    with open_dump(devices) as dump:
+        where = ",".join(d.path for d in dump.devices)
+        if not dump.present:
+            raise BadInputError(f"{where}: {dump.reason}")
+        if not dump.complete:
+            raise IncompleteDumpError(f"{where}: dump is not complete: {dump.reason}")
+        with atomic_file(out_path, "wb") as fh:
+            out = fh.fileno()
+            if dump.layout == "flat":
+                size, nseg = _extract_tape(dump, out, progress)
+            elif dump.devices[0].multi_volume:
+                size, nseg = _extract_mv(dump, out, progress)
+            else:
+                d0 = dump.devices[0]
+                size = _copy_range(dump.fds[0], d0.dump_offset, dump.end_offset, out, 0, progress)
+                nseg = len(dump.segments)
+            os.ftruncate(out, size)
+        return ExtractResult(os.fspath(out_path), size, nseg, dump.mem_size, where)
+
+
+def _extract_mv(dump: DeviceDump, out: int, progress) -> tuple[int, int]:
+    h = dict(dump.header)
+    h.update(volnr=0, mvdump=0, mvdump_sign=0, mvdump_zipl_time=0)
+    h.pop("_io", None)
+    _pwrite_all(out, DfS390Hdr.build(h), 0, "the output")
+    pos = DF_S390_HDR_SIZE
+    for vol, seg in dump.segments:
+        pos = _copy_range(dump.fds[vol], seg.header_offset, seg.next_offset, out, pos, progress)
+    _pwrite_all(out, build_end_marker(dump.end_marker_tod), pos, "the output")
+    return pos + DF_S390_EM_SIZE, len(dump.segments)
+
+
+def _extract_tape(dump: DeviceDump, out: int, progress) -> tuple[int, int]:
+    h = dump.header
+    hdr = build_header(magic=DF_S390_MAGIC_EXT, version=DF_S390_VERSION_EXT, mem_size=h.mem_size, tod=h.tod,
+                       cpu_id=h.cpu_id, lc_vec=list(h.lc_vec[:h.cpu_cnt]), real_cpu_cnt=h.real_cpu_cnt,
+                       mem_size_real=h.mem_size_real)
+    src = _TapeSource(dump)
+    w = _SvWriter(_Sink(out, 0, None, "the output"), PAGE_SIZE)
+    w.header(hdr)
+    w.write_uncompressed(_Peekable(_scan(src, 0, src.mibs, progress, mode="reuse")))
+    w.sink.write(w.pos, build_end_marker(dump.end_marker_tod))
+    return w.pos + DF_S390_EM_SIZE, w.segments
+
+
+__all__ = ["FullDumpResult", "DeviceDump", "ExtractResult", "write_full_dump", "open_dump", "extract_dump"]
