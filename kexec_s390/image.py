@@ -19,6 +19,7 @@ from meminfo_abi.parmarea import (
     command_line_limit,
 )
 
+MAX_IMAGE = 1 << 31
 ELF_MACHINES = {3: "x86 (i386)", 62: "x86-64", 183: "AArch64", 40: "ARM", 21: "PowerPC64", 20: "PowerPC",
                 243: "RISC-V", 2: "SPARC", 8: "MIPS", 22: "s390"}
 
@@ -76,17 +77,26 @@ def read_kernel_image(path: str) -> KernelImage:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise BadInputError(f"kernel image {path} is empty")
-            if size > 1 << 31:
+            if size > MAX_IMAGE:
                 raise BadInputError(f"{path} has {size} bytes: far larger than any s390 kernel image")
             head = fh.read(min(size, 0x1000))
             _classify_foreign(head, path)
-            if size < HEAD_END:
-                raise BadInputError(f"kernel image {path} is truncated: {size} bytes, an s390 kernel image "
-                                    f"has at least 0x{HEAD_END:x}")
             fh.seek(0)
             whole = fh.read()
     except OSError as exc:
         raise BadInputError(f"cannot read kernel image {path}: {exc.strerror}") from None
+    return parse_kernel_image(whole, path)
+
+
+def parse_kernel_image(whole: bytes, path: str = "kernel image") -> KernelImage:
+    """The checks of read_kernel_image on bytes already in memory (e.g. read from a dump device)."""
+    size = len(whole)
+    if size == 0:
+        raise BadInputError(f"kernel image {path} is empty")
+    _classify_foreign(whole[:0x1000], path)
+    if size < HEAD_END:
+        raise BadInputError(f"kernel image {path} is truncated: {size} bytes, an s390 kernel image "
+                            f"has at least 0x{HEAD_END:x}")
     has_ep = whole[EP_OFFSET:EP_OFFSET + 6] == EP_STRING
     if not has_ep:
         psw_mask = struct.unpack_from(">I", whole, 0)[0]
@@ -94,10 +104,10 @@ def read_kernel_image(path: str) -> KernelImage:
             raise BadInputError(f"{path} has no S390EP header at 0x10008 and no s390 IPL PSW at 0: "
                                 "not an s390x kernel image")
     parm = ParmArea.parse(whole[PARMAREA:PARMAREA + PARMAREA_FIXED_SIZE])
-    limit = command_line_limit(parm.max_command_line_size)
     if parm.max_command_line_size > 1 << 20:
         raise BadInputError(f"{path}: parameter area max_command_line_size 0x{parm.max_command_line_size:x} "
                             "is not plausible")
+    limit = command_line_limit(parm.max_command_line_size)
     cl_off = PARMAREA + PARMAREA_FIXED_SIZE
     builtin = whole[cl_off:cl_off + limit].split(b"\0", 1)[0].decode("ascii", "replace")
     version = None

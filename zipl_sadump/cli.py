@@ -36,9 +36,16 @@ def build(
     mem_limit: Optional[str] = typer.Option(None, "--mem-limit", help="dump at most this much memory (zipl SIZE)"),
     no_compress: bool = typer.Option(False, "--no-compress", help="ECKD: never write compressed segments"),
     force: bool = typer.Option(False, "--force", help="multi-volume: do not check/write the volume signature"),
+    kdump_kernel: Optional[str] = typer.Option(None, "--kdump-kernel", help="ECKD: also store this kdump kernel"),
+    kdump_initrd: Optional[str] = typer.Option(None, "--kdump-initrd", help="initrd for --kdump-kernel"),
+    kdump_append: str = typer.Option("", "--kdump-append", help="command line for --kdump-kernel"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Install a dump tool on a device image, laid out as zipl leaves a real device."""
+    if kdump_kernel is None and (kdump_initrd is not None or kdump_append):
+        raise UsageError("--kdump-initrd and --kdump-append go with --kdump-kernel")
+    if kdump_kernel is not None and device is None:
+        raise UsageError("--kdump-kernel needs a single-volume --device")
     if (device is None) == (multi_volume is None):
         raise UsageError("give exactly one of --device FILE or --multi-volume FILE1,FILE2,...")
     size_b = parse_size(size, "device size") if size is not None else None
@@ -46,7 +53,18 @@ def build(
     if device is not None:
         if force:
             raise UsageError("--force only applies to --multi-volume")
+        if kdump_kernel is not None and type_.lower() != "eckd":
+            raise UsageError("--kdump-kernel is supported on ECKD devices (zipl's DASD stand-alone kdump)")
+        if kdump_kernel is not None:       # check the kernel before anything is written
+            from kexec_s390.image import read_kernel_image
+            read_kernel_image(kdump_kernel)
         devs = [build_device(device, type_.lower(), size_b, mem_limit=limit, no_compress=no_compress)]
+        if kdump_kernel is not None:
+            from zipl_sadump.kdumpdev import add_kdump_kernel
+            comps = add_kdump_kernel(device, kdump_kernel, kdump_initrd, kdump_append)
+            if not as_json:
+                stdout.print(f"kdump kernel stored: {human(comps.kernel_size)} kernel, "
+                             f"{human(comps.initrd_size)} initrd, command line {comps.cmdline!r}")
     else:
         if no_compress:
             raise UsageError("--no-compress only applies to a single ECKD device (multi-volume never compresses)")
@@ -130,7 +148,12 @@ def ipl(
             t.add_row(c.name, "[green]ok[/]" if c.ok else "[red]FAILED[/]", c.detail,
                       "" if c.wait_code is None else f"0x{c.wait_code:04x}")
         stdout.print(t)
-        if res.decision == "kdump":
+        for note in res.notes:
+            stdout.print(f"stage 2: {note}")
+        if res.decision == "kdump from device":
+            stdout.print(f"[green]decision: kdump from the dump device[/] - the kdump in memory failed "
+                         f"({res.reason}); the device's kdump kernel was started")
+        elif res.decision == "kdump":
             stdout.print(f"[green]decision: kdump[/] - {res.reason}; swapped [0, crashkernel size) with the "
                          "crashkernel memory and started the kdump kernel at 0x10010")
         else:

@@ -32,6 +32,7 @@ from s390_machine.machine import Machine
 from s390_machine.state import STATUS_DISABLED_WAIT, STATUS_DUMPED, STATUS_RUNNING
 from zipl_sadump.device import read_device
 from zipl_sadump.fulldump import FullDumpResult, write_full_dump
+from zipl_sadump.kdumpdev import kdump_from_device, read_device_kdump
 
 CPU_ID = 0xFF00000390600000         # STIDP of the dumping CPU (version FF: a virtual machine)
 MAX_IPIB = 8192
@@ -52,7 +53,7 @@ class Reipl:
 
 @dataclass
 class IplResult:
-    decision: str                      # "kdump" | "full dump"
+    decision: str                      # "kdump" | "kdump from device" | "full dump"
     reason: str
     checks: MeminfoReport
     stored: list[str]
@@ -129,6 +130,29 @@ def ipl(devices: list[str], machine_dir: str, *, kdump: str = "auto", compress: 
             f = report.first_failure
             reason = report.reason if f is None else \
                 f"{f.name}: {f.detail}" + (f" (wait code 0x{f.wait_code:04x})" if f.wait_code else "")
+            # stage 2: the in-memory kdump is damaged or absent; a kdump kernel on the device?
+            notes = [f"kdump in memory: {reason}"]
+            comps = None
+            if len(devices) == 1:
+                try:
+                    comps = read_device_kdump(devices[0])
+                except BadInputError as exc:
+                    notes.append(f"kdump on the device: {exc}")
+            if comps is None and len(notes) == 1:
+                notes.append("kdump on the device: none stored")
+            elif comps is not None and not report.header_valid:
+                notes.append("kdump on the device: not usable, meminfo gives no crashkernel "
+                             f"({reason})")
+            elif comps is not None:
+                try:
+                    what = kdump_from_device(m, report.meminfo, comps)
+                except BadInputError as exc:
+                    notes.append(f"kdump on the device: {exc}")
+                else:
+                    notes.append(f"kdump on the device: {what}")
+                    st.record("sadump", f"kdump from the dump device: {what}")
+                    m.save_state()
+                    return IplResult("kdump from device", reason, report, stored, notes=notes)
         lc_vec = [c.prefix for c in st.cpus if c.prefix >= 0x10000 and c.prefix % 0x2000 == 0]
         try:
             result = write_full_dump(infos, m.memory, lc_vec, real_cpu_cnt=len(st.cpus), tod=start_tod,
@@ -147,4 +171,5 @@ def ipl(devices: list[str], machine_dir: str, *, kdump: str = "auto", compress: 
         st.record("sadump", f"full dump ({reason}): {'complete' if result.complete else 'INCOMPLETE'}, "
                             f"{result.bytes_dumped} bytes of memory; {reipl.action}: {reipl.detail}")
         m.save_state()
-        return IplResult("full dump", reason, report, stored, result, reipl)
+        return IplResult("full dump", reason, report, stored, result, reipl,
+                         notes=notes if kdump != "off" else [])
