@@ -32,3 +32,27 @@ run $PY -m vmcore.cli info "$OUT/vmcore.elf"
 run $PY -m vmcore.cli regs "$OUT/vmcore.elf" --cpu 0
 run $PY -m vmcore.cli dmesg "$OUT/vmcore.elf"
 run eu-readelf -n "$OUT/vmcore.elf" | head -20 || true
+
+step "6. the stand-alone dumper: a dump device as zipl -d builds it, IPLed on a second machine"
+run $PY -m s390_machine.cli create "$OUT/machine2" --memory 1G --cpus 2 --crashkernel 256M
+run $PY -m kexec_s390.cli load -p "$KERNEL" --initrd "$OUT/initrd.img" --machine "$OUT/machine2"
+run $PY -m zipl_sadump.cli build --device "$OUT/dasd.img" --type eckd --size 2G
+step "   ... kdump intact: the dumper swaps and starts kdump"
+run $PY -m zipl_sadump.cli ipl --device "$OUT/dasd.img" --machine "$OUT/machine2"
+run $PY -m vmcore.cli save --machine "$OUT/machine2" -o "$OUT/vmcore2.elf"
+run $PY -m vmcore.cli map "$OUT/vmcore2.elf" --rows 6 --svg "$OUT/vmcore2.svg"
+
+step "   ... kdump overwritten by a wild pointer: the dumper takes a full dump instead"
+run $PY -m s390_machine.cli create "$OUT/machine3" --memory 1G --cpus 2 --crashkernel 256M
+run $PY -m kexec_s390.cli load -p "$KERNEL" --initrd "$OUT/initrd.img" --machine "$OUT/machine3"
+$PY - "$OUT/machine3" <<'PYEOF'
+import sys
+from s390_machine.machine import Machine
+with Machine.open(sys.argv[1], writable=True) as m:
+    seg = m.meminfo_report().table.segments[1]
+    m.memory.write(seg.mem + 4096, b"wild pointer was here")
+    print(f"scribbled over the initrd segment at 0x{seg.mem + 4096:x}")
+PYEOF
+run $PY -m zipl_sadump.cli ipl --device "$OUT/dasd.img" --machine "$OUT/machine3"
+run $PY -m zipl_sadump.cli extract --device "$OUT/dasd.img" -o "$OUT/dump.s390"
+run $PY -m vmcore.cli info "$OUT/dump.s390" || true
