@@ -82,6 +82,14 @@ class PhysicalMemory:
 
     def read(self, addr: int, length: int) -> bytes:
         self._check(addr, length)
+        if length >= BIG_WRITE:   # large reads through the file: no mapping, no RSS, no page faults
+            data = os.pread(self._fd, length, addr)
+            while len(data) < length:
+                more = os.pread(self._fd, length - len(data), addr + len(data))
+                if not more:
+                    raise BadInputError(f"memory image {self.path} ended at 0x{addr + len(data):x}")
+                data += more
+            return data
         return self._map[addr : addr + length]
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
