@@ -4,7 +4,7 @@ export PIP_BREAK_SYSTEM_PACKAGES := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := build/.installed
 
-.PHONY: install demo test bench fuzz clean
+.PHONY: install demo test bench bench-scale fuzz realworld clean
 
 $(STAMP): pyproject.toml setup.py native/_native.c
 	$(PY) -m pip install -q -e '.[test]'
@@ -20,6 +20,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# a 1 TiB sparse machine with 8 GiB of data through every stage (~40 GB free disk under /var/tmp)
+bench-scale: $(STAMP)
+	$(PY) -m bench.scale
 
 clean:
 	rm -rf build out *.egg-info native/*.so .pytest_cache
