@@ -133,24 +133,37 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_peak_rss_mb(cmd: Sequence[str], **popen_kwargs: Any) -> tuple[int, float]:
-    """Run ``cmd`` to completion; return ``(exit_code, peak_rss_mib)``.
-
-    The peak RSS is that of the child alone, taken from the rusage that
-    ``os.wait4`` returns when the child is reaped (ru_maxrss is in KiB on
-    Linux).  A negative exit code means the child died from that signal.
-    """
-    proc = subprocess.Popen(list(cmd), **popen_kwargs)
+_RSS_RUNNER = """
+import os, sys
+out, cmd = sys.argv[1], sys.argv[2:]
+pid = os.fork()
+if pid == 0:
     try:
-        _, status, usage = os.wait4(proc.pid, 0)
-    except BaseException:
-        proc.kill()
+        os.execvp(cmd[0], cmd)
+    finally:
+        os._exit(127)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as fh:
+    fh.write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
+def run_peak_rss_mb(cmd: Sequence[str], **popen_kwargs: Any) -> tuple[int, float]:
+    """Run ``cmd`` to completion; return ``(exit_code, peak_rss_mib)`` of ``cmd`` alone.
+
+    A child's ru_maxrss counts from its fork, when it still shares the forking process's
+    pages; forked from a large benchmark process it would report that process's size.  So
+    ``cmd`` is forked by a small intermediary Python process, which reports the rusage of
+    ``cmd`` (ru_maxrss, KiB on Linux).  A negative exit code means death by that signal.
+    """
+    import tempfile
+    with tempfile.NamedTemporaryFile("r", suffix=".rss") as res:
+        proc = subprocess.Popen([sys.executable, "-c", _RSS_RUNNER, res.name, *cmd], **popen_kwargs)
         proc.wait()
-        raise
-    code = os.waitstatus_to_exitcode(status)
-    # Popen did not reap the child itself; tell it so it will not try again.
-    proc.returncode = code
-    return code, usage.ru_maxrss / 1024
+        text = open(res.name).read().split()
+    if len(text) != 2:
+        raise RuntimeError(f"could not measure {' '.join(cmd)}: runner exited {proc.returncode}")
+    return int(text[0]), int(text[1]) / 1024
 
 
 # --------------------------------------------------------------------------
