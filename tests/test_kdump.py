@@ -173,3 +173,19 @@ def test_bad_output_paths_leave_nothing(crashed, tmp_path):
     assert proc.returncode == 5, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert os.listdir(tmp_path) == ["missing"] if (tmp_path / "missing").exists() else os.listdir(tmp_path) == []
+
+
+def test_save_kdump_compressed_pages_registers_vmcoreinfo(crashed):
+    out = str(crashed["tmp"] / "vmcore.kdump")
+    run_cli("vmcore.cli", "save", "--machine", crashed["dir"], "-o", out, "--format", "kdump",
+            "--compress", "zlib", check=True)
+    with open(out, "rb") as fh:
+        assert fh.read(8) == b"KDUMP   "
+    with open_dump(out) as d, Machine.open(crashed["dir"]) as m, kdump_dump(m) as live:
+        assert d.attrs.format == "kdump" and d.attrs.complete
+        assert assert_pages_equal(crashed["snap"], d, crashed["changed"]) > 1000
+        assert [(c.prefix, c.psw_addr, c.gprs, c.crs, c.fprs, c.vxrs) for c in d.cpus] == \
+               [(c.prefix, c.psw_addr, c.gprs, c.crs, c.fprs, c.vxrs) for c in live.cpus]
+        assert d.attrs.vmcoreinfo_raw == live.attrs.vmcoreinfo_raw
+    k = peer_kdumpfile().kdumpfile(out)
+    assert k.attr["file.format"] == "diskdump" and k.attr["linux.uts.release"] == "6.1.0-s390dumptools"
