@@ -25,5 +25,10 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(PY) -m bench.scale
 
+# real s390x kernels under qemu-system-s390x: artifacts cached in ~/.cache/s390-dumptools/realworld
+realworld: $(STAMP)
+	$(PY) -m tests.realworld.harness
+	$(PY) -m pytest -q -m realworld tests/realworld
+
 clean:
 	rm -rf build out *.egg-info native/*.so .pytest_cache
