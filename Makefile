@@ -4,7 +4,7 @@ export PIP_BREAK_SYSTEM_PACKAGES := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 STAMP := build/.installed
 
-.PHONY: install demo test bench bench-scale fuzz realworld clean
+.PHONY: install demo demo-real test bench bench-scale fuzz realworld clean
 
 $(STAMP): pyproject.toml setup.py native/_native.c
 	$(PY) -m pip install -q -e '.[test]'
@@ -14,6 +14,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	bash scripts/demo.sh
+
+# the same on real s390x Linux under QEMU (first run builds and boots: ~13 minutes, then cached)
+demo-real: $(STAMP)
+	bash scripts/demo-real.sh
 
 test: $(STAMP)
 	$(PY) -m pytest -q
