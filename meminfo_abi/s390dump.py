@@ -721,3 +721,320 @@ def inflate_unit(data: bytes, what: str = "compressed unit") -> bytes:
         raise BadInputError(f"{what} inflates to {len(out)} bytes{'' if d.eof else ' (stream cut short)'}, "
                             f"expected {MIB}")
     return out
+
+
+# -- dump device images: where a stand-alone dump lives (read side) ------------------------------
+#
+# What a reader needs to find the dump on an image of a dump device as zipl leaves it
+# (the image layouts are described in zipl_sadump/device.py, which writes them):
+#   ECKD  4 KiB blocks; the IPL2 record (block 1) carries the boot_info with the dump
+#         partition's first/last block; the dump tool starts at block 3 (XECKD64 or
+#         XMULT64, the latter followed by the multi-volume parameter table); the VOL1
+#         label in block 2 names the device number ("DVxxxx").
+#   FBA   512-byte blocks; boot_info in block 0; the dumper writes blk_start .. blk_end - 1.
+#   tape  AWSTAPE image: the dump tool block, then a tapemark, the header block, the memory
+#         in 32 KiB blocks, the end-marker block and a tapemark.
+# Every value taken from an image is bounded before it is used; an area cut short by the end
+# of the image file is reported as smaller (`size`), not refused: the dump on it is then
+# incomplete, which the reader reports with the missing range.
+
+IMAGE_ECKD_BLOCK_SIZE = 4096
+IMAGE_ECKD_VOL1_BLOCK = 2
+IMAGE_FBA_BLOCK_SIZE = 512
+IMAGE_TAPE_TOOL_SIZE = STAGE2_DUMPER_SIZE_SV
+TAPE_RECORD_SIZE = AWS_HEADER_SIZE + TAPE_BLK_SIZE      # one data block with its AWSTAPE header
+MVDUMP_SIGN_AREA_OFFSET = 0x200                         # = header field mvdump_sign
+DEVICE_PROBE_SIZE = 2 * IMAGE_ECKD_BLOCK_SIZE          # what dump_device_kind looks at
+DEVICE_KINDS = ("eckd", "fba", "tape")
+
+
+@dataclass(frozen=True)
+class MvVolume:
+    """One volume of a multi-volume parameter table (device number and partition blocks)."""
+
+    devno: int
+    start_blk: int
+    end_blk: int
+
+    @property
+    def bus_id(self) -> str:
+        return f"0.0.{self.devno:04x}"
+
+
+@dataclass(frozen=True)
+class DumpArea:
+    """Where the dump stream is on a dump device image."""
+
+    path: str
+    kind: str                       # "eckd" | "fba" | "tape"
+    tool: str                       # dump tool magic ("XECKD64", "XMULT64", "XDFBA64", "XTAPE64"; "" if absent)
+    tool_version: int
+    offset: int                     # file offset of the dump stream (its header)
+    size: int                       # bytes of the dump area present in the image file
+    nominal_size: int               # bytes the boot record gives the dump area
+    block_size: int                 # device block size (tape: the 32 KiB data blocks)
+    devno: int | None = None
+    mv_tod: int | None = None       # multi-volume: the parameter table's time stamp
+    mv_volumes: tuple[MvVolume, ...] = ()
+    mv_table: bytes = b""           # the raw 512-byte table (identical on every volume)
+
+    @property
+    def multi_volume(self) -> bool:
+        return self.tool == DUMPER_MAGIC_MV_EXT.decode()
+
+    @property
+    def volnr(self) -> int | None:
+        """This volume's index in the parameter table (matched by partition and device number)."""
+        for i, v in enumerate(self.mv_volumes):
+            if (v.start_blk * self.block_size == self.offset and
+                    (self.devno is None or v.devno == self.devno)):
+                return i
+        return None
+
+    @property
+    def cut_short(self) -> bool:
+        return self.size < self.nominal_size
+
+    @property
+    def description(self) -> str:
+        return DUMPER_DESCRIPTION.get(self.tool.encode(), f"{self.kind} dump device")
+
+
+_BOOT_INFO_SIZE = BootInfo.sizeof()
+_TAPE_HEAD_SIZE = TapeHead.sizeof()
+
+
+def _boot_info_at(head: bytes, off: int):
+    raw = head[off:off + _BOOT_INFO_SIZE]
+    if len(raw) < _BOOT_INFO_SIZE or raw[:4] != BOOT_INFO_MAGIC:
+        return None
+    return BootInfo.parse(raw)
+
+
+def _is_tape_image(head: bytes) -> bool:
+    if len(head) < AWS_HEADER_SIZE + 32:
+        return False
+    aws = AwsTapeHeader.parse(head[:AWS_HEADER_SIZE])
+    if (aws.curblkl, aws.prvblkl, aws.flags1, aws.flags2) != (
+            IMAGE_TAPE_TOOL_SIZE, 0, AWS_FLAG_NEWREC | AWS_FLAG_ENDREC, 0):
+        return False
+    tool = head[AWS_HEADER_SIZE:AWS_HEADER_SIZE + 32]
+    return (int.from_bytes(tool[:8], "big") == TAPE_HEAD_PSW and
+            tool[_TAPE_HEAD_SIZE:_TAPE_HEAD_SIZE + DF_S390_DUMPER_MAGIC_SIZE] == DUMPER_MAGIC_TAPE)
+
+
+def dump_device_kind(head: bytes) -> str | None:
+    """"eckd", "fba" or "tape" when the first DEVICE_PROBE_SIZE bytes of an image show a zipl
+    dump record (boot_info with bp_type dump, or the tape dump tool); None otherwise."""
+    if _is_tape_image(head):
+        return "tape"
+    bi = _boot_info_at(head, IMAGE_ECKD_BLOCK_SIZE + 4 + BOOT_INFO_OFFSET_ECKD_STAGE1)
+    if bi is not None and bi.bp_type == BOOT_INFO_BP_TYPE_DUMP and bi.dev_type == BOOT_INFO_DEV_TYPE_ECKD:
+        return "eckd"
+    bi = _boot_info_at(head, BOOT_INFO_OFFSET_FBA_STAGE0)
+    if bi is not None and bi.bp_type == BOOT_INFO_BP_TYPE_DUMP and bi.dev_type == BOOT_INFO_DEV_TYPE_FBA:
+        return "fba"
+    return None
+
+
+def _pread_some(fd: int, length: int, offset: int) -> bytes:
+    try:
+        return os.pread(fd, length, offset)
+    except OSError as exc:
+        raise DumpIOError(f"reading at offset 0x{offset:x}: {exc.strerror or exc}") from None
+
+
+def _file_size(fd: int) -> int:
+    try:
+        return os.fstat(fd).st_size
+    except OSError as exc:
+        raise DumpIOError(f"cannot stat the image: {exc.strerror or exc}") from None
+
+
+def _tool_at(fd: int, offset: int) -> tuple[str, int]:
+    raw = _pread_some(fd, 8, offset)
+    if len(raw) < 8:
+        return "", 0
+    head = DumperHead.parse(raw)
+    magic = bytes(head.magic)
+    if magic not in DUMPER_VERSION:
+        return "", 0
+    return magic.decode(), head.version
+
+
+def _label_devno(fd: int) -> int | None:
+    raw = _pread_some(fd, 10, IMAGE_ECKD_VOL1_BLOCK * IMAGE_ECKD_BLOCK_SIZE)
+    try:
+        text = raw.decode("cp500")
+    except UnicodeDecodeError:
+        return None
+    if len(text) == 10 and text[:4] == "VOL1" and text[4:6] == "DV":
+        try:
+            return int(text[6:10], 16)
+        except ValueError:
+            return None
+    return None
+
+
+def read_dump_area(fd: int, path: str) -> DumpArea:
+    """Locate the dump area on a dump device image (BadInputError if the image holds no
+    usable zipl dump record)."""
+    size = _file_size(fd)
+    head = _pread_some(fd, DEVICE_PROBE_SIZE, 0)
+    kind = dump_device_kind(head)
+    if kind is None:
+        raise BadInputError(f"{path} holds no zipl dump record (no dump boot_info in the ECKD IPL2 record or "
+                            "FBA block 0, and no tape dump tool)")
+    if kind == "tape":
+        start = AWS_HEADER_SIZE + IMAGE_TAPE_TOOL_SIZE
+        return DumpArea(path, "tape", DUMPER_MAGIC_TAPE.decode(), DUMPER_VERSION[DUMPER_MAGIC_TAPE], start,
+                        max(0, size - start), max(0, size - start), TAPE_BLK_SIZE)
+    if kind == "eckd":
+        bi = _boot_info_at(head, IMAGE_ECKD_BLOCK_SIZE + 4 + BOOT_INFO_OFFSET_ECKD_STAGE1)
+        p = EckdDumpParam.parse(bi.dump_param)
+        if p.blk_size != IMAGE_ECKD_BLOCK_SIZE:
+            raise BadInputError(f"{path}: ECKD dump partition block size {p.blk_size} is not supported "
+                                f"(dump partitions use {IMAGE_ECKD_BLOCK_SIZE}-byte blocks)")
+        if not DF_S390_MAGIC_BLK_ECKD < p.blk_start <= p.blk_end:
+            raise BadInputError(f"{path}: corrupt ECKD dump partition blocks {p.blk_start}-{p.blk_end}")
+        offset = p.blk_start * p.blk_size
+        nominal = (p.blk_end - p.blk_start + 1) * p.blk_size
+        tool, version = _tool_at(fd, DF_S390_MAGIC_BLK_ECKD * p.blk_size)
+        devno = _label_devno(fd)
+        if tool == DUMPER_MAGIC_MV_EXT.decode():
+            raw = _pread_some(fd, MVDUMP_PARM_TABLE_SIZE,
+                              DF_S390_MAGIC_BLK_ECKD * p.blk_size + DUMPER_SIZE[DUMPER_MAGIC_MV_EXT])
+            if len(raw) != MVDUMP_PARM_TABLE_SIZE:
+                raise BadInputError(f"{path}: the multi-volume parameter table is cut short")
+            t = MvdumpParmTable.parse(raw)
+            if not 1 <= t.vol_cnt <= MAX_DUMP_VOLUMES:
+                raise BadInputError(f"{path}: corrupt multi-volume parameter table ({t.vol_cnt} volumes)")
+            vols = []
+            for i in range(t.vol_cnt):
+                v = t.vol_parm[i]
+                if v.blk_size << 8 != IMAGE_ECKD_BLOCK_SIZE or not v.start_blk <= v.end_blk:
+                    raise BadInputError(f"{path}: corrupt multi-volume parameter table entry {i}")
+                vols.append(MvVolume(v.devno, v.start_blk, v.end_blk))
+            return DumpArea(path, kind, tool, version, offset, max(0, min(nominal, size - offset)), nominal,
+                            p.blk_size, devno, t.tod, tuple(vols), bytes(raw))
+        return DumpArea(path, kind, tool, version, offset, max(0, min(nominal, size - offset)), nominal,
+                        p.blk_size, devno)
+    bi = _boot_info_at(head, BOOT_INFO_OFFSET_FBA_STAGE0)
+    p = FbaDumpParam.parse(bi.dump_param)
+    if not 0 < p.blk_start < p.blk_end:
+        raise BadInputError(f"{path}: corrupt FBA dump partition blocks {p.blk_start}-{p.blk_end}")
+    offset = p.blk_start * IMAGE_FBA_BLOCK_SIZE
+    nominal = (p.blk_end - p.blk_start) * IMAGE_FBA_BLOCK_SIZE
+    tool, version = ("", 0)
+    if size >= STAGE2_DUMPER_SIZE_SV:
+        tool, version = _tool_at(fd, size - STAGE2_DUMPER_SIZE_SV)
+    return DumpArea(path, kind, tool, version, offset, max(0, min(nominal, size - offset)), nominal,
+                    IMAGE_FBA_BLOCK_SIZE)
+
+
+def check_volume_set(areas: Sequence[DumpArea]) -> list[DumpArea]:
+    """The areas of a multi-volume set in table order; BadInputError naming what does not fit
+    (a volume of another set, a volume twice, one missing)."""
+    if not areas:
+        raise BadInputError("no dump volume given")
+    for a in areas:
+        if not a.multi_volume:
+            raise BadInputError(f"{a.path} is a single-volume {a.kind} dump device; only the ECKD volumes of a "
+                                "multi-volume dump (zipl -M) can be given together")
+    first = areas[0]
+    by_index: dict[int, DumpArea] = {}
+    for a in areas:
+        if a.mv_table != first.mv_table:
+            raise BadInputError(f"{a.path}: its multi-volume parameter table differs from {first.path}'s "
+                                "(a volume of another dump set, or an orphaned volume)")
+        n = a.volnr
+        if n is None:
+            raise BadInputError(f"{a.path}: its partition and device number are not in the parameter table")
+        if n in by_index:
+            raise BadInputError(f"{a.path} and {by_index[n].path} are both volume {n}")
+        by_index[n] = a
+    missing = [i for i in range(len(first.mv_volumes)) if i not in by_index]
+    if missing:
+        names = ", ".join(f"{i} ({first.mv_volumes[i].bus_id})" for i in missing)
+        raise BadInputError(f"the multi-volume dump has {len(first.mv_volumes)} volumes; missing volume(s) {names}")
+    return [by_index[i] for i in range(len(first.mv_volumes))]
+
+
+# -- the tape dump: fixed-stride 32 KiB records --------------------------------------------------
+
+
+@dataclass
+class TapeDumpLayout:
+    """Where the parts of a dump are on a tape image (AWSTAPE records from `area.offset`)."""
+
+    header_offset: int              # file offset of the 4 KiB dump header
+    data_offset: int                # file offset of the first data record (its AWSTAPE header)
+    blocks: int                     # data blocks the header's mem_size needs
+    blocks_present: int             # leading data blocks whose records are intact
+    end_marker_offset: int          # file offset of the end marker record (its AWSTAPE header)
+
+    def record_offset(self, block: int) -> int:
+        return self.data_offset + block * TAPE_RECORD_SIZE
+
+    def file_offset(self, addr: int) -> int:
+        """File offset of memory byte `addr`."""
+        return self.record_offset(addr // TAPE_BLK_SIZE) + AWS_HEADER_SIZE + addr % TAPE_BLK_SIZE
+
+
+def _aws_at(fd: int, offset: int):
+    raw = _pread_some(fd, AWS_HEADER_SIZE, offset)
+    return AwsTapeHeader.parse(raw) if len(raw) == AWS_HEADER_SIZE else None
+
+
+def _data_record_ok(fd: int, layout_data: int, block: int, prev: int) -> bool:
+    h = _aws_at(fd, layout_data + block * TAPE_RECORD_SIZE)
+    return (h is not None and h.curblkl == TAPE_BLK_SIZE and h.prvblkl == prev and
+            h.flags1 == AWS_FLAG_NEWREC | AWS_FLAG_ENDREC)
+
+
+def tape_dump_header(fd: int, area: DumpArea) -> tuple[object | None, int, str]:
+    """(header, its file offset, why not) of the dump on a tape image: a tapemark right behind
+    the tool, then a 4 KiB header block."""
+    h = _aws_at(fd, area.offset)
+    if h is None or not h.flags1 & AWS_FLAG_TAPEMARK:
+        return None, 0, "no dump on the tape (no tapemark after the dump tool)"
+    h = _aws_at(fd, area.offset + AWS_HEADER_SIZE)
+    if h is None or h.curblkl != DF_S390_HDR_SIZE or h.flags1 & AWS_FLAG_TAPEMARK:
+        return None, 0, "no dump on the tape (no 4 KiB header block after the tapemark)"
+    at = area.offset + 2 * AWS_HEADER_SIZE
+    raw = _pread_some(fd, DF_S390_HDR_SIZE, at)
+    if len(raw) != DF_S390_HDR_SIZE:
+        return None, 0, "the tape image ends inside the dump header"
+    return parse_header(raw), at, ""
+
+
+def tape_dump_layout(fd: int, header_offset: int, mem_size: int) -> TapeDumpLayout:
+    """Count the intact data records (a binary search: the recorded part of a tape is a prefix)."""
+    data = header_offset + DF_S390_HDR_SIZE
+    blocks = -(-mem_size // TAPE_BLK_SIZE)
+    em = data + blocks * TAPE_RECORD_SIZE
+    present = 0
+    if blocks:
+        last_ok = _data_record_ok(fd, data, blocks - 1, TAPE_BLK_SIZE if blocks > 1 else DF_S390_HDR_SIZE)
+        if last_ok and _data_record_ok(fd, data, 0, DF_S390_HDR_SIZE):
+            present = blocks
+        else:
+            lo, hi = 0, blocks - 1          # blocks [0, lo) intact; block hi is not
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if _data_record_ok(fd, data, mid, TAPE_BLK_SIZE if mid else DF_S390_HDR_SIZE):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            present = lo
+    present = min(present, max(0, _file_size(fd) - data) // TAPE_RECORD_SIZE)   # whole records only
+    return TapeDumpLayout(header_offset, data, blocks, present, em)
+
+
+def tape_end_marker(fd: int, layout: TapeDumpLayout, hdr_tod: int) -> tuple[bool, int, str]:
+    """The end marker record behind the last data block: (valid, tod, reason)."""
+    h = _aws_at(fd, layout.end_marker_offset)
+    if h is None or h.flags1 & AWS_FLAG_TAPEMARK or h.curblkl not in (8, DF_S390_EM_SIZE):
+        return False, 0, "no end marker block after the last data block"
+    raw = _pread_some(fd, DF_S390_EM_SIZE, layout.end_marker_offset + AWS_HEADER_SIZE)
+    return parse_end_marker(raw.ljust(DF_S390_EM_SIZE, b"\0"), hdr_tod)

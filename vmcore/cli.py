@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from meminfo_abi.errors import EXIT_INCOMPLETE, BadInputError
+from meminfo_abi.errors import EXIT_INCOMPLETE, BadInputError, UsageError
 from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
 from s390_machine.units import human, parse_size
 from vmcore import inspect
@@ -19,13 +19,26 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "raw memory images, and a kdump kernel's /proc/vmcore.")
 
 FORMAT_HELP = "output format: elf, kdump (kdump-compressed), s390 (flat s390 dump)"
+SELECT_HELP = ("a kdump kernel caught by a stand-alone dump: prod (the production system, swap undone; "
+               "the default), kdump (the kdump kernel's memory), all (everything as dumped)")
 
 
-def _open(dump: str, fmt: Optional[str] = None, cpus_from: Optional[str] = None):
+def _open(dump: str, fmt: Optional[str] = None, cpus_from: Optional[str] = None, select: Optional[str] = None):
+    """Open DUMP (FILE, or FILE1,FILE2,... for a multi-volume set); -s picks the system."""
+    from vmcore.formats.s390 import SELECTS, select_system
+    if select is not None and select not in SELECTS:
+        raise UsageError(f"-s {select}: choose one of {', '.join(SELECTS)}")
     opts = {}
     if cpus_from:
         opts["cpus_from"] = cpus_from
-    return open_dump(dump, fmt=fmt, **opts)
+    d = open_dump(dump, fmt=fmt, **opts)
+    if select is None:
+        return d
+    try:
+        return select_system(d, select)
+    except BaseException:
+        d.close()
+        raise
 
 
 @app.command()
@@ -64,10 +77,11 @@ def info(
     dump: str = typer.Argument(..., help="dump file or machine directory"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="force the input format (e.g. raw)"),
     cpus_from: Optional[str] = typer.Option(None, "--cpus-from", help="raw images: CPUs from a state file or QEMU ELF"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Format, memory, CPUs, completeness, VMCOREINFO summary and the meminfo checks."""
-    with _open(dump, fmt, cpus_from) as d:
+    with _open(dump, fmt, cpus_from, select) as d:
         data = inspect.dump_info(d)
     if as_json:
         emit_json(data)
@@ -77,7 +91,13 @@ def info(
         t.add_row("time", data["time"] or "unknown")
         t.add_row("memory", f"{human(data['memory_size'])} ({human(data['memory_present'])} in the dump, "
                             f"{len(data['chunks'])} chunks)")
-        t.add_row("CPUs", str(data["cpus"]))
+        t.add_row("CPUs", str(data["cpus"]) + _cpu_counts(data["extra"]))
+        caught = data["extra"].get("kdump_caught")
+        if caught:
+            sel = data["extra"].get("system")
+            t.add_row("system", f"[yellow]a kdump kernel was caught by the stand-alone dump[/] (OLDMEM "
+                                f"0x{caught['oldmem_base']:x}, {human(caught['oldmem_size'])}); showing "
+                                f"{sel}: {caught['systems'][sel]} (-s prod|kdump|all)")
         t.add_row("complete", "[green]yes[/]" if data["complete"] else f"[red]no[/]: {data['incomplete_reason']}")
         vi = data["vmcoreinfo"]
         t.add_row("VMCOREINFO", "none" if vi is None else
@@ -96,10 +116,11 @@ def regs(
     cpu: Optional[int] = typer.Option(None, "--cpu", help="only this CPU (index in the dump)"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f"),
     cpus_from: Optional[str] = typer.Option(None, "--cpus-from"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """CPU registers: PSW, GPRs, access and control registers, FPRs/VXRs, timers, prefix."""
-    with _open(dump, fmt, cpus_from) as d:
+    with _open(dump, fmt, cpus_from, select) as d:
         items = inspect.cpu_registers(d, cpu)
     if as_json:
         emit_json([dict(r.to_json(), index=i) for i, r in items])
@@ -122,10 +143,11 @@ def dmesg(
     dump: str = typer.Argument(...),
     partial: bool = typer.Option(False, "--partial", help="only what came after the last dmesg -c"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The kernel log, from VMCOREINFO alone (no vmlinux), like makedumpfile --dump-dmesg."""
-    with _open(dump, fmt) as d:
+    with _open(dump, fmt, select=select) as d:
         records = inspect.kernel_log(d, partial=partial)
     if as_json:
         emit_json([{"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "facility": r.facility,
@@ -140,10 +162,11 @@ def dmesg(
 def vmcoreinfo(
     dump: str = typer.Argument(...),
     fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The VMCOREINFO text (from the note, or found through lowcore 0xE18/0xE0C)."""
-    with _open(dump, fmt) as d:
+    with _open(dump, fmt, select=select) as d:
         vi = d.attrs.vmcoreinfo
         if vi is None:
             raise BadInputError("the dump has no VMCOREINFO (not in a note, not through lowcore 0xE18/0xE0C)")
@@ -159,13 +182,14 @@ def read(
     addr: str = typer.Argument(..., help="physical address"),
     length: str = typer.Argument("0x100", help="bytes to show"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Hex dump of physical memory."""
     a, n = parse_size(addr, "address"), parse_size(length, "length")
     if n > 1 << 24:
         raise BadInputError(f"length {n} is more than 16 MiB: use convert to extract ranges that large")
-    with _open(dump, fmt) as d:
+    with _open(dump, fmt, select=select) as d:
         data = d.read(a, n)
     if as_json:
         emit_json({"address": a, "length": n, "data": data.hex()})
@@ -180,6 +204,7 @@ def convert(
     out_fmt: str = typer.Option(..., "-f", "--to", help=FORMAT_HELP),
     fmt: Optional[str] = typer.Option(None, "--from", help="force the input format (e.g. raw)"),
     cpus_from: Optional[str] = typer.Option(None, "--cpus-from"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     compress: str = typer.Option("zlib", "--compress", help="kdump format: zlib or none"),
     level: int = typer.Option(1, "--level", help="zlib level"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
@@ -189,7 +214,7 @@ def convert(
     opts = {}
     if out_fmt == "kdump":
         opts.update(compress=compress, level=level)
-    with _open(dump, fmt, cpus_from) as d:
+    with _open(dump, fmt, cpus_from, select) as d:
         with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
             write_dump(d, output, out_fmt, progress=advance, **opts)
         res = {"input": dump, "input_format": d.attrs.format, "output": output, "format": out_fmt,
@@ -207,13 +232,14 @@ def map_(
     svg: Optional[str] = typer.Option(None, "--svg", help="also write the picture as an SVG file"),
     rows: int = typer.Option(16, "--rows", help="terminal rows of cells"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Physical memory as a picture: present, zero, excluded, absent, crashkernel, swapped, anchors."""
     from s390_machine.fileio import atomic_write_text
     from vmcore import memmap
     width = stdout.width
-    with _open(dump, fmt) as d:
+    with _open(dump, fmt, select=select) as d:
         model = memmap.build_map(d, max(8, width - 22) * rows)
     if svg:
         atomic_write_text(svg, memmap.render_svg(model, f"physical memory of {dump}"))
@@ -221,6 +247,50 @@ def map_(
         emit_json(model.to_json())
     else:
         stdout.print(memmap.render_text(model, width))
+
+
+@app.command()
+def verify(
+    dump: str = typer.Argument(..., help="dump file, device image, or FILE1,FILE2,... (multi-volume)"),
+    manifest: Optional[str] = typer.Option(None, "--manifest", help="check every non-zero page against this manifest"),
+    write_manifest: Optional[str] = typer.Option(None, "--write-manifest",
+                                                 help="write the page manifest (sha256 per non-zero page) here"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="force the input format"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Completeness (end marker, TOD order, stop marker, volume set), every data range readable,
+    page digests against a manifest.  Exit 0 verified, 4 incomplete, 3 unreadable or mismatch."""
+    from vmcore.verify import verify_dump
+    with _open(dump, fmt, select=select) as d:
+        with progress_bar(d.present_bytes, "verifying", progress) as advance:
+            rep = verify_dump(d, manifest=manifest, write_manifest_to=write_manifest, progress=advance)
+        fmt_name = d.attrs.format
+    if as_json:
+        emit_json(dict(rep.to_json(), input=dump, format=fmt_name))
+    else:
+        t = Table(title=f"verify {dump} ({fmt_name})")
+        t.add_column("check")
+        t.add_column("result")
+        t.add_column("detail")
+        for c in rep.checks:
+            ok = c.get("ok")
+            t.add_row(c["check"], "ok" if ok else ("[red]FAILED[/]" if ok is False else "-"), str(c.get("detail", "")))
+        stdout.print(t)
+        colour = {"verified": "green", "incomplete": "yellow"}.get(rep.status, "red")
+        stdout.print(f"[{colour}]{rep.status}[/]" + (f": {rep.reason}" if rep.status == "incomplete" else ""))
+    if rep.exit_code:
+        raise typer.Exit(rep.exit_code)
+
+
+def _cpu_counts(extra: dict) -> str:
+    """s390 dumps: CPUs in lc_vec vs all CPUs that stored status."""
+    real = extra.get("real_cpu_cnt")
+    cnt = extra.get("cpu_cnt")
+    if isinstance(real, int) and isinstance(cnt, int) and real != cnt:
+        return f" ({cnt} in the dump header's lowcore list, {real} stored status)"
+    return ""
 
 
 main = main_for(app, "vmcore")

@@ -26,6 +26,7 @@ PROBE_BYTES = 4096
 FORMAT_MODULES: tuple[str, ...] = (
     "elf",
     "kdump_compressed",
+    "s390",
     "raw",
 )
 
@@ -124,8 +125,33 @@ def _probe(reader: Reader, fh, head: bytes) -> bool:
         return False
 
 
-def open_dump(path: str | os.PathLike, fmt: str | None = None, **opts: Any) -> Dump:
-    """Open a dump of any known format (`fmt` forces one, e.g. "raw" for a plain memory image)."""
+def _path_set(path) -> list[str] | None:
+    """Several inputs that make one dump (the volumes of a multi-volume set): a list, or a
+    comma-separated string that is not itself a path."""
+    if isinstance(path, (list, tuple)):
+        return [os.fspath(p) for p in path]
+    if isinstance(path, str) and "," in path and not os.path.exists(path):
+        return [p.strip() for p in path.split(",")]
+    return None
+
+
+def open_dump(path: str | os.PathLike | list, fmt: str | None = None, **opts: Any) -> Dump:
+    """Open a dump of any known format (`fmt` forces one, e.g. "raw" for a plain memory image).
+    `path` may list several files that form one dump (a multi-volume set: [p1, p2] or "p1,p2");
+    the readers with a `probe_paths` claim those."""
+    paths = _path_set(path)
+    if paths is not None:
+        if len(paths) == 1:
+            path = paths[0]
+        else:
+            if fmt is not None:
+                return reader_for(fmt).open(paths, **opts)
+            for r in READERS:
+                probe = getattr(r, "probe_paths", None)
+                if probe is not None and probe(paths):
+                    return r.open(paths, **opts)
+            raise BadInputError(f"{', '.join(paths)}: no reader takes these files together (only the volumes of "
+                                "a multi-volume s390 dump are read as one dump)")
     path = os.fspath(path)
     if fmt is not None:
         return reader_for(fmt).open(path, **opts)

@@ -1,0 +1,154 @@
+"""`vmcore convert` of a stand-alone s390 dump to ELF against cp of the same file; info and dmesg.
+
+A 4 GiB machine with a quarter of its MiBs holding data (``--quick``: 512 MiB) is dumped by
+the stand-alone dumper to an ECKD device and extracted, twice: uncompressed (--no-compress)
+and with zlib segments (the dumper's default).  Then:
+
+* `vmcore convert DUMP -f elf` of each stream, timed in a subprocess after its imports (as
+  bench_sadump times the dump: cp has no interpreter to start), its peak RSS measured from
+  the outside (target < 200 MB);
+* limits: ``cp --sparse=always`` of the same file (target >= 0.8x, the issue's number), and
+  cp followed by an fsync of the copy -- the like-for-like limit, because the converter's
+  output is atomic: written under a temporary name, fsynced, renamed.  The zlib stream is
+  a different job (1 MiB units to inflate, a file half the size to copy): reported, no target;
+* `vmcore info` and `vmcore dmesg` on the zlib stream as the user runs them (whole
+  subprocess, interpreter start included; target < 1 s each).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench.common import GiB, MiB, Result, cp_throughput, main_for, run_peak_rss_mb, size
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RSS_LIMIT_MB = 200.0
+TIME_LIMIT_S = 1.0
+REPEAT = 3
+
+
+def child_main(argv: list[str]) -> None:
+    """In the subprocess: open the dump, time one conversion to ELF, print JSON."""
+    src, out = argv[0], argv[1]
+    from vmcore.formats import open_dump, write_dump
+
+    if os.path.exists(out):
+        os.unlink(out)
+    os.sync()
+    t = time.perf_counter()
+    with open_dump(src) as d:
+        write_dump(d, out, "elf")
+        complete = d.attrs.complete
+    seconds = time.perf_counter() - t
+    os.unlink(out)
+    print(json.dumps({"seconds": seconds, "complete": complete}))
+
+
+def _convert(src: str, out: str) -> tuple[float, float]:
+    """(best seconds of REPEAT conversions, highest peak RSS in MiB)."""
+    cmd = [sys.executable, "-c", "import sys; from bench.bench_convert import child_main; child_main(sys.argv[1:])",
+           src, out]
+    best, rss = float("inf"), 0.0
+    for _ in range(REPEAT):
+        res_path = out + ".json"
+        with open(res_path, "w") as fh:
+            code, peak = run_peak_rss_mb(cmd, stdout=fh, cwd=ROOT)
+        if code != 0:
+            raise RuntimeError(f"convert subprocess failed with exit code {code}")
+        with open(res_path) as fh:
+            res = json.loads(fh.read().strip().splitlines()[-1])
+        os.unlink(res_path)
+        if not res["complete"]:
+            raise RuntimeError("the benchmark dump is not complete")
+        best = min(best, res["seconds"])
+        rss = max(rss, peak)
+    return best, rss
+
+
+def _cp_sync(src: str, dst: str) -> float:
+    """Seconds of cp --sparse=always followed by an fsync of the copy (best of REPEAT)."""
+    best = float("inf")
+    for _ in range(REPEAT):
+        if os.path.lexists(dst):
+            os.unlink(dst)
+        os.sync()
+        t = time.perf_counter()
+        subprocess.run(["cp", "--sparse=always", src, dst], check=True)
+        fd = os.open(dst, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        best = min(best, time.perf_counter() - t)
+    os.unlink(dst)
+    return best
+
+
+def _cli_seconds(*args: str) -> float:
+    """Wall seconds of `python -m vmcore.cli ARGS` (best of REPEAT), output discarded."""
+    best = float("inf")
+    for _ in range(REPEAT):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "vmcore.cli", *args], check=True, cwd=ROOT,
+                       stdout=subprocess.DEVNULL)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def _make_dumps(tmp: str, mem: int) -> dict[str, str]:
+    py = sys.executable
+    quiet = dict(check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    out = {}
+    for name, extra in (("plain", ["--no-compress"]), ("zlib", [])):
+        machine = os.path.join(tmp, f"machine-{name}")
+        subprocess.run([py, "-m", "s390_machine.cli", "create", machine, "--memory", str(mem), "--cpus", "2",
+                        "--crashkernel", str(mem // 16), "--fill", "0.25"], **quiet)
+        device = os.path.join(tmp, f"{name}.img")
+        subprocess.run([py, "-m", "zipl_sadump.cli", "build", "--device", device, "--type", "eckd", "--size",
+                        str(mem + mem // 4 + 64 * MiB)], **quiet)
+        subprocess.run([py, "-m", "zipl_sadump.cli", "ipl", "--device", device, "--machine", machine, "--kdump",
+                        "off", "--no-map", *extra], **quiet)
+        out[name] = os.path.join(tmp, f"{name}.dump")
+        subprocess.run([py, "-m", "zipl_sadump.cli", "extract", "--device", device, "-o", out[name]], **quiet)
+        os.unlink(device)
+    return out
+
+
+def run(args: argparse.Namespace) -> list[Result]:
+    mem = size(args, 4 * GiB, 512 * MiB)
+    label = f"{mem // MiB} MiB" if mem < GiB else f"{mem // GiB} GiB"
+    rows: list[Result] = []
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP", "/var/tmp")) as tmp:
+        dumps = _make_dumps(tmp, mem)
+        for name, what in (("plain", "uncompressed"), ("zlib", "zlib segments")):
+            src = dumps[name]
+            nbytes = os.path.getsize(src)
+            copy = os.path.join(tmp, "copy")
+            cp = cp_throughput(src, copy, sparse=True, repeat=REPEAT)
+            cps = nbytes / _cp_sync(src, copy)
+            seconds, rss = _convert(src, os.path.join(tmp, "out.elf"))
+            thr = nbytes / seconds
+            head = f"convert {label} s390 ({what}, {nbytes / MiB:.0f} MiB file) -> ELF"
+            rows.append(Result(f"cp --sparse=always of the {what} dump (limit)", cp, "B/s"))
+            if name == "plain":
+                rows.append(Result(head, thr, "B/s", "cp --sparse=always", thr / cp, 0.8))
+                rows.append(Result(f"{head}, durable", thr, "B/s", "cp + fsync", thr / cps, 0.8))
+            else:
+                rows.append(Result(f"{head} (info: inflates every unit)", thr, "B/s", "cp --sparse=always", thr / cp))
+                rows.append(Result(f"{head}, durable (info)", thr, "B/s", "cp + fsync", thr / cps))
+            rows.append(Result(f"convert ({what}): peak RSS", rss, "MiB", f"{RSS_LIMIT_MB:g} MB target",
+                               RSS_LIMIT_MB / rss, 1.0))
+        for cmd in ("info", "dmesg"):
+            t = _cli_seconds(cmd, dumps["zlib"])
+            rows.append(Result(f"vmcore {cmd} on the {label} zlib dump (whole process)", t, "s",
+                               f"{TIME_LIMIT_S:g} s target", TIME_LIMIT_S / t, 1.0))
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(main_for(run, "convert"))

@@ -1,0 +1,1050 @@
+"""The s390 stand-alone dump formats: flat (...23fd), extended (...23fe), dump devices, tape, volume sets.
+
+ref-formats-and-peers.md §1-§2; every layout comes from meminfo_abi/s390dump.py.
+
+Reader ("s390"), claimed by content:
+  * a file starting with a dump header: flat (memory at 0x1000 + address, end marker at
+    0x1000 + mem_size) or extended (dump segments; the gaps between them and the memory
+    after the last one read as zeros; compressed segments are inflated one 1 MiB unit at
+    a time on demand, a few units cached, the next ones inflated ahead on a thread pool
+    while a reader streams);
+  * an image of a dump device with the dump on it: ECKD or FBA (the dump area named by
+    zipl's boot record), a tape (AWSTAPE image: flat memory in 32 KiB records), or the
+    volumes of a multi-volume set given together (`open_dump([p1, p2, p3])` or
+    "p1,p2,p3", in any order: the parameter table orders them).
+  CPUs: one per lc_vec entry, registers from the save area at prefix + 0x1200 of the
+  dumped memory, vector registers through the lowcore's 0x11B0 pointer when it points
+  into the dump.  VMCOREINFO through lowcore 0xE18/0xE0C.  A dump that is cut short,
+  lacks its stop marker or end marker, or whose end marker is older than its header is
+  read as far as it goes and reported incomplete with the reason and the missing range;
+  a header that is not a dump header is a BadInputError.  Counts are bounded: at most
+  512 CPUs, segments bounded by the dump area, memory beyond the file is absent.
+
+A kdump kernel caught by a stand-alone dump (zgetdump -s): when the parameter area at
+0x10418/0x10420 names an OLDMEM range and the meminfo found through the swap names the
+same crashkernel, the dump shows two systems.  `select_system` presents one of them:
+  prod   the production system: [0, size) comes from [base, base + size) (the swap
+         undone), the crashkernel itself is left out (as zgetdump does), CPUs from the
+         production kernel's lowcores (lowcore_ptr[] of its VMCOREINFO), time from
+         CRASHTIME; the default for such dumps;
+  kdump  the kdump kernel's own memory [0, size) as dumped, the dumped CPUs;
+  all    everything as dumped.
+
+Writer ("s390"): the flat format as `zgetdump -f s390` writes it: header version 5 (4 when
+no CPU registers can be stored), hdr_size 0x1000, dump_level 4, page_size 4096,
+mem_size = mem_end = the dump's memory size (exclusive end, as zgetdump and the
+dumpers), num_pages, the header TOD from the dump time, arch 2, lc_vec = the prefixes of
+the CPUs written; memory at 0x1000 + address (zero pages and gaps left as holes), each
+CPU's registers overlaid on its prefix page's save area (and the vector registers on
+the area its lowcore names) so they survive; then the 16-byte end marker with a TOD not
+before the header's.  zgetdump overlays the same save-area fields but the TOD programmable
+register (it leaves that one as the memory had it); we store it too.  Neither writes the
+breaking-event address (0x1338): ELF and kdump dumps do not carry it, so the memory keeps
+whatever the dumped system stored there.  Atomic (temporary name, rename); progress as
+memory is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Sequence
+
+from construct import ConstructError
+
+from meminfo_abi.cpu import CpuRegs
+from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
+from meminfo_abi.locate import read_meminfo
+from meminfo_abi.lowcore import (
+    LC_EXT_CPU_ADDR, LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE,
+)
+from meminfo_abi.parmarea import PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE
+from meminfo_abi.s390dump import (
+    AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_HEADER_SIZE, DEVICE_PROBE_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
+    DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_FLAT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_HDR_SIZE,
+    DUMP_SEGM_STOP_MARKER, MIB, TAPE_BLK_SIZE, TAPE_RECORD_SIZE, DfS390DumpSegmHdr, DumpArea, DumpSegment,
+    ExtStreamWalker, TapeDumpLayout, build_end_marker, build_header, check_volume_set, dump_device_kind, inflate_unit,
+    parse_end_marker, parse_header, read_dump_area, tape_dump_header, tape_dump_layout, tape_end_marker, tod_text,
+    tod_to_datetime, unix_to_tod,
+)
+from meminfo_abi.s390dump import PAGE_SIZE as S390_PAGE_SIZE
+from native import nonzero_ranges
+from s390_machine.fileio import atomic_file
+from vmcore.model import (
+    DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, PAGE_SIZE, Dump, DumpAttrs, FileSource,
+    MappedSource, MemChunk, _SizedSource,
+)
+
+FORMAT_NAME = "s390"
+UNIT_CACHE = 4                      # inflated 1 MiB units kept per dump
+INFLATE_THREADS = max(1, min(8, os.cpu_count() or 1))
+PREFETCH_UNITS = 2 * INFLATE_THREADS    # units inflated ahead of a sequential reader
+SELECTS = ("prod", "kdump", "all")
+TIB16 = 1 << 44                     # a u32 num_pages describes less than this
+LOWCORE_READ = LC_SAVE_AREA + SAVE_AREA_SIZE
+VX_SIZE = 512
+Progress = Callable[[int], None] | None
+
+# save-area fields the writer stores a CPU's registers in (lowcore offsets): FPRs, GPRs, PSW, prefix,
+# FPC, TOD programmable register, CPU timer, clock comparator, ACRs, CRs.  The rest, e.g. the
+# breaking-event address at 0x1338 that ELF and kdump dumps do not carry, is left as dumped.
+_REG_FIELDS = ((0x1200, 0x80), (0x1280, 0x80), (0x1300, 0x10), (0x1318, 4), (0x131C, 4), (0x1324, 4),
+               (0x1328, 8), (0x1330, 8), (0x1340, 0x40), (0x1380, 0x80))
+
+
+# ---------------------------------------------------------------------------------------------
+# sources
+# ---------------------------------------------------------------------------------------------
+
+class _UnitCache:
+    """The last few inflated 1 MiB units of one dump (LRU), and the units being inflated ahead.
+
+    Values are bytes or futures of the inflate pool; only the reading thread touches the cache."""
+
+    def __init__(self, size: int = UNIT_CACHE + PREFETCH_UNITS):
+        self.size = size
+        self.units: OrderedDict[tuple[int, int], Any] = OrderedDict()
+
+    def _put(self, key: tuple[int, int], value: Any) -> None:
+        self.units[key] = value
+        if len(self.units) > self.size:
+            self.units.popitem(last=False)
+
+    def start(self, key: tuple[int, int], load: Callable[[], bytes]) -> None:
+        """Inflate a unit on the pool unless it is cached or under way."""
+        if key not in self.units:
+            self._put(key, _inflate_pool().submit(load))
+
+    def get(self, key: tuple[int, int], load: Callable[[], bytes]) -> bytes:
+        data = self.units.get(key)
+        if data is None:
+            data = load()
+            self._put(key, data)
+        else:
+            self.units.move_to_end(key)
+            if isinstance(data, Future):
+                data = data.result()
+                self.units[key] = data
+        return data
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _inflate_pool() -> ThreadPoolExecutor:
+    """Threads that inflate units ahead of a sequential reader (zlib releases the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=INFLATE_THREADS, thread_name_prefix="s390-inflate")
+    return _POOL
+
+
+class ZlibSegmentSource(_SizedSource):
+    """The memory of one compressed segment: 1 MiB units, each its own zlib stream (bit 31 of
+    its entry offset: stored raw), inflated on demand.  The units a read needs are inflated in
+    parallel; a sequential reader also gets the next few units inflated ahead."""
+
+    def __init__(self, raw: FileSource, segment: DumpSegment, cache: _UnitCache, name: str):
+        self.raw = raw                      # the segment's data on disk (offset 0 = data_offset)
+        self.segment = segment
+        self.cache = cache
+        self.size = segment.len
+        self.name = name
+        self._next = -1                     # where the last read ended (sequential detection)
+
+    def _loader(self, index: int) -> Callable[[], bytes]:
+        seg = self.segment
+
+        def load() -> bytes:
+            offset, on_disk, stored_raw = seg.unit_location(index)
+            rel = offset - seg.data_offset
+            if stored_raw:
+                if on_disk < MIB:
+                    raise BadInputError(f"{self.name}: raw unit {index} has only {on_disk} bytes on disk")
+                return self.raw.read(rel, MIB)
+            return inflate_unit(self.raw.read(rel, on_disk), f"{self.name}: unit {index}")
+        return load
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        if not length:
+            return b""
+        first, last = offset // MIB, (offset + length - 1) // MIB
+        ahead = PREFETCH_UNITS if offset == self._next else 0
+        if last > first or ahead:
+            for i in range(first, min(self.segment.units, last + 1 + ahead)):
+                self.cache.start((id(self), i), self._loader(i))
+        out = []
+        pos, end = offset, offset + length
+        while pos < end:
+            i = pos // MIB
+            unit = self.cache.get((id(self), i), self._loader(i))
+            s = pos - i * MIB
+            n = min(end - pos, MIB - s)
+            out.append(unit[s:s + n] if (s, n) != (0, MIB) else unit)
+            pos += n
+        self._next = end
+        return out[0] if len(out) == 1 else b"".join(out)
+
+    def data_ranges(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        start, end = self._clip(start, end)
+        if start < end:
+            yield start, end
+
+    def close(self) -> None:
+        self.raw.close()
+
+
+class _OffsetSource(_SizedSource):
+    """A window [offset, offset + size) of another source, which its owner closes."""
+
+    def __init__(self, inner, offset: int, size: int, name: str):
+        self.inner, self.offset, self.size, self.name = inner, offset, size, name
+
+    def read(self, offset: int, length: int) -> bytes:
+        self._check(offset, length)
+        return self.inner.read(self.offset + offset, length)
+
+    def data_ranges(self, start: int, end: int) -> Iterator[tuple[int, int]]:
+        start, end = self._clip(start, end)
+        if start >= end:
+            return
+        for s, e in self.inner.data_ranges(self.offset + start, self.offset + end):
+            yield s - self.offset, e - self.offset
+
+
+_TAPE_BLKL = TAPE_BLK_SIZE.to_bytes(2, "little")      # AWSTAPE lengths are little-endian
+
+
+def _tape_source(base: FileSource, layout: TapeDumpLayout, size: int, name: str) -> MappedSource:
+    """Memory [0, size) of a tape dump: 32 KiB data records, each behind its 6-byte header."""
+
+    def read(offset: int, length: int) -> bytes:
+        first, last = offset // TAPE_BLK_SIZE, (offset + length - 1) // TAPE_BLK_SIZE
+        raw = memoryview(base.read(layout.record_offset(first), (last - first + 1) * TAPE_RECORD_SIZE))
+        parts = []
+        for b in range(first, last + 1):
+            at = (b - first) * TAPE_RECORD_SIZE
+            if raw[at:at + 2] != _TAPE_BLKL or raw[at + 4] != AWS_FLAG_NEWREC | AWS_FLAG_ENDREC:
+                raise BadInputError(f"{name}: tape record of data block {b} (memory 0x{b * TAPE_BLK_SIZE:x}) is "
+                                    f"corrupt (length {int.from_bytes(raw[at:at + 2], 'little')}, flags "
+                                    f"0x{raw[at + 4]:02x})")
+            lo = max(offset, b * TAPE_BLK_SIZE) - b * TAPE_BLK_SIZE
+            hi = min(offset + length, (b + 1) * TAPE_BLK_SIZE) - b * TAPE_BLK_SIZE
+            parts.append(raw[at + AWS_HEADER_SIZE + lo:at + AWS_HEADER_SIZE + hi])
+        return bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
+
+    def addr_of(file_off: int) -> int:
+        rel = file_off - layout.data_offset
+        b, within = divmod(rel, TAPE_RECORD_SIZE)
+        return b * TAPE_BLK_SIZE + max(0, within - AWS_HEADER_SIZE)
+
+    def ranges(start: int, end: int) -> Iterator[tuple[int, int]]:
+        fs = layout.file_offset(start)
+        fe = layout.file_offset(end - 1) + 1
+        for s, e in base.data_ranges(fs, fe):
+            a, z = max(start, addr_of(s)), min(end, addr_of(e))
+            if a < z:
+                yield a, z
+
+    return MappedSource(read, size, ranges, name=name)
+
+
+# ---------------------------------------------------------------------------------------------
+# reading one stream
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class _Read:
+    """What reading the memory part of an s390 dump found."""
+
+    header: Any
+    layout: str                                  # flat | extended | tape | multi-volume
+    chunks: list[MemChunk] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    end_tod: int | None = None
+    segments: int = 0
+    data_size: int = 0
+    volumes: list[dict] = field(default_factory=list)
+
+    def check(self, name: str, ok: bool | None, detail: str) -> None:
+        self.checks.append({"check": name, "ok": ok, "detail": detail})
+        if ok is False:
+            self.problems.append(f"{name}: {detail}")
+
+
+def _hexr(lo: int, hi: int) -> str:
+    return f"0x{lo:x}-0x{hi - 1:x}"
+
+
+def _end_marker_checks(r: _Read, valid: bool, tod: int, why: str, where: str) -> None:
+    hdr_tod = r.header.tod
+    if valid:
+        r.end_tod = tod
+        r.check("end marker", True, f"DUMP_END {where}")
+        r.check("TOD order", True, f"end {tod_text(tod)} >= start {tod_text(hdr_tod)}")
+    elif why.startswith("end marker TOD"):
+        r.end_tod = tod
+        r.check("end marker", True, f"DUMP_END {where}")
+        r.check("TOD order", False, why)
+    else:
+        r.check("end marker", False, f"{why} ({where})")
+
+
+def _read_flat(base: FileSource, hdr, area_offset: int, area_end: int, where: str) -> _Read:
+    r = _Read(hdr, "flat")
+    mem = hdr.mem_size
+    data = area_offset + DF_S390_HDR_SIZE
+    avail = max(0, min(mem, area_end - data))
+    if avail:
+        r.chunks.append(MemChunk(0, avail, base.region(data, avail, name=where), KIND_RAM))
+    r.data_size = avail
+    if avail < mem:
+        r.chunks.append(MemChunk(avail, mem - avail, None, KIND_ABSENT))
+        r.check("size", False, f"{where} ends at offset 0x{max(data, area_end):x}, inside the memory: physical "
+                               f"range {_hexr(avail, mem)} is missing (and the end marker)")
+        return r
+    r.check("size", True, f"memory 0x{mem:x} bytes at offset 0x{data:x}")
+    at = data + mem
+    raw = base.read(at, min(DF_S390_EM_SIZE, max(0, area_end - at))) if at < area_end else b""
+    if len(raw) < DF_S390_EM_SIZE:
+        r.check("end marker", False, f"{where} ends before the end marker at offset 0x{at:x} "
+                                     "(all memory is present)")
+        return r
+    valid, tod, why = parse_end_marker(raw, hdr.tod)
+    _end_marker_checks(r, valid, tod, why, f"at offset 0x{at:x}")
+    return r
+
+
+def _segment_chunks(r: _Read, base: FileSource, segs: Sequence[DumpSegment], prev: int, cache: _UnitCache,
+                    where: str) -> int:
+    """Chunks of the segments (zero chunks for the gaps before them); returns the end address."""
+    for seg in segs:
+        r.segments += 1
+        r.data_size += seg.size_on_disk
+        if not seg.len:
+            continue
+        if seg.start > prev:
+            r.chunks.append(MemChunk(prev, seg.start - prev, None, KIND_ZERO))
+        name = f"{where} segment 0x{seg.start:x}"
+        region = base.region(seg.data_offset, seg.size_on_disk, name=name)
+        if seg.compressed:
+            src = ZlibSegmentSource(region, seg, cache, name)
+        else:
+            src = region
+        r.chunks.append(MemChunk(seg.start, seg.len, src, KIND_RAM))
+        prev = seg.end
+    return prev
+
+
+def _salvage(r: _Read, base: FileSource, at: int, area_end: int, prev: int, mem: int, where: str,
+             cache: _UnitCache, block_size: int) -> int:
+    """What a cut-short file still holds of the segment whose header is at `at`: the gap before it
+    (zeros: the dumper skipped it), the data of an uncompressed segment up to the cut, the whole
+    1 MiB units of a compressed one."""
+    if at + DUMP_SEGM_HDR_SIZE > area_end:
+        return prev
+    try:
+        seg = DfS390DumpSegmHdr.parse(base.read(at, DUMP_SEGM_HDR_SIZE))
+    except (DumpToolError, ConstructError):
+        return prev
+    if (seg.start % MIB or seg.len % MIB or not seg.len or seg.start < prev or seg.start + seg.len > mem
+            or seg.stop_marker not in (0, DUMP_SEGM_STOP_MARKER)):
+        return prev
+    data = at + DUMP_SEGM_HDR_SIZE
+    room = max(0, area_end - data)
+    if not seg.size_on_disk:
+        n = min(seg.len, room)
+        part = DumpSegment(seg.start, n, False, at, data, n, (), block_size) if n else None
+    else:
+        entries = tuple(seg.entry_offset[:seg.entry_count])
+        if not r.header.zlib_version_s390 or ExtStreamWalker._check_entries(entries, seg.len, seg.size_on_disk):
+            return prev
+        ends = [(e & ~DUMP_SEGM_ENTRY_UNCOMPRESSED) * block_size for e in entries[1:]]
+        ends.append(seg.size_on_disk * block_size)
+        k = 0
+        while k < len(ends) and ends[k] <= room:
+            k += 1
+        part = DumpSegment(seg.start, k * MIB, False, at, data, ends[k - 1], entries[:k], block_size) if k else None
+    if seg.start > prev:
+        r.chunks.append(MemChunk(prev, seg.start - prev, None, KIND_ZERO))
+        prev = seg.start
+    if part is not None:
+        name = f"{where} segment 0x{seg.start:x} (cut short)"
+        region = base.region(data, part.size_on_disk, name=name)
+        src = ZlibSegmentSource(region, part, cache, name) if part.compressed else region
+        r.chunks.append(MemChunk(part.start, part.len, src, KIND_RAM))
+        r.data_size += part.size_on_disk
+        prev = part.start + part.len
+    return prev
+
+
+def _finish_ext(r: _Read, base: FileSource, st, prev: int, area_end: int, where: str, cache: _UnitCache,
+                block_size: int) -> None:
+    mem = r.header.mem_size
+    if st.stop_marker:
+        r.check("stop marker", True, f"last segment ends at 0x{prev:x}")
+        if prev < mem:
+            r.chunks.append(MemChunk(prev, mem - prev, None, KIND_ZERO))
+        at = st.end_marker_offset
+        if at is not None:
+            valid, tod, why = parse_end_marker(base.read(at, DF_S390_EM_SIZE), r.header.tod)
+            _end_marker_checks(r, valid, tod, why, f"at offset 0x{at:x} of {where}")
+        else:
+            r.check("end marker", False, f"{where} ends right after the stop-marker segment (all memory is present)")
+        return
+    end = _salvage(r, base, st.end_offset, area_end, prev, mem, where, cache, block_size)
+    missing = f"physical range {_hexr(end, mem)} is missing" if end < mem else "no memory is missing"
+    r.check("stop marker", False, f"{st.reason}; {missing}")
+    if end < mem:
+        r.chunks.append(MemChunk(end, mem - end, None, KIND_ABSENT))
+
+
+def _read_ext(base: FileSource, fd: int, hdr, area_offset: int, area_size: int, where: str,
+              cache: _UnitCache, block_size: int = S390_PAGE_SIZE) -> _Read:
+    r = _Read(hdr, "extended")
+    walker = ExtStreamWalker(fd, area_offset, size=area_size, block_size=block_size, header=hdr)
+    segs = list(walker)
+    prev = _segment_chunks(r, base, segs, 0, cache, where)
+    _finish_ext(r, base, walker.status, prev, area_offset + min(area_size, walker.size), where, cache, block_size)
+    return r
+
+
+def _read_tape(base: FileSource, fd: int, area: DumpArea) -> _Read:
+    hdr, at, why = tape_dump_header(fd, area)
+    if hdr is None:
+        raise BadInputError(f"{area.path}: {why}")
+    r = _Read(hdr, "tape")
+    if hdr.volnr != 0:
+        raise BadInputError(f"{area.path}: tape dump volume {hdr.volnr}: multi-volume tape dumps are not supported")
+    mem = hdr.mem_size
+    layout = tape_dump_layout(fd, at, mem)
+    have = min(mem, layout.blocks_present * TAPE_BLK_SIZE)
+    if have:
+        r.chunks.append(MemChunk(0, have, _tape_source(base, layout, have, f"{area.path} (tape)"), KIND_RAM))
+    r.data_size = have
+    if have < mem:
+        r.chunks.append(MemChunk(have, mem - have, None, KIND_ABSENT))
+        r.check("size", False, f"the tape ends after data block {layout.blocks_present} of {layout.blocks}: "
+                               f"physical range {_hexr(have, mem)} is missing")
+        return r
+    r.check("size", True, f"{layout.blocks} data blocks of 32 KiB")
+    valid, tod, why = tape_end_marker(fd, layout, hdr.tod)
+    _end_marker_checks(r, valid, tod, why, f"in the record at offset 0x{layout.end_marker_offset:x}")
+    return r
+
+
+def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea], cache: _UnitCache) -> _Read:
+    hdr0 = None
+    r: _Read | None = None
+    prev = 0
+    n = len(areas)
+    for i, (base, fd, area) in enumerate(zip(bases, fds, areas)):
+        where = f"volume {i} ({area.path})"
+        vol = {"volume": i, "path": area.path, "device": area.mv_volumes[i].bus_id, "segments": 0,
+               "status": "not reached"}
+        try:
+            hdr = parse_header(base.read(area.offset, DF_S390_HDR_SIZE)) if area.size >= DF_S390_HDR_SIZE else None
+            bad = "" if hdr is not None else "the dump area is cut short"
+        except DumpToolError as exc:
+            hdr, bad = None, f"no dump header ({exc})"
+        if hdr is not None:
+            if hdr.magic != DF_S390_MAGIC_EXT or not hdr.mvdump or hdr.mvdump_sign != DF_S390_MAGIC_EXT:
+                bad = "not a multi-volume dump header"
+            elif hdr.volnr != i:
+                bad = f"its dump header says volume {hdr.volnr}"
+            elif hdr0 is not None and hdr.tod != hdr0.tod:
+                bad = "its dump header belongs to another dump (TOD differs from volume 0)"
+            elif area.mv_tod is not None and hdr.mvdump_zipl_time != area.mv_tod:
+                bad = "its dump header was written for another zipl -M set (time stamp differs)"
+        if bad:
+            if hdr0 is None:
+                raise BadInputError(f"{area.path}: multi-volume set: {bad} on volume 0")
+            vol["status"] = bad
+            r.volumes.append(vol)
+            r.check("volumes", False, f"{where}: {bad}")
+            break
+        if hdr0 is None:
+            hdr0 = hdr
+            r = _Read(hdr0, "multi-volume")
+        walker = ExtStreamWalker(fd, area.offset, size=area.nominal_size, block_size=area.block_size,
+                                 volume=True, header=hdr, start_addr=prev)
+        segs = list(walker)
+        prev = _segment_chunks(r, base, segs, prev, cache, where)
+        st = walker.status
+        vol["segments"] = len(segs)
+        r.volumes.append(vol)
+        if st.volume_full and i + 1 < n:
+            vol["status"] = "full, continued on the next volume"
+            continue
+        vol["status"] = "stop marker here" if st.stop_marker else st.reason
+        r.check("volumes", True, f"{i + 1} of {n} volumes hold the dump, headers and parameter tables agree")
+        _finish_ext(r, base, st, prev, area.offset + walker.size, where, cache, area.block_size)
+        return r
+    # a volume was unusable, or the last volume is full without a stop marker
+    mem = r.header.mem_size
+    if not r.problems:
+        r.check("stop marker", False, f"no stop marker on any of the {n} volumes")
+    if prev < mem:
+        r.check("stop marker", False, f"physical range {_hexr(prev, mem)} is missing")
+        r.chunks.append(MemChunk(prev, mem - prev, None, KIND_ABSENT))
+    return r
+
+
+# ---------------------------------------------------------------------------------------------
+# CPUs
+# ---------------------------------------------------------------------------------------------
+
+def _u64(data: bytes, off: int) -> int:
+    return int.from_bytes(data[off:off + 8], "big")
+
+
+def cpu_from_lowcore(mem, prefix: int) -> CpuRegs:
+    """Registers from the save area of the lowcore at `prefix` (anything with size/read);
+    vector registers from the area lowcore 0x11B0 names, when it lies inside `mem`."""
+    if prefix + LOWCORE_SIZE > mem.size:
+        raise BadInputError(f"prefix page 0x{prefix:x} is outside the dumped memory (0x{mem.size:x} bytes)")
+    lc = mem.read(prefix, LOWCORE_READ)
+    address = int.from_bytes(lc[LC_EXT_CPU_ADDR:LC_EXT_CPU_ADDR + 2], "big")
+    regs = CpuRegs.from_save_area(lc[LC_SAVE_AREA:LC_SAVE_AREA + SAVE_AREA_SIZE], address=address)
+    origin = _u64(lc, LC_MCESAD) & MCESA_ORIGIN_MASK
+    if origin and origin + VX_SIZE <= mem.size:
+        try:
+            regs.vxrs = mem.read(origin, VX_SIZE)
+        except DumpToolError:
+            regs.vxrs = None
+    return regs
+
+
+def _cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[CpuRegs]:
+    cpus = []
+    for i, p in enumerate(prefixes):
+        try:
+            regs = cpu_from_lowcore(mem, p)
+        except DumpToolError as exc:
+            notes.append(f"CPU {i} (prefix 0x{p:x}): no registers: {exc}")
+            continue
+        if regs.prefix != p:
+            notes.append(f"CPU {i}: save area says prefix 0x{regs.prefix:x}, lc_vec says 0x{p:x}")
+        cpus.append(regs)
+    return cpus
+
+
+# ---------------------------------------------------------------------------------------------
+# a kdump kernel caught by a stand-alone dump (zgetdump -s prod|kdump|all)
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class CaughtKdump:
+    base: int                       # OLDMEM base = crashkernel start
+    size: int                       # OLDMEM size = crashkernel size
+
+    def to_json(self) -> dict:
+        return {"oldmem_base": self.base, "oldmem_size": self.size,
+                "crashkernel": [self.base, self.base + self.size]}
+
+
+class _ProdMemory:
+    """Production memory seen through the swap: [0, size) lives at [base, base + size)."""
+
+    def __init__(self, dump: Dump, base: int, size: int):
+        self.dump, self.base, self.crash_size = dump, base, size
+        self.size = dump.size
+
+    def read(self, addr: int, length: int) -> bytes:
+        parts = []
+        end = addr + length
+        while addr < end:
+            if addr < self.crash_size:
+                n = min(end, self.crash_size) - addr
+                parts.append(self.dump.read(self.base + addr, n))
+            else:
+                if self.base <= addr < self.base + self.crash_size:
+                    raise BadInputError(f"0x{addr:x} is in the crashkernel, which the production view leaves out")
+                stop = self.base if addr < self.base else self.size
+                n = min(end, stop) - addr
+                parts.append(self.dump.read(addr, n))
+            addr += n
+        return b"".join(parts)
+
+
+def find_caught_kdump(dump: Dump, notes: list[str] | None = None) -> CaughtKdump | None:
+    """The OLDMEM range when the dumped memory shows a running kdump kernel: parameter area
+    0x10418/0x10420 non-zero, 1 MiB aligned, inside the dump, and equal to the crashkernel
+    of the production meminfo found through the swap."""
+    try:
+        base = int.from_bytes(dump.read(PARM_OLDMEM_BASE, 8), "big")
+        size = int.from_bytes(dump.read(PARM_OLDMEM_SIZE, 8), "big")
+    except DumpToolError:
+        return None
+    if not base or not size:
+        return None
+    why = ""
+    if base % MIB or size % MIB:
+        why = "not 1 MiB aligned"
+    elif base < size or base + size > dump.size:
+        why = f"not a crashkernel inside the dump of 0x{dump.size:x} bytes above [0, size)"
+    else:
+        mi = read_meminfo(_ProdMemory(dump, base, size))
+        if mi is None:
+            why = "no valid meminfo through the swap (production lowcore 0xE18 at the crashkernel base)"
+        elif (mi.crashkernel_addr, mi.crashkernel_size) != (base, size):
+            why = (f"meminfo's crashkernel 0x{mi.crashkernel_addr:x}/0x{mi.crashkernel_size:x} differs")
+    if why:
+        if notes is not None:
+            notes.append(f"OLDMEM base/size 0x{base:x}/0x{size:x} at 0x10418/0x10420, but {why}: read as one system")
+        return None
+    return CaughtKdump(base, size)
+
+
+def _slice_chunks(dump: Dump, lo: int, hi: int, at: int) -> list[MemChunk]:
+    """The dump's chunks over [lo, hi), moved to start at `at` (sources shared, not owned)."""
+    out = []
+    for c in dump.chunks:
+        s, e = max(lo, c.start), min(hi, c.end)
+        if s >= e:
+            continue
+        start = at + (s - lo)
+        if c.kind == KIND_RAM:
+            src = _OffsetSource(c.source, s - c.start, e - s, getattr(c.source, "name", "memory"))
+            out.append(MemChunk(start, e - s, src, KIND_RAM))
+        else:
+            out.append(MemChunk(start, e - s, None, c.kind))
+    return out
+
+
+def _lowcore_ptrs(dump: Dump) -> list[int] | None:
+    vi = dump.attrs.vmcoreinfo
+    if vi is None:
+        return None
+    try:
+        sym, count = vi.symbol("lowcore_ptr"), vi.length("lowcore_ptr")
+    except DumpToolError:
+        return None
+    if sym is None or not count:
+        return None
+    from vmcore.inspect import virt_to_phys_for
+    v2p = virt_to_phys_for(dump)
+    count = min(count, 512)
+    try:
+        raw = dump.read(v2p(sym), 8 * count)
+    except DumpToolError:
+        return None
+    ptrs = []
+    for i in range(count):
+        p = _u64(raw, 8 * i)
+        if p and not p % PAGE_SIZE:         # zgetdump skips entries that are not page aligned
+            ptrs.append(v2p(p))
+    return ptrs
+
+
+def select_system(dump: Dump, select: str | None = None) -> Dump:
+    """The system `select` names (prod, kdump, all) of a dump that caught a kdump kernel; None =
+    prod for such dumps, the dump itself otherwise.  -s on a single-system dump is a UsageError."""
+    if select is not None and select not in SELECTS:
+        raise UsageError(f"-s {select}: choose one of {', '.join(SELECTS)}")
+    raw: Dump = getattr(dump, "unselected", None) or dump
+    notes: list[str] = []
+    caught = find_caught_kdump(raw, notes)
+    if caught is None:
+        known = dump.attrs.extra.setdefault("notes", [])
+        known.extend(n for n in notes if n not in known)
+        if not known:
+            del dump.attrs.extra["notes"]
+        if select is not None:
+            raise UsageError(f"-s {select}: this dump holds one system (no kdump kernel caught by a stand-alone "
+                             "dump: OLDMEM base/size at 0x10418/0x10420 are zero or do not match the crashkernel)")
+        return dump
+    sel = select or "prod"
+    if getattr(dump, "unselected", None) is not None and dump.attrs.extra.get("system") == sel:
+        return dump
+    b, s = caught.base, caught.size
+    end = raw.size
+    if sel == "all":
+        chunks = _slice_chunks(raw, 0, end, 0)
+        cpus = list(raw.cpus)
+    elif sel == "kdump":
+        chunks = _slice_chunks(raw, 0, s, 0)
+        cpus = list(raw.cpus)
+    else:
+        chunks = (_slice_chunks(raw, b, b + s, 0) + _slice_chunks(raw, s, b, s)
+                  + _slice_chunks(raw, b + s, end, b + s))
+        cpus = []
+    attrs = dataclasses.replace(raw.attrs, extra=dict(raw.attrs.extra), vmcoreinfo=None, vmcoreinfo_raw=None,
+                                vmcoreinfo_source=None)
+    attrs.extra.pop("vmcoreinfo_error", None)
+    attrs.extra["system"] = sel
+    attrs.extra["kdump_caught"] = dict(caught.to_json(), systems={
+        "prod": "the production system (swap undone, crashkernel left out)",
+        "kdump": "the kdump kernel's memory [0, OLDMEM size) as dumped",
+        "all": "everything as dumped"})
+    if sel == "prod":
+        attrs.timestamp = None
+    view = Dump(chunks, cpus, attrs, resources=[dump])
+    view.unselected = raw
+    view.fill_vmcoreinfo_from_memory()
+    if sel == "prod":
+        cnotes: list[str] = []
+        ptrs = _lowcore_ptrs(view)
+        source = "lowcore_ptr[] of the production VMCOREINFO"
+        if not ptrs:
+            ptrs = [c.prefix for c in raw.cpus if c.prefix]
+            source = "the dumped CPUs' prefixes, read through the swap"
+        view.cpus = _cpus_from_prefixes(view, ptrs, cnotes)
+        attrs.extra["cpus_from"] = source
+        if cnotes:
+            attrs.extra.setdefault("notes", []).extend(cnotes)
+        if attrs.timestamp is None and raw.attrs.timestamp is not None:
+            attrs.timestamp = raw.attrs.timestamp
+    return view
+
+
+# ---------------------------------------------------------------------------------------------
+# opening
+# ---------------------------------------------------------------------------------------------
+
+def _split_paths(path) -> list[str]:
+    if isinstance(path, (list, tuple)):
+        paths = [os.fspath(p) for p in path]
+    else:
+        p = os.fspath(path)
+        paths = [p] if os.path.exists(p) or "," not in p else [x.strip() for x in p.split(",")]
+    if not paths or any(not p for p in paths):
+        raise BadInputError(f"{path!r}: empty path in the list of dump volumes")
+    return paths
+
+
+def _head(path: str, n: int) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(n)
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a directory, not a dump") from None
+    except OSError as exc:
+        raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def probe_head(head: bytes) -> str | None:
+    """"file" (a dump header at offset 0), "eckd"/"fba"/"tape" (a dump device image), or None."""
+    if len(head) >= 8 and int.from_bytes(head[:8], "big") in (DF_S390_MAGIC, DF_S390_MAGIC_EXT):
+        return "file"
+    return dump_device_kind(head)
+
+
+def read_s390(path, select: str | None = None) -> Dump:
+    """Open an s390 dump: a file, a dump device image, or the volumes of a multi-volume set."""
+    paths = _split_paths(path)
+    bases: list[FileSource] = []
+    fds: list[int] = []             # for walking the structure at open time; reads go through bases
+    cache = _UnitCache()
+    r: _Read | None = None
+    try:
+        kinds = [probe_head(_head(p, DEVICE_PROBE_SIZE)) for p in paths]
+        for p, k in zip(paths, kinds):
+            if k is None:
+                raise BadInputError(f"{p} is neither an s390 dump (magic ...23fd/...23fe at offset 0) nor a dump "
+                                    "device image")
+        for p in paths:
+            bases.append(FileSource(p, name=p))
+            fds.append(_open_fd(p))
+        origin = ",".join(paths)
+        device: dict[str, Any] = {}
+        if len(paths) > 1 or kinds[0] in ("eckd", "fba") and _is_mv(fds[0], paths[0]):
+            areas = [read_dump_area(fd, p) for fd, p in zip(fds, paths)]
+            ordered = check_volume_set(areas)
+            order = [areas.index(a) for a in ordered]
+            bases = [bases[i] for i in order]
+            fds = [fds[i] for i in order]
+            r = _read_mv(bases, fds, ordered, cache)
+            device = {"kind": "eckd", "tool": ordered[0].description, "volumes": len(ordered),
+                      "zipl_time": tod_text(ordered[0].mv_tod or 0)}
+        elif kinds[0] == "file":
+            hdr = parse_header(bases[0].read(0, DF_S390_HDR_SIZE))
+            if hdr.magic == DF_S390_MAGIC:
+                r = _read_flat(bases[0], hdr, 0, bases[0].size, paths[0])
+            else:
+                r = _read_ext(bases[0], fds[0], hdr, 0, bases[0].size, paths[0], cache)
+        else:
+            area = read_dump_area(fds[0], paths[0])
+            device = {"kind": area.kind, "tool": area.description, "dump_area_offset": area.offset,
+                      "dump_area_size": area.nominal_size}
+            if area.cut_short:
+                device["image_cut_short"] = f"the image holds 0x{area.size:x} of 0x{area.nominal_size:x} bytes"
+            if area.kind == "tape":
+                r = _read_tape(bases[0], fds[0], area)
+            else:
+                if area.size < DF_S390_HDR_SIZE:
+                    raise BadInputError(f"{paths[0]}: the dump area is cut short (no room for a dump header)")
+                raw = bases[0].read(area.offset, DF_S390_HDR_SIZE)
+                if int.from_bytes(raw[:8], "big") not in (DF_S390_MAGIC, DF_S390_MAGIC_EXT):
+                    raise BadInputError(f"{paths[0]}: no dump on this {area.kind.upper()} dump device (no dump header "
+                                        f"at offset 0x{area.offset:x})")
+                hdr = parse_header(raw)
+                end = area.offset + area.size
+                if hdr.magic == DF_S390_MAGIC:
+                    r = _read_flat(bases[0], hdr, area.offset, end, paths[0])
+                else:
+                    r = _read_ext(bases[0], fds[0], hdr, area.offset, area.size, paths[0], cache)
+        dump = _build(r, bases, origin, device)
+        bases = []            # the dump's chunks own the descriptors now
+    except BaseException as exc:
+        if r is not None:
+            for c in r.chunks:
+                if c.source is not None:
+                    c.source.close()
+        for b in bases:
+            b.close()
+        if isinstance(exc, DumpToolError):
+            raise
+        if isinstance(exc, OSError):
+            raise DumpIOError(f"cannot read {','.join(paths)}: {exc.strerror or exc}") from None
+        if isinstance(exc, (ConstructError, ValueError, OverflowError, UnicodeError)):
+            raise BadInputError(f"{','.join(paths)}: malformed s390 dump: {exc}") from None
+        raise
+    finally:
+        for fd in fds:
+            os.close(fd)
+    try:
+        return select_system(dump, select)
+    except BaseException:
+        dump.close()
+        raise
+
+
+def _open_fd(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+
+
+def _is_mv(fd: int, path: str) -> bool:
+    try:
+        return read_dump_area(fd, path).multi_volume
+    except DumpToolError:
+        return False
+
+
+def _build(r: _Read, bases: list[FileSource], origin: str, device: dict) -> Dump:
+    hdr = r.header
+    attrs = DumpAttrs(format=FORMAT_NAME, format_version=hdr.version, origin=origin)
+    attrs.timestamp = tod_to_datetime(hdr.tod)
+    cpu_cnt = hdr.cpu_cnt
+    ext = {
+        "layout": r.layout,
+        "magic": f"0x{hdr.magic:016x}",
+        "mem_size": hdr.mem_size,
+        "mem_size_real": hdr.mem_size_real,
+        "mem_end": hdr.mem_end,
+        "num_pages": hdr.num_pages,
+        "tod": hdr.tod,
+        "cpu_id": hdr.cpu_id,
+        "build_arch": hdr.build_arch,
+        "cpu_cnt": cpu_cnt,
+        "real_cpu_cnt": hdr.real_cpu_cnt,
+        "zlib": bool(hdr.zlib_version_s390),
+        "volnr": hdr.volnr,
+        "segments": r.segments,
+        "data_size": r.data_size,
+        "checks": r.checks,
+    }
+    if r.end_tod is not None:
+        ext["end_tod"] = r.end_tod
+        end = tod_to_datetime(r.end_tod)
+        ext["end_time"] = end.isoformat() if end else None
+    if device:
+        ext["device"] = device
+    if r.volumes:
+        ext["volumes"] = r.volumes
+    if hdr.mem_size >= TIB16:
+        ext["num_pages_note"] = (f"num_pages is a u32 and cannot describe {hdr.mem_size >> 40} TiB; mem_size "
+                                 f"0x{hdr.mem_size:x} is trusted (num_pages holds {hdr.num_pages})")
+    elif hdr.num_pages != hdr.mem_size // S390_PAGE_SIZE:
+        ext["num_pages_note"] = (f"num_pages {hdr.num_pages} disagrees with mem_size 0x{hdr.mem_size:x} "
+                                 f"({hdr.mem_size // S390_PAGE_SIZE} pages); mem_size is trusted")
+    if hdr.real_cpu_cnt and hdr.real_cpu_cnt != cpu_cnt:
+        ext["cpus_without_lowcore"] = max(0, hdr.real_cpu_cnt - cpu_cnt)
+    attrs.extra.update(ext)
+    if r.problems:
+        attrs.mark_incomplete("; ".join(r.problems))
+    dump = Dump(r.chunks, (), attrs)
+    notes: list[str] = []
+    dump.cpus = _cpus_from_prefixes(dump, list(hdr.lc_vec[:cpu_cnt]), notes)
+    if notes:
+        attrs.extra["notes"] = notes
+    dump.fill_vmcoreinfo_from_memory()
+    return dump
+
+
+class S390Reader:
+    name = FORMAT_NAME
+    description = "s390 stand-alone dump: flat, extended (zlib), ECKD/FBA/tape device images, multi-volume sets"
+
+    def probe(self, fh, head: bytes) -> bool:
+        if getattr(fh, "is_dir", False):
+            return False
+        if len(head) < DEVICE_PROBE_SIZE and probe_head(head) is None:
+            try:
+                fh.seek(0)
+                head = fh.read(DEVICE_PROBE_SIZE)
+            except (OSError, ValueError):
+                return False
+        return probe_head(head) is not None
+
+    def probe_paths(self, paths: Sequence[str]) -> bool:
+        """Several paths: the volumes of a multi-volume dump."""
+        try:
+            return len(paths) > 1 and all(probe_head(_head(p, DEVICE_PROBE_SIZE)) == "eckd" for p in paths)
+        except DumpToolError:
+            return False
+
+    def open(self, path, select: str | None = None, **opts) -> Dump:
+        if opts:
+            raise UsageError(f"the s390 reader takes no options but select ({', '.join(opts)})")
+        return read_s390(path, select)
+
+
+# ---------------------------------------------------------------------------------------------
+# writer
+# ---------------------------------------------------------------------------------------------
+
+@dataclass
+class S390WriteResult:
+    path: str
+    mem_size: int
+    file_size: int
+    version: int
+    cpus_written: int
+    cpus_dropped: list[str] = field(default_factory=list)
+    header_tod: int = 0
+    end_tod: int = 0
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _read_or_zero(dump: Dump, addr: int, length: int) -> bytes:
+    """Memory as the flat output will hold it: gaps between chunks are zeros."""
+    out = bytearray(length)
+    for c in dump.chunks:
+        s, e = max(addr, c.start), min(addr + length, c.end)
+        if s < e and c.kind == KIND_RAM:
+            out[s - addr:e - addr] = c.source.read(s - c.start, e - s)
+    return bytes(out)
+
+
+def _pwrite_all(fd: int, data, offset: int) -> None:
+    mv = memoryview(data)
+    while mv:
+        n = os.pwrite(fd, mv, offset)
+        mv = mv[n:]
+        offset += n
+
+
+def plan_cpus(dump: Dump, mem_size: int) -> tuple[list[tuple[CpuRegs, int]], list[str]]:
+    """(CPU, prefix) pairs whose registers go into the output, and why the others cannot."""
+    keep: list[tuple[CpuRegs, int]] = []
+    dropped: list[str] = []
+    seen: set[int] = set()
+    for i, regs in enumerate(dump.cpus):
+        p = regs.prefix
+        why = ""
+        if len(keep) >= 512:
+            why = "more than 512 CPUs"
+        elif not p or p % LOWCORE_SIZE:
+            why = f"prefix 0x{p:x} is not an 8 KiB aligned lowcore above 0"
+        elif p + LOWCORE_SIZE > mem_size:
+            why = f"prefix page 0x{p:x} is outside the memory"
+        elif p in seen:
+            why = f"prefix 0x{p:x} is used by another CPU"
+        if why:
+            dropped.append(f"CPU {i}: {why}")
+            continue
+        seen.add(p)
+        keep.append((regs, p))
+    return keep, dropped
+
+
+def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int = DEFAULT_BLOCK) -> S390WriteResult:
+    """Write `dump` as a flat s390 dump (sparse, atomic, streamed)."""
+    path = os.fspath(path)
+    absent = dump.absent_ranges()
+    if absent:
+        raise IncompleteDumpError(
+            f"the dump misses physical range {_hexr(*absent[0])}" + (f" and {len(absent) - 1} more" if len(absent) > 1
+                                                                    else "")
+            + ": a flat s390 dump would show zeros there (write ELF or kdump to keep the gap)")
+    ps = dump.attrs.page_size or PAGE_SIZE
+    mem_size = -(-dump.size // S390_PAGE_SIZE) * S390_PAGE_SIZE
+    if mem_size == 0:
+        raise BadInputError("the dump holds no memory")
+    if mem_size + DF_S390_HDR_SIZE + DF_S390_EM_SIZE > (1 << 63) - 1:
+        raise BadInputError(f"memory of 0x{mem_size:x} bytes does not fit in a file")
+    cpus, dropped = plan_cpus(dump, mem_size)
+    ext = dump.attrs.extra
+    ts = dump.attrs.timestamp
+    tod = unix_to_tod(ts.timestamp()) if ts is not None else 0
+    end_tod = ext.get("end_tod") if isinstance(ext.get("end_tod"), int) else None
+    end_tod = end_tod if end_tod is not None and end_tod >= tod else tod
+    cpu_id = ext.get("cpu_id") if isinstance(ext.get("cpu_id"), int) and 0 <= ext["cpu_id"] < 1 << 64 else 0
+    real = ext.get("real_cpu_cnt") if dump.attrs.format == FORMAT_NAME else None
+    real = real if isinstance(real, int) and len(cpus) <= real <= 0xFFFF else len(cpus)
+    mem_real = ext.get("mem_size_real") if dump.attrs.format == FORMAT_NAME else None
+    mem_real = mem_real if isinstance(mem_real, int) and 0 < mem_real < 1 << 64 else mem_size
+    version = DF_S390_VERSION_FLAT if cpus else DF_S390_VERSION_FLAT - 1
+    header = build_header(magic=DF_S390_MAGIC, version=version, mem_size=mem_size, tod=tod, cpu_id=cpu_id,
+                          lc_vec=[p for _, p in cpus], real_cpu_cnt=real, mem_size_real=mem_real, mem_end=mem_size)
+    # the registers, overlaid on what the memory holds at each save area (gaps read as zeros)
+    overlays: list[tuple[int, bytes]] = []
+    for regs, p in cpus:
+        lc = bytearray(_read_or_zero(dump, p, LOWCORE_READ))
+        built = regs.to_save_area()
+        for off, n in _REG_FIELDS:
+            lc[off:off + n] = built[off - LC_SAVE_AREA:off - LC_SAVE_AREA + n]
+        overlays.append((p + LC_SAVE_AREA, bytes(lc[LC_SAVE_AREA:LOWCORE_READ])))
+        origin = _u64(lc, LC_MCESAD) & MCESA_ORIGIN_MASK
+        if regs.vxrs is not None and len(regs.vxrs) == VX_SIZE and origin and origin + VX_SIZE <= mem_size:
+            overlays.append((origin, bytes(regs.vxrs)))
+    try:
+        with atomic_file(path) as fh:
+            fd = fh.fileno()
+            _pwrite_all(fd, header, 0)
+            for c in dump.chunks:
+                done = c.start
+                if c.kind == KIND_RAM:
+                    for addr, data in dump.iter_data(block_size, c.start, c.end):
+                        for s, e in nonzero_ranges(data, ps):
+                            _pwrite_all(fd, memoryview(data)[s:e], DF_S390_HDR_SIZE + addr + s)
+                        if progress:
+                            progress(addr + len(data) - done)
+                        done = addr + len(data)
+                if progress and c.end > done:
+                    progress(c.end - done)
+            for addr, data in overlays:
+                _pwrite_all(fd, data, DF_S390_HDR_SIZE + addr)
+            _pwrite_all(fd, build_end_marker(end_tod), DF_S390_HDR_SIZE + mem_size)
+            file_size = DF_S390_HDR_SIZE + mem_size + DF_S390_EM_SIZE
+            os.ftruncate(fd, file_size)
+    except DumpToolError:
+        raise
+    except OSError as exc:
+        raise DumpIOError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return S390WriteResult(path, mem_size, file_size, version, len(cpus), dropped, tod, end_tod)
+
+
+class S390Writer:
+    name = FORMAT_NAME
+    description = "flat s390 dump (as zgetdump -f s390 writes it)"
+
+    def write(self, dump: Dump, path, progress: Progress = None, **opts) -> S390WriteResult:
+        return write_s390(dump, path, progress, **opts)
+
+
+READER = S390Reader()
+WRITER = S390Writer()
