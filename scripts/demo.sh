@@ -55,4 +55,5 @@ with Machine.open(sys.argv[1], writable=True) as m:
 PYEOF
 run $PY -m zipl_sadump.cli ipl --device "$OUT/dasd.img" --machine "$OUT/machine3"
 run $PY -m zipl_sadump.cli extract --device "$OUT/dasd.img" -o "$OUT/dump.s390"
-run $PY -m vmcore.cli info "$OUT/dump.s390" || true
+run $PY -m vmcore.cli info "$OUT/dump.s390"
+run $PY -m vmcore.cli verify "$OUT/dump.s390"
