@@ -18,7 +18,7 @@ CATEGORIES = {
     "zero": ("░", "bright_black", "#d0d0d0", "present, all zero"),
     "excluded": ("▒", "yellow", "#e6c229", "excluded (zero pages filtered out)"),
     "absent": ("·", "red", "#c0392b", "absent from the dump"),
-    "crashkernel": ("▓", "magenta", "#8e44ad", "crashkernel memory (excluded by kdump)"),
+    "crashkernel": ("▓", "magenta", "#8e44ad", "crashkernel memory (kdump dumps leave it out)"),
     "swapped": ("▚", "cyan", "#2980b9", "swapped with the crashkernel (read through the swap)"),
     "gap": (" ", "", "#ffffff", "no memory"),
 }
