@@ -116,3 +116,28 @@ def sparse_copy(src: str, dst_fh: BinaryIO, chunk: int = 1 << 22, progress=None)
         return size
     finally:
         os.close(fd)
+
+
+class Writeback:
+    """Hand written ranges of a big output to writeback as they accumulate (POSIX_FADV_DONTNEED
+    starts it on Linux and drops the pages once clean), so the fsync before the rename finds
+    little left to do and a dump does not fill the page cache."""
+
+    def __init__(self, fd: int, chunk: int = 64 << 20):
+        self.fd, self.chunk = fd, chunk
+        self._low: int | None = None
+        self._high = 0
+        self._dirty = 0
+
+    def wrote(self, offset: int, length: int) -> None:
+        self._low = offset if self._low is None else min(self._low, offset)
+        self._high = max(self._high, offset + length)
+        self._dirty += length
+        if self._dirty >= self.chunk:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._low is not None:
+            with contextlib.suppress(OSError, AttributeError):
+                os.posix_fadvise(self.fd, self._low, self._high - self._low, os.POSIX_FADV_DONTNEED)
+        self._low, self._high, self._dirty = None, 0, 0

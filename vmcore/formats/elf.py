@@ -61,7 +61,7 @@ from meminfo_abi.elfnotes import (
 )
 from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, UsageError
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file
+from s390_machine.fileio import atomic_file, Writeback
 from vmcore.model import (
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,
@@ -155,6 +155,7 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
     try:
         with atomic_file(path) as fh:
             fd = fh.fileno()
+            wb = Writeback(fd)
             _pwrite_all(fd, head + lay.notes, 0)
             for c, off in lay.loads:
                 done = c.start
@@ -162,12 +163,14 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
                     for addr, data in dump.iter_data(block_size, c.start, c.end):
                         for s, e in nonzero_ranges(data, ps):
                             _pwrite_all(fd, memoryview(data)[s:e], off + addr - c.start + s)
+                            wb.wrote(off + addr - c.start + s, e - s)
                         if progress:
                             progress(addr + len(data) - done)
                         done = addr + len(data)
                 if progress and c.end > done:
                     progress(c.end - done)
             os.ftruncate(fd, lay.file_size)
+            wb.flush()
     except DumpToolError:
         raise
     except OSError as exc:
