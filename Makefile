@@ -34,5 +34,9 @@ realworld: $(STAMP)
 	$(PY) -m tests.realworld.harness
 	$(PY) -m pytest -q -m realworld tests/realworld
 
+# coverage-guided fuzzing of every parser (atheris); default budget 8 minutes
+fuzz: $(STAMP)
+	$(PY) -m fuzz
+
 clean:
 	rm -rf build out *.egg-info native/*.so .pytest_cache

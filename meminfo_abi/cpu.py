@@ -151,5 +151,5 @@ class CpuRegs:
                 last_break=num(d.get("last_break", 0), 64),
                 vxrs=vxrs,
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise BadInputError(f"bad CPU register state in machine state file: {exc}") from None

@@ -8,13 +8,17 @@ base + 0x2000 (the purgatory window, unused by s390 kernels) behind meminfo
 entry 200, and the page's checksum.
 
 All or nothing: every check runs before the first byte is written, and what a
-load overwrites is journaled so that an I/O error halfway restores storage.
+load overwrites is journaled on disk first, so that an I/O error halfway restores
+storage and a load that is killed is rolled back by the next Machine.open.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import os
+import struct
 import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -141,12 +145,32 @@ def validate_segments(segments: list[LoadSegment], crash_base: int, crash_size: 
             raise BadInputError(f"segments {i} and {j} overlap at 0x{b0:x}")
 
 
+JOURNAL_FILE = "kexec-load.journal"        # beside memory.img while a load changes storage
+JOURNAL_MAGIC = b"S390KJNL"
+JOURNAL_END = b"KJNL-END"
+_JOURNAL_HEAD = struct.Struct(">8sIIQ")      # magic, version, reserved, memory size
+_JOURNAL_ENTRY = struct.Struct(">QQq")       # address, length, offset of the old bytes (-1: was a hole)
+_JOURNAL_FOOT = struct.Struct(">QI4x8s")     # index offset, entry count, end magic
+
+
 class _Journal:
-    """Old contents of what a load overwrites (only ranges that hold data), to undo a failed load."""
+    """Old contents of what a load overwrites (only ranges that hold data), to undo a load.
+
+    It is on disk, fsynced and renamed into place (JOURNAL_FILE) before storage is touched,
+    and removed once the new storage is flushed: a load that fails restores it at once; a
+    load that dies on the way (SIGKILL, power loss) is rolled back by the next
+    Machine.open (recover_interrupted_load).  The loader holds an flock on the journal, so
+    another process never rolls back a load that is still running."""
 
     def __init__(self, machine: Machine):
         self.mem = machine.memory
-        self.fh = tempfile.TemporaryFile(dir=machine.path)
+        self.dir = machine.path
+        self.path = os.path.join(machine.path, JOURNAL_FILE)
+        self.committed = False
+        fd, self.tmp = tempfile.mkstemp(prefix=".kexec-journal.", suffix=".tmp", dir=machine.path)
+        self.fh = os.fdopen(fd, "w+b")
+        fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX)
+        self.fh.write(_JOURNAL_HEAD.pack(JOURNAL_MAGIC, 1, 0, self.mem.size))
         self.entries: list[tuple[int, int, int]] = []   # (addr, length, journal offset); -1 = was a hole
 
     def save(self, addr: int, length: int) -> None:
@@ -162,19 +186,112 @@ class _Journal:
         if pos < addr + length:
             self.entries.append((pos, addr + length - pos, -1))
 
+    def commit(self) -> None:
+        """Make the journal durable under its final name (before the first write to storage)."""
+        index = self.fh.seek(0, os.SEEK_END)
+        self.fh.write(b"".join(_JOURNAL_ENTRY.pack(*e) for e in self.entries))
+        self.fh.write(_JOURNAL_FOOT.pack(index, len(self.entries), JOURNAL_END))
+        self.fh.flush()
+        os.fsync(self.fh.fileno())
+        os.rename(self.tmp, self.path)
+        self.committed = True
+        _fsync_dir(self.dir)
+
     def restore(self) -> None:
-        for addr, length, off in reversed(self.entries):
-            if off < 0:
-                self.mem.fill(addr, length, 0)
-                continue
-            self.fh.seek(off)
-            for p in range(addr, addr + length, CHUNK):
-                n = min(CHUNK, addr + length - p)
-                self.mem.write(p, self.fh.read(n))
-        self.mem.flush()
+        _restore(self.mem, self.fh, self.entries)
+
+    def discard(self) -> None:
+        """Forget the journal (storage is consistent: loaded and flushed, or restored)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path if self.committed else self.tmp)
+        _fsync_dir(self.dir)
+        self.committed = False
+        self.fh.close()
 
     def close(self) -> None:
-        self.fh.close()
+        """Drop a journal that was never committed (storage untouched)."""
+        if not self.committed:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
+        with contextlib.suppress(OSError):     # flushing what is left may fail again (ENOSPC)
+            self.fh.close()
+
+
+def _restore(mem, fh, entries: list[tuple[int, int, int]]) -> None:
+    for addr, length, off in reversed(entries):
+        if off < 0:
+            mem.punch_hole(addr, length)
+            continue
+        fh.seek(off)
+        for p in range(addr, addr + length, CHUNK):
+            n = min(CHUNK, addr + length - p)
+            data = fh.read(n)
+            if len(data) != n:
+                raise DumpIOError(f"kexec load journal is cut short at 0x{p:x}")
+            mem.write(p, data)
+    mem.flush()
+
+
+def _fsync_dir(directory: str) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def recover_interrupted_load(directory: str, memory_path: str) -> str | None:
+    """Roll back a kexec load that died after it began to change storage (its journal is still
+    there and nobody holds its lock); drop journals of loads that died before.  Returns what
+    was done, or None.  Called by Machine.open before it maps the memory image."""
+    from s390_machine.memory import PhysicalMemory
+    done = None
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return None
+    for name in names:
+        if not (name == JOURNAL_FILE or (name.startswith(".kexec-journal.") and name.endswith(".tmp"))):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            fh = open(path, "r+b")
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise BadInputError(f"{directory}: an interrupted kexec load left {name}, which cannot be opened "
+                                f"to roll it back: {exc.strerror}") from None
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue                    # a load is running right now
+            if name != JOURNAL_FILE:        # died before storage was touched
+                os.unlink(path)
+                continue
+            entries = _read_journal(fh, path)
+            with PhysicalMemory(memory_path, writable=True) as mem:
+                _restore(mem, fh, entries)
+            os.unlink(path)
+            _fsync_dir(directory)
+            done = f"rolled back an interrupted kexec load ({len(entries)} ranges restored)"
+    return done
+
+
+def _read_journal(fh, path: str) -> list[tuple[int, int, int]]:
+    size = fh.seek(0, os.SEEK_END)
+    fh.seek(0)
+    head = fh.read(_JOURNAL_HEAD.size)
+    if size < _JOURNAL_HEAD.size + _JOURNAL_FOOT.size or head[:8] != JOURNAL_MAGIC:
+        raise BadInputError(f"{path}: not a kexec load journal; the memory image may hold a half-loaded kdump")
+    fh.seek(size - _JOURNAL_FOOT.size)
+    index, count, end = _JOURNAL_FOOT.unpack(fh.read(_JOURNAL_FOOT.size))
+    if end != JOURNAL_END or index + count * _JOURNAL_ENTRY.size + _JOURNAL_FOOT.size != size:
+        raise BadInputError(f"{path}: kexec load journal is damaged; the memory image may hold a half-loaded kdump")
+    fh.seek(index)
+    raw = fh.read(count * _JOURNAL_ENTRY.size)
+    return [_JOURNAL_ENTRY.unpack_from(raw, i * _JOURNAL_ENTRY.size) for i in range(count)]
 
 
 def _crash_region(machine: Machine) -> tuple[int, int, MemInfo, int]:
@@ -299,14 +416,23 @@ def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags:
     table_addr = base + SEGTAB_OFFSET
     replaced = not mi.entries[MEMINFO_KEXEC_SEGMENTS].empty
 
-    journal = _Journal(machine)
     copied = 0
+    try:
+        journal = _Journal(machine)
+    except OSError as exc:
+        raise DumpIOError(f"cannot create the kexec load journal in {machine.path}: {exc.strerror}") from None
     try:
         for s in segments:
             journal.save(s.mem, s.memsz)
         journal.save(table_addr, SEGTAB_AREA)
         journal.save(mi_addr, 4096)
-
+        journal.commit()
+    except BaseException as exc:
+        journal.close()
+        if isinstance(exc, OSError):
+            raise DumpIOError(f"cannot write the kexec load journal in {machine.path}: {exc.strerror}") from None
+        raise
+    try:
         # invalidate first: a crash during the load must never find a half-loaded kdump intact
         mi.clear_entry(MEMINFO_KEXEC_SEGMENTS)
         mem.write(mi_addr, mi.to_bytes())
@@ -340,11 +466,16 @@ def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags:
         mem.write(table_addr, raw)
         mi.set_data_entry(MEMINFO_KEXEC_SEGMENTS, table_addr, raw)
         mem.write(mi_addr, mi.to_bytes())
+        mem.flush()
     except BaseException:
-        journal.restore()
+        try:
+            journal.restore()
+        except BaseException:
+            journal.fh.close()          # keep the journal: the next Machine.open rolls back
+            raise
+        journal.discard()
         raise
-    finally:
-        journal.close()
+    journal.discard()
     machine.state.record("kexec_load", f"{len(segments)} segments, {copied} bytes, entry 0x{entry:x}"
                          + (" (replaced the previous kdump)" if replaced else ""))
     machine.save_state()

@@ -24,6 +24,7 @@ class Machine:
         self.path = path
         self.state = state
         self.memory = memory
+        self.recovered: str | None = None     # what Machine.open did to an interrupted kexec load
 
     @classmethod
     def open(cls, path: str | os.PathLike, writable: bool = False) -> "Machine":
@@ -32,6 +33,8 @@ class Machine:
         mem_path = os.path.join(path, MEMORY_FILE)
         if not os.path.exists(mem_path):
             raise BadInputError(f"{path} is not a machine directory (no {MEMORY_FILE})")
+        from s390_machine.kexec import recover_interrupted_load
+        recovered = recover_interrupted_load(path, mem_path)
         size = os.stat(mem_path).st_size
         if size != state.memory_size:
             raise BadInputError(
@@ -39,7 +42,9 @@ class Machine:
                 f"({'truncated' if size < state.memory_size else 'oversized'} memory image)"
             )
         memory = PhysicalMemory(mem_path, writable=writable, expected_size=state.memory_size)
-        return cls(path, state, memory)
+        machine = cls(path, state, memory)
+        machine.recovered = recovered
+        return machine
 
     def close(self) -> None:
         self.memory.close()

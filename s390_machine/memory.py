@@ -13,7 +13,7 @@ import os
 import struct
 from typing import Iterator
 
-from meminfo_abi.errors import BadInputError
+from meminfo_abi.errors import BadInputError, DumpIOError
 from meminfo_abi.lowcore import LOWCORE_SIZE
 
 PAGE_SIZE = 4096
@@ -93,14 +93,21 @@ class PhysicalMemory:
         return self._map[addr : addr + length]
 
     def write(self, addr: int, data: bytes | bytearray | memoryview) -> None:
-        length = len(data)
-        self._check(addr, length)
-        if length >= BIG_WRITE:   # large writes through the file: no page fault per page
-            done = 0
-            while done < length:
-                done += os.pwrite(self._fd, memoryview(data)[done:], addr + done)
-        else:
-            self._map[addr : addr + length] = data
+        view = memoryview(data).cast("B")
+        self._check(addr, view.nbytes)
+        self._pwrite(addr, view)
+
+    def _pwrite(self, addr: int, view: memoryview) -> None:
+        """Every write goes through the file, never through the mapping: storing into a hole of
+        the mapping on a full file system kills the process with SIGBUS, pwrite says ENOSPC
+        (and the page cache keeps the mapping coherent)."""
+        done = 0
+        try:
+            while done < view.nbytes:
+                done += os.pwrite(self._fd, view[done:], addr + done)
+        except OSError as exc:
+            raise DumpIOError(f"writing memory image {self.path} at 0x{addr + done:x}: "
+                              f"{exc.strerror or exc}") from None
 
     def copy_from_file(self, fd: int, offset: int, addr: int, length: int) -> None:
         """Copy `length` bytes of file `fd` at `offset` into storage at `addr`, in the kernel
@@ -116,7 +123,7 @@ class PhysicalMemory:
                 data = os.pread(fd, min(length - done, 1 << 22), offset + done)
                 if not data:
                     raise EOFError(f"source ended {length - done} bytes early")
-                self._map[addr + done : addr + done + len(data)] = data
+                self._pwrite(addr + done, memoryview(data))
                 n = len(data)
             done += n
 
@@ -130,8 +137,14 @@ class PhysicalMemory:
             if byte == 0 and self._is_hole(addr, n):
                 addr += n
                 continue
-            self._map[addr : addr + n] = chunk[:n]
+            self._pwrite(addr, memoryview(chunk)[:n])
             addr += n
+
+    def punch_hole(self, addr: int, length: int) -> None:
+        """Make a range a hole again (fallocate PUNCH_HOLE); zeros where the file system cannot."""
+        self._check(addr, length)
+        if length and not _punch(self._fd, addr, length):
+            self.fill(addr, length, 0)
 
     def _is_hole(self, addr: int, length: int) -> bool:
         for start, end in self.data_ranges(addr, addr + length):
@@ -148,13 +161,13 @@ class PhysicalMemory:
         return struct.unpack_from(">Q", self._map, self._ok(addr, 8))[0]
 
     def write_u16(self, addr: int, value: int) -> None:
-        struct.pack_into(">H", self._map, self._ok(addr, 2), value)
+        self._pwrite(self._ok(addr, 2), memoryview(struct.pack(">H", value)))
 
     def write_u32(self, addr: int, value: int) -> None:
-        struct.pack_into(">I", self._map, self._ok(addr, 4), value)
+        self._pwrite(self._ok(addr, 4), memoryview(struct.pack(">I", value)))
 
     def write_u64(self, addr: int, value: int) -> None:
-        struct.pack_into(">Q", self._map, self._ok(addr, 8), value)
+        self._pwrite(self._ok(addr, 8), memoryview(struct.pack(">Q", value)))
 
     def _ok(self, addr: int, length: int) -> int:
         self._check(addr, length)
@@ -176,6 +189,20 @@ class PhysicalMemory:
             hole = os.lseek(self._fd, data, os.SEEK_HOLE)
             yield max(data, start), min(hole, end)
             pos = hole
+
+
+_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
+
+
+def _punch(fd: int, addr: int, length: int) -> bool:
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        fallocate = libc.fallocate
+        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    except (OSError, AttributeError):
+        return False
+    return fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, addr, length) == 0
 
 
 def real_to_absolute(addr: int, prefix: int) -> int:

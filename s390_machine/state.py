@@ -105,7 +105,7 @@ class MachineState:
                 psw_on_stop=d.get("psw_on_stop"),
                 events=list(d.get("events") or []),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise BadInputError(f"machine state file is damaged: {exc!r}") from None
         if st.status not in STATUSES:
             raise BadInputError(f"machine state has unknown status {st.status!r}")
@@ -123,7 +123,7 @@ def load_state(directory: str) -> MachineState:
             data = json.load(fh)
     except FileNotFoundError:
         raise BadInputError(f"{directory} is not a machine directory (no {STATE_FILE})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:   # JSONDecodeError, UnicodeDecodeError, huge numbers, deep nesting
         raise BadInputError(f"{path} is not valid JSON: {exc}") from None
     return MachineState.from_json(data)
 

@@ -19,9 +19,13 @@ def virt_to_phys_for(dump: Dump):
     vi = dump.attrs.vmcoreinfo
     if vi is None or vi.get("IDENTITYBASE") is None:
         return lambda v: v
-    idb = int(vi.get("IDENTITYBASE"), 16)
-    koff = int(vi.get("KERNELOFFSET") or "0", 16)
-    kphys = int(vi.get("KERNELOFFPHYS") or "0", 16)
+    def hexval(key: str) -> int:
+        text = vi.get(key) or "0"
+        try:
+            return int(text, 16)
+        except ValueError:
+            raise BadInputError(f"VMCOREINFO {key}={text!r} is not a hex number") from None
+    idb, koff, kphys = hexval("IDENTITYBASE"), hexval("KERNELOFFSET"), hexval("KERNELOFFPHYS")
     size = dump.size
 
     def v2p(v: int) -> int:

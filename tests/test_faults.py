@@ -1,0 +1,600 @@
+"""Issue 7: fault injection for every writer - nothing lost, nothing that claims to be complete.
+
+Writers: the stand-alone full dump to a dump device (`sadump ipl --kdump off`), `vmcore save`
+(the kdump kernel's saver), `vmcore convert`, `kexec-s390 load`.  Faults:
+
+  * ENOSPC at a chosen byte offset: the output lives on a tmpfs we mount and then shrink to
+    what it holds + N bytes (root only; skipped otherwise);
+  * EFBIG at a chosen file offset: RLIMIT_FSIZE in the writer's process (any user);
+  * EIO at a chosen byte offset: os.write / os.pwrite / os.pwritev / os.copy_file_range (and
+    os.fsync) patched in-process, the CLI run in-process through clikit.run;
+  * SIGKILL at a random point of the write (a subprocess, repeated).
+
+After each: the CLI failed with one line on stderr and exit code 5 (I/O); no file is left at
+the output name (only a complete one, when the kill came after the rename); a device dump
+has no end marker and `sadump show` / `vmcore info` call it incomplete and say after which
+segment; a machine's memory and state are exactly as before a failed load (tree_digest),
+a killed load included (the next Machine.open rolls it back).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import random
+import re
+import resource
+import subprocess
+import sys
+import time
+
+import pytest
+
+from s390_machine.clikit import run as run_app
+from tests.conftest import ROOT, cli_json, copy_machine, run_cli, tree_digest
+from tests.realdata import debian_kernel, make_initrd
+
+MIB = 1 << 20
+DEVICE_SIZE = "300M"
+SEED = int(os.environ.get("FAULTS_SEED", "390"))
+KILLS = int(os.environ.get("FAULTS_KILLS", "3"))
+
+
+# -- machines, devices, dumps ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kernel():
+    return debian_kernel()
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("faults")
+    return {"dir": str(d), "initrd": make_initrd(str(d / "initrd.img"), payload_size=MIB),
+            "initrd2": make_initrd(str(d / "initrd2.img"), payload_size=3 * MIB)}
+
+
+@pytest.fixture(scope="module")
+def base(files):
+    """A 256 MiB machine with 64 MiB crashkernel and no kdump loaded."""
+    path = os.path.join(files["dir"], "base")
+    run_cli("s390_machine.cli", "create", path, "--memory", "256M", "--cpus", "2", "--crashkernel", "64M",
+            check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def loaded(base, kernel, files):
+    path = copy_machine(base, os.path.join(files["dir"], "loaded"))
+    run_cli("kexec_s390.cli", "load", "-p", kernel, "--initrd", files["initrd"], "--machine", path, check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def crashed(loaded, files):
+    """Panicked with kdump loaded: the kdump kernel runs (what `vmcore save` needs)."""
+    path = copy_machine(loaded, os.path.join(files["dir"], "crashed"))
+    run_cli("s390_machine.cli", "panic", path, check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def elf_dump(crashed, files):
+    path = os.path.join(files["dir"], "dump.elf")
+    run_cli("vmcore.cli", "save", "--machine", crashed, "-o", path, "--no-progress", check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def after_load_memory(base, kernel, files):
+    """memory.img digest of `base` after a successful load of kernel + initrd (the reference a
+    kill after the load's commit point must match)."""
+    path = copy_machine(base, os.path.join(files["dir"], "after-load"))
+    run_cli("kexec_s390.cli", "load", "-p", kernel, "--initrd", files["initrd"], "--machine", path, check=True)
+    return tree_digest(path)["memory.img"]
+
+
+def new_device(directory: str, name: str = "dev.img") -> str:
+    path = os.path.join(directory, name)
+    run_cli("zipl_sadump.cli", "build", "--device", path, "--size", DEVICE_SIZE, check=True)
+    return path
+
+
+# -- the writers as a user runs them --------------------------------------------------------------
+
+
+def ipl_args(dev, machine):
+    return ["ipl", "--device", dev, "--machine", machine, "--kdump", "off", "--no-map", "--no-progress"]
+
+
+def save_args(machine, out):
+    return ["save", "--machine", machine, "-o", out, "--no-progress"]
+
+
+def convert_args(dump, out):
+    return ["convert", dump, "-o", out, "-f", "elf", "--no-progress"]
+
+
+def load_args(kernel, initrd, machine):
+    return ["load", "-p", kernel, "--initrd", initrd, "--machine", machine, "--no-progress"]
+
+
+def cmd(module, args):
+    return [sys.executable, "-m", module, *args]
+
+
+# -- what must hold after a fault -----------------------------------------------------------------
+
+
+def assert_io_error(rc: int, stderr: str, *words: str) -> None:
+    assert rc == 5, f"exit code {rc}, stderr: {stderr}"
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    for w in words:
+        assert w in stderr, stderr
+
+
+def assert_no_output(out: str, temp_too: bool = True) -> None:
+    """Nothing at the output name (and, after a clean failure, no temporary file beside it)."""
+    assert not os.path.exists(out), f"{out} was left behind"
+    if temp_too:
+        base = "." + os.path.basename(out) + "."
+        left = [f for f in os.listdir(os.path.dirname(out)) if f.startswith(base)]
+        assert not left, f"temporary files left: {left}"
+
+
+def device_dump(dev: str) -> dict:
+    return cli_json("zipl_sadump.cli", "show", "--device", dev)["dump"]
+
+
+def assert_device_incomplete(dev: str) -> dict:
+    """No end marker anywhere in the dump area, and the reader says the dump is incomplete and
+    after which segment it stops (or that there is no dump at all)."""
+    d = device_dump(dev)
+    assert not d["complete"], d
+    assert d["end_marker_tod"] is None, d
+    if d["present"]:
+        assert d["reason"].startswith("incomplete: no end marker after "), d["reason"]
+    assert b"DUMP_END" not in device_data(dev)
+    return d
+
+
+def device_data(dev: str) -> bytes:
+    from s390_machine.fileio import data_extents
+    out = bytearray()
+    fd = os.open(dev, os.O_RDONLY)
+    try:
+        for s, e in data_extents(fd, os.fstat(fd).st_size):
+            out += os.pread(fd, e - s, s)
+    finally:
+        os.close(fd)
+    return bytes(out)
+
+
+def memory_digest(machine: str) -> tuple:
+    return tree_digest(machine)["memory.img"]
+
+
+# -- ENOSPC: a tmpfs of our own, shrunk to what it holds + N bytes --------------------------------
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """mount(dir) -> a fresh tmpfs at dir; limit(dir, n) -> shrink it to its use + n bytes."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (the EFBIG and EIO tests cover the other users)")
+    mounted = []
+
+    class FS:
+        @staticmethod
+        def mount(name: str = "fs") -> str:
+            d = tmp_path / name
+            d.mkdir()
+            proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2g,mode=0755", "tmpfs", str(d)],
+                                  capture_output=True, text=True)
+            if proc.returncode != 0:
+                pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip()}")
+            mounted.append(str(d))
+            return str(d)
+
+        @staticmethod
+        def limit(d: str, free: int) -> None:
+            st = os.statvfs(d)
+            used = (st.f_blocks - st.f_bfree) * st.f_frsize
+            size = used + free
+            size -= size % 4096
+            subprocess.run(["mount", "-o", f"remount,size={max(size, 4096)}", d], check=True)
+            st = os.statvfs(d)
+            assert abs(st.f_bavail * st.f_frsize - free) < 8192, (st.f_bavail * st.f_frsize, free)
+
+    yield FS
+    for d in reversed(mounted):
+        if subprocess.run(["umount", d], capture_output=True).returncode != 0:
+            subprocess.run(["umount", "-l", d], capture_output=True)
+
+
+@pytest.mark.parametrize("free", [0, 64 * 1024, 2 * MIB, 7 * MIB])
+def test_enospc_full_dump(free, small_fs, loaded, tmp_path):
+    fs = small_fs.mount()
+    dev = new_device(fs)
+    machine = copy_machine(loaded, str(tmp_path / "m"))
+    small_fs.limit(fs, free)
+    proc = run_cli("zipl_sadump.cli", *ipl_args(dev, machine))
+    assert_io_error(proc.returncode, proc.stderr, "No space left on device")
+    d = assert_device_incomplete(dev)
+    assert d["present"] == (free >= 2 * 4096), d
+    assert cli_json("s390_machine.cli", "show", machine)["status"] == "disabled-wait"
+
+
+@pytest.mark.parametrize("free", [0, 4096, 3 * MIB])
+def test_enospc_vmcore_save(free, small_fs, crashed, tmp_path):
+    fs = small_fs.mount()
+    out = os.path.join(fs, "vmcore.elf")
+    small_fs.limit(fs, free)
+    proc = run_cli("vmcore.cli", *save_args(crashed, out))
+    assert_io_error(proc.returncode, proc.stderr, "No space left on device")
+    assert_no_output(out)
+
+
+@pytest.mark.parametrize("free", [0, 1 * MIB, 5 * MIB])
+def test_enospc_vmcore_convert(free, small_fs, elf_dump, tmp_path):
+    fs = small_fs.mount()
+    out = os.path.join(fs, "copy.elf")
+    small_fs.limit(fs, free)
+    proc = run_cli("vmcore.cli", *convert_args(elf_dump, out))
+    assert_io_error(proc.returncode, proc.stderr, "No space left on device")
+    assert_no_output(out)
+
+
+def _journal_bytes(machine: str, kernel: str, initrd: str) -> int:
+    """What the load's journal holds: the data (not holes) of every range the load overwrites."""
+    from kexec_s390.image import read_kernel_image
+    from kexec_s390.plan import plan_load
+    from s390_machine.machine import Machine
+    with Machine.open(machine) as m:
+        ck = m.state.crashkernel
+        plan = plan_load(read_kernel_image(kernel), initrd, None, kdump=True, crash_base=ck.base,
+                         crash_size=ck.size)
+        ranges = [(s.mem, s.memsz) for s in plan.segments] + [(ck.base + 0x2000, 0x1000), (0x400000, 0x1000)]
+        return sum(e - s for a, n in ranges for s, e in m.memory.data_ranges(a, a + n))
+
+
+@pytest.mark.parametrize("case", ["first-load-journal", "first-load-storage", "reload-journal", "reload-storage"])
+def test_enospc_kexec_load_leaves_machine_unchanged(case, small_fs, base, loaded, kernel, files):
+    fs = small_fs.mount()
+    src = base if case.startswith("first") else loaded
+    machine = copy_machine(src, os.path.join(fs, "m"))
+    initrd = files["initrd2"]             # larger than the loaded one: a reload needs new pages
+    journal = _journal_bytes(machine, kernel, initrd)
+    free = journal // 2 if case.endswith("journal") else journal + 16 * 4096
+    small_fs.limit(fs, free)
+    before = tree_digest(machine)
+    proc = run_cli("kexec_s390.cli", *load_args(kernel, initrd, machine))
+    where = "kexec load journal" if case.endswith("journal") else "writing memory image"
+    assert_io_error(proc.returncode, proc.stderr, "No space left on device", where)
+    assert tree_digest(machine) == before
+    status = cli_json("kexec_s390.cli", "status", "--machine", machine) if src is loaded else None
+    assert status is None or status["kdump_intact"]
+
+
+# -- EFBIG: RLIMIT_FSIZE in the writer's process ---------------------------------------------------
+
+
+def _with_fsize(limit: int):
+    def pre():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return pre
+
+
+def test_efbig_full_dump(loaded, tmp_path):
+    dev = new_device(str(tmp_path))
+    machine = copy_machine(loaded, str(tmp_path / "m"))
+    # the dump area starts at 0x18000: 5 MiB into it (store status writes the machine's memory
+    # image below 0x414000, which the limit must let through)
+    limit = 0x18000 + 5 * MIB
+    proc = subprocess.run(cmd("zipl_sadump.cli", ipl_args(dev, machine)), capture_output=True, text=True,
+                          cwd=ROOT, preexec_fn=_with_fsize(limit))
+    assert_io_error(proc.returncode, proc.stderr, "File too large")
+    d = assert_device_incomplete(dev)
+    assert d["present"] and d["segments"] >= 1, d
+
+
+def test_efbig_vmcore_save(crashed, tmp_path):
+    out = str(tmp_path / "vmcore.elf")
+    proc = subprocess.run(cmd("vmcore.cli", save_args(crashed, out)), capture_output=True, text=True, cwd=ROOT,
+                          preexec_fn=_with_fsize(2 * MIB))
+    assert_io_error(proc.returncode, proc.stderr, "File too large")
+    assert_no_output(out)
+
+
+def test_efbig_kexec_load(base, kernel, files, tmp_path):
+    machine = copy_machine(base, str(tmp_path / "m"))
+    before = tree_digest(machine)
+    limit = 0xC000000 + 2 * MIB                   # memory.img offset 2 MiB into the crashkernel
+    proc = subprocess.run(cmd("kexec_s390.cli", load_args(kernel, files["initrd"], machine)),
+                          capture_output=True, text=True, cwd=ROOT, preexec_fn=_with_fsize(limit))
+    assert_io_error(proc.returncode, proc.stderr, "File too large")
+    assert tree_digest(machine) == before
+
+
+# -- EIO: the write calls fail once N bytes went to the file ---------------------------------------
+
+
+class FaultyWrites:
+    """os-level writes to files `match(path)` accepts fail with `err` once `after` bytes were
+    written to them: the write that crosses the mark is cut short there, the next one raises.
+    once=True: only that one call fails (a transient error); fsync=True: every fsync of such a
+    file fails (the error a write-back failure reports)."""
+
+    def __init__(self, monkeypatch, match, after: int, err: int = errno.EIO, once: bool = False,
+                 fsync: bool = False):
+        self.match, self.after, self.err, self.once, self.fsync = match, after, err, once, fsync
+        self.written = 0
+        self.failed = 0
+        real = {n: getattr(os, n) for n in ("write", "pwrite", "pwritev", "writev", "copy_file_range", "fsync")}
+        self.real = real
+
+        def gate(fd: int, n: int) -> int:
+            """How many of n bytes may go through (raises when none may)."""
+            if not self._target(fd) or (self.once and self.failed):
+                return n
+            if self.written >= self.after:
+                self.failed += 1
+                raise OSError(self.err, os.strerror(self.err))
+            allowed = min(n, self.after - self.written)
+            self.written += allowed
+            return allowed
+
+        def write(fd, data):
+            k = gate(fd, memoryview(data).nbytes)
+            return real["write"](fd, memoryview(data)[:k])
+
+        def pwrite(fd, data, offset):
+            k = gate(fd, memoryview(data).nbytes)
+            return real["pwrite"](fd, memoryview(data).cast("B")[:k], offset)
+
+        def pwritev(fd, buffers, offset, *flags):
+            data = b"".join(bytes(b) for b in buffers)
+            k = gate(fd, len(data))
+            return real["pwrite"](fd, data[:k], offset)
+
+        def writev(fd, buffers):
+            data = b"".join(bytes(b) for b in buffers)
+            k = gate(fd, len(data))
+            return real["write"](fd, data[:k])
+
+        def copy_file_range(src, dst, count, offset_src=None, offset_dst=None):
+            k = gate(dst, count)
+            return real["copy_file_range"](src, dst, k, offset_src, offset_dst)
+
+        def fsync(fd):
+            if self.fsync and self._target(fd) and not (self.once and self.failed):
+                self.failed += 1
+                raise OSError(self.err, os.strerror(self.err))
+            return real["fsync"](fd)
+
+        for name, fn in (("write", write), ("pwrite", pwrite), ("pwritev", pwritev), ("writev", writev),
+                         ("copy_file_range", copy_file_range), ("fsync", fsync)):
+            monkeypatch.setattr(os, name, fn)
+
+    def _target(self, fd: int) -> bool:
+        try:
+            return self.match(os.readlink(f"/proc/self/fd/{fd}"))
+        except OSError:
+            return False
+
+
+def run_in_process(app_module: str, prog: str, args: list[str], capsys) -> tuple[int, str]:
+    import importlib
+    app = importlib.import_module(app_module).app
+    capsys.readouterr()
+    rc = run_app(app, prog, args)
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("after,fsync", [(0, False), (1 * MIB, False), (5 * MIB + 123, False), (1 << 40, True)])
+def test_eio_full_dump(after, fsync, loaded, tmp_path, monkeypatch, capsys):
+    dev = new_device(str(tmp_path))
+    machine = copy_machine(loaded, str(tmp_path / "m"))
+    f = FaultyWrites(monkeypatch, lambda p: p == dev, after, fsync=fsync)
+    rc, err = run_in_process("zipl_sadump.cli", "sadump", ipl_args(dev, machine), capsys)
+    monkeypatch.undo()
+    assert f.failed, "the fault was never hit"
+    assert_io_error(rc, err, "Input/output error")
+    assert_device_incomplete(dev)
+
+
+@pytest.mark.parametrize("after,fsync", [(0, False), (100, False), (3 * MIB + 1, False), (1 << 40, True)])
+def test_eio_vmcore_save(after, fsync, crashed, tmp_path, monkeypatch, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = str(out_dir / "vmcore.elf")
+    f = FaultyWrites(monkeypatch, lambda p: p.startswith(str(out_dir)), after, fsync=fsync)
+    rc, err = run_in_process("vmcore.cli", "vmcore", save_args(crashed, out), capsys)
+    monkeypatch.undo()
+    assert f.failed, "the fault was never hit"
+    assert_io_error(rc, err, "Input/output error")
+    assert_no_output(out)
+
+
+@pytest.mark.parametrize("after", [0, 2 * MIB + 7])
+def test_eio_vmcore_convert(after, elf_dump, tmp_path, monkeypatch, capsys):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = str(out_dir / "copy.elf")
+    f = FaultyWrites(monkeypatch, lambda p: p.startswith(str(out_dir)), after)
+    rc, err = run_in_process("vmcore.cli", "vmcore", convert_args(elf_dump, out), capsys)
+    monkeypatch.undo()
+    assert f.failed, "the fault was never hit"
+    assert_io_error(rc, err, "Input/output error")
+    assert_no_output(out)
+
+
+@pytest.mark.parametrize("src", ["base", "loaded"])
+@pytest.mark.parametrize("after", [0, 4096, 3 * MIB + 5])
+def test_eio_kexec_load_restores_storage(src, after, base, loaded, kernel, files, tmp_path, monkeypatch, capsys):
+    machine = copy_machine(base if src == "base" else loaded, str(tmp_path / "m"))
+    before = tree_digest(machine)
+    mem = os.path.join(machine, "memory.img")
+    f = FaultyWrites(monkeypatch, lambda p: p == mem, after, once=True)
+    rc, err = run_in_process("kexec_s390.cli", "kexec-s390", load_args(kernel, files["initrd2"], machine), capsys)
+    monkeypatch.undo()
+    assert f.failed == 1
+    assert_io_error(rc, err, "Input/output error")
+    assert tree_digest(machine) == before
+
+
+def test_eio_that_persists_is_rolled_back_by_the_next_open(loaded, kernel, files, tmp_path, monkeypatch, capsys):
+    """The disk keeps failing: the load cannot restore storage itself, so it leaves its journal;
+    once the disk works again, the next command that opens the machine rolls the load back."""
+    machine = copy_machine(loaded, str(tmp_path / "m"))
+    before = tree_digest(machine)
+    mem = os.path.join(machine, "memory.img")
+    f = FaultyWrites(monkeypatch, lambda p: p == mem, 2 * MIB)
+    rc, err = run_in_process("kexec_s390.cli", "kexec-s390", load_args(kernel, files["initrd2"], machine), capsys)
+    monkeypatch.undo()
+    assert f.failed >= 2                   # the load's write and the restore's
+    assert_io_error(rc, err, "Input/output error")
+    assert os.path.exists(os.path.join(machine, "kexec-load.journal"))
+    assert cli_json("kexec_s390.cli", "status", "--machine", machine)["kdump_intact"]
+    assert tree_digest(machine) == before
+
+
+# -- SIGKILL at a random point ---------------------------------------------------------------------
+
+
+def _kill_during(argv: list[str], started, window: float, rng: random.Random) -> tuple[bool, bool]:
+    """Start the writer, wait until `started()` says it writes, SIGKILL it a random time later
+    (uniform in [0, window]).  Returns (it was still running, `started()` held at the kill)."""
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not started() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        time.sleep(rng.uniform(0, window))
+        running = proc.poll() is None
+        mid = started()
+        proc.kill()
+    finally:
+        proc.wait()
+    return running, mid
+
+
+def _timed(argv: list[str], started, phase: bool = False) -> float:
+    """Seconds a normal run spends writing: from `started()` to the end of the run, or with
+    phase=True until `started()` is false again (a temporary file renamed, a journal removed)."""
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    t0 = t1 = None
+    while proc.poll() is None:
+        now = started()
+        if t0 is None and now:
+            t0 = time.monotonic()
+        elif t0 is not None and t1 is None and phase and not now:
+            t1 = time.monotonic()
+        time.sleep(0.001)
+    assert proc.returncode == 0, proc.stderr.read()
+    end = t1 or time.monotonic()
+    assert t0 is not None, "the write phase was never seen"
+    return end - t0
+
+
+def _temp_beside(out: str):
+    d, prefix = os.path.dirname(out), "." + os.path.basename(out) + "."
+    return lambda: any(f.startswith(prefix) for f in os.listdir(d))
+
+
+def _allocated(path: str, initial: int):
+    return lambda: os.stat(path).st_blocks > initial
+
+
+def test_sigkill_full_dump(loaded, tmp_path):
+    rng = random.Random(SEED)
+    ref_dev = new_device(str(tmp_path), "ref.img")
+    window = _timed(cmd("zipl_sadump.cli", ipl_args(ref_dev, copy_machine(loaded, str(tmp_path / "ref")))),
+                    _allocated(ref_dev, os.stat(ref_dev).st_blocks))
+    outcomes = []
+    for i in range(KILLS):
+        dev = new_device(str(tmp_path), f"dev{i}.img")
+        machine = copy_machine(loaded, str(tmp_path / f"m{i}"))
+        running, _ = _kill_during(cmd("zipl_sadump.cli", ipl_args(dev, machine)),
+                                  _allocated(dev, os.stat(dev).st_blocks), 0.8 * window, rng)
+        d = device_dump(dev)
+        if d["complete"]:
+            assert not running or d["end_marker_tod"], d     # killed after the end marker: fine
+        else:
+            assert_device_incomplete(dev)
+        outcomes.append(d["complete"])
+    print(f"sigkill full dump: {outcomes.count(False)}/{KILLS} killed mid-dump (window {window:.2f} s)")
+    assert outcomes.count(False) >= 1, "no kill landed inside the dump: the test proved nothing"
+
+
+@pytest.mark.parametrize("writer", ["save", "convert"])
+def test_sigkill_vmcore_writers(writer, crashed, elf_dump, tmp_path):
+    rng = random.Random(SEED + 1)
+
+    def argv(out):
+        return cmd("vmcore.cli", save_args(crashed, out) if writer == "save" else convert_args(elf_dump, out))
+
+    ref = str(tmp_path / "ref.elf")
+    window = _timed(argv(ref), _temp_beside(ref), phase=True)
+    mid_write = 0
+    for i in range(KILLS):
+        out = str(tmp_path / f"out{i}.elf")
+        running, mid = _kill_during(argv(out), _temp_beside(out), 0.8 * window, rng)
+        if os.path.exists(out):              # renamed into place before the kill: must be whole
+            assert run_cli("vmcore.cli", "info", out, "--json").returncode == 0
+            assert os.path.getsize(out) == os.path.getsize(ref)
+        else:
+            mid_write += mid
+    print(f"sigkill vmcore {writer}: {mid_write}/{KILLS} killed while writing (window {window:.2f} s)")
+    assert mid_write >= 1, "no kill landed inside the write: the test proved nothing"
+
+
+def test_sigkill_kexec_load_is_rolled_back(base, kernel, files, after_load_memory, tmp_path):
+    rng = random.Random(SEED + 2)
+
+    def journal(machine):
+        return lambda: any(f.startswith(".kexec-journal.") or f == "kexec-load.journal" for f in os.listdir(machine))
+
+    ref = copy_machine(base, str(tmp_path / "ref"))
+    window = _timed(cmd("kexec_s390.cli", load_args(kernel, files["initrd"], ref)), journal(ref), phase=True)
+    rolled_back = 0
+    for i in range(KILLS):
+        machine = copy_machine(base, str(tmp_path / f"m{i}"))
+        before = tree_digest(machine)
+        running, mid = _kill_during(cmd("kexec_s390.cli", load_args(kernel, files["initrd"], machine)),
+                                    journal(machine), 0.8 * window, rng)
+        proc = run_cli("kexec_s390.cli", "status", "--machine", machine, "--json")   # opens: rolls back
+        assert proc.returncode in (0, 1), proc.stderr           # 1: kdump not loaded
+        status = json.loads(proc.stdout)
+        after = tree_digest(machine)
+        if after == before:
+            rolled_back += mid
+            assert not status["loaded"]
+        else:                                # killed after the load's commit point: fully loaded
+            assert after["memory.img"] == after_load_memory
+            assert status["kdump_intact"]
+        assert not journal(machine)()
+    print(f"sigkill kexec load: {rolled_back}/{KILLS} rolled back (window {window:.2f} s)")
+    assert rolled_back >= 1, "no kill landed inside the load: the test proved nothing"
+
+
+def test_interrupted_device_dump_vmcore_info(loaded, tmp_path):
+    """`vmcore info` on a device whose dump stopped: exit code 4, incomplete, and from where."""
+    dev = new_device(str(tmp_path))
+    machine = copy_machine(loaded, str(tmp_path / "m"))
+    limit = 0x18000 + 6 * MIB
+    proc = subprocess.run(cmd("zipl_sadump.cli", ipl_args(dev, machine)), capture_output=True, text=True,
+                          cwd=ROOT, preexec_fn=_with_fsize(limit))
+    assert proc.returncode == 5, proc.stderr
+    shown = assert_device_incomplete(dev)
+    info = run_cli("vmcore.cli", "info", dev, "--json")
+    assert info.returncode == 4, info.stderr
+    data = json.loads(info.stdout)
+    assert data["complete"] is False
+    reason = data["incomplete_reason"] or ""
+    assert "incomplete" in reason.lower() or "end marker" in reason, reason
+    assert re.search(r"0x[0-9a-f]+", reason), f"the reason does not say from where: {reason}"
+    assert shown["reason"].startswith("incomplete: no end marker after segment ending at 0x"), shown
