@@ -48,7 +48,7 @@ IplPb0Ccw = Struct(
     "devno" / Int16ub,          # ssid is in the flags of newer blocks; devno is what a user knows
 )
 IPL_PB_HDR_SIZE = 8
-IPL_PB0_CCW_SIZE = 28
+IPL_PB0_CCW_SIZE = IplPb0Ccw.sizeof()       # 24
 
 
 def build_ccw_block(devno: int) -> bytes:
