@@ -28,6 +28,7 @@ import bisect
 import errno
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
@@ -54,6 +55,34 @@ Range = tuple[int, int]
 # ---------------------------------------------------------------------------------------------
 # memory sources
 # ---------------------------------------------------------------------------------------------
+
+
+def open_dump_fd(path: str, what: str = "open") -> int:
+    """A read-only fd on a dump file; a missing file or a directory is bad input (one line),
+    anything else the OS refuses an I/O error."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a directory, not a dump") from None
+    except OSError as exc:
+        raise DumpIOError(f"cannot {what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(os.fstat(fd).st_mode):        # os.open takes a directory without complaint
+        os.close(fd)
+        raise BadInputError(f"{path} is a directory, not a dump")
+    return fd
+
+
+def read_head(path: str, n: int) -> bytes:
+    """The first `n` bytes of a dump file (fewer if it is shorter), errors as open_dump_fd."""
+    fd = open_dump_fd(path, "read")
+    try:
+        return os.pread(fd, n, 0)
+    except OSError as exc:
+        raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
 
 @runtime_checkable
 class MemorySource(Protocol):

@@ -29,6 +29,7 @@ from meminfo_abi.diskdump import (
     is_flattened,
 )
 from meminfo_abi.errors import BadInputError, DumpIOError
+from vmcore.model import open_dump_fd
 
 FILE_LIMIT = (1 << 63) - 1
 MAX_RECORD = 1 << 30          # a record larger than this is taken as corruption
@@ -70,14 +71,7 @@ class FlatFile:
 
     def __init__(self, path: str):
         self.path = path
-        try:
-            self.fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise BadInputError(f"{path} does not exist") from None
-        except IsADirectoryError:
-            raise BadInputError(f"{path} is a directory, not a dump") from None
-        except OSError as exc:
-            raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+        self.fd = open_dump_fd(path)
         try:
             self._index()
         except BaseException:

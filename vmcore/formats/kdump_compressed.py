@@ -71,6 +71,8 @@ from s390_machine.fileio import atomic_file
 from vmcore.formats.elf import build_notes
 from vmcore.formats.flattened import FlatFile, FlatSink
 from vmcore.model import (
+    open_dump_fd,
+    read_head,
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,
     KIND_ABSENT,
@@ -812,14 +814,7 @@ class _PlainFile:
 
     def __init__(self, path: str):
         self.path = path
-        try:
-            self.fd = os.open(path, os.O_RDONLY)
-        except FileNotFoundError:
-            raise BadInputError(f"{path} does not exist") from None
-        except IsADirectoryError:
-            raise BadInputError(f"{path} is a directory, not a dump") from None
-        except OSError as exc:
-            raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+        self.fd = open_dump_fd(path)
         try:
             self.size = os.fstat(self.fd).st_size
         except OSError as exc:
@@ -851,15 +846,7 @@ class _PlainFile:
 
 
 def _open_file(path: str):
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(dd.MDF_HEADER_SIZE)
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path} is a directory, not a dump") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
+    head = read_head(path, dd.MDF_HEADER_SIZE)
     if dd.is_flattened(head):
         return FlatFile(path)
     return _PlainFile(path)

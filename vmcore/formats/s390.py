@@ -75,7 +75,7 @@ from native import nonzero_ranges
 from s390_machine.fileio import atomic_file
 from vmcore.model import (
     DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, PAGE_SIZE, Dump, DumpAttrs, FileSource,
-    MappedSource, MemChunk, _SizedSource,
+    MappedSource, MemChunk, _SizedSource, read_head,
 )
 
 FORMAT_NAME = "s390"
@@ -718,16 +718,6 @@ def _split_paths(path) -> list[str]:
     return paths
 
 
-def _head(path: str, n: int) -> bytes:
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(n)
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path} is a directory, not a dump") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def probe_head(head: bytes) -> str | None:
@@ -745,7 +735,7 @@ def read_s390(path, select: str | None = None) -> Dump:
     cache = _UnitCache()
     r: _Read | None = None
     try:
-        kinds = [probe_head(_head(p, DEVICE_PROBE_SIZE)) for p in paths]
+        kinds = [probe_head(read_head(p, DEVICE_PROBE_SIZE)) for p in paths]
         for p, k in zip(paths, kinds):
             if k is None:
                 raise BadInputError(f"{p} is neither an s390 dump (magic ...23fd/...23fe at offset 0) nor a dump "
@@ -900,7 +890,7 @@ class S390Reader:
     def probe_paths(self, paths: Sequence[str]) -> bool:
         """Several paths: the volumes of a multi-volume dump."""
         try:
-            return len(paths) > 1 and all(probe_head(_head(p, DEVICE_PROBE_SIZE)) == "eckd" for p in paths)
+            return len(paths) > 1 and all(probe_head(read_head(p, DEVICE_PROBE_SIZE)) == "eckd" for p in paths)
         except DumpToolError:
             return False
 
