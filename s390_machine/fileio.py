@@ -118,13 +118,44 @@ def sparse_copy(src: str, dst_fh: BinaryIO, chunk: int = 1 << 22, progress=None)
         os.close(fd)
 
 
-class Writeback:
-    """Hand written ranges of a big output to writeback as they accumulate (POSIX_FADV_DONTNEED
-    starts it on Linux and drops the pages once clean), so the fsync before the rename finds
-    little left to do and a dump does not fill the page cache."""
+def _libc_sync_file_range():
+    """libc's sync_file_range (Linux), or None."""
+    try:
+        import ctypes
 
-    def __init__(self, fd: int, chunk: int = 64 << 20):
-        self.fd, self.chunk = fd, chunk
+        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
+        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+        return fn
+    except (OSError, AttributeError):
+        return None
+
+
+_SYNC_FILE_RANGE = _libc_sync_file_range()
+SYNC_FILE_RANGE_WRITE = 2
+
+
+def start_writeback(fd: int, offset: int, length: int, drop: bool = False) -> None:
+    """Start the kernel's writeback of [offset, offset + length) without waiting for it.
+
+    `drop` also asks the kernel to forget the pages once clean (POSIX_FADV_DONTNEED, which
+    starts writeback itself): for outputs nobody reads back soon, so a dump does not fill the
+    page cache.  Otherwise sync_file_range(SYNC_FILE_RANGE_WRITE) keeps them cached.  Errors
+    do not matter here: the fsync that follows reports them."""
+    with contextlib.suppress(OSError, AttributeError):
+        if drop or _SYNC_FILE_RANGE is None:
+            os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+        else:
+            _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
+
+
+class Writeback:
+    """Hands written ranges of a big output to writeback as they accumulate (every `chunk`
+    bytes), so the fsync before the rename, the end marker or the return finds little left to
+    do.  The one writeback helper of the suite: dump writers (drop=True, see start_writeback)
+    and the memory image of a kexec load (drop=False) use it."""
+
+    def __init__(self, fd: int, chunk: int = 64 << 20, drop: bool = True):
+        self.fd, self.chunk, self.drop = fd, chunk, drop
         self._low: int | None = None
         self._high = 0
         self._dirty = 0
@@ -138,6 +169,5 @@ class Writeback:
 
     def flush(self) -> None:
         if self._low is not None:
-            with contextlib.suppress(OSError, AttributeError):
-                os.posix_fadvise(self.fd, self._low, self._high - self._low, os.POSIX_FADV_DONTNEED)
+            start_writeback(self.fd, self._low, self._high - self._low, self.drop)
         self._low, self._high, self._dirty = None, 0, 0

@@ -31,10 +31,12 @@ from meminfo_abi.meminfo import (
     KEXEC_MAX_SEGMENTS, MEMINFO_KEXEC_SEGMENTS, SEGMENT_KIND_NAMES, SEGMENT_KIND_PURGATORY,
     KexecSegment, KexecSegmentTable, MemInfo,
 )
+from s390_machine.fileio import Writeback
 from s390_machine.machine import Machine
 
 PAGE_SIZE = 4096
-CHUNK = 4 << 20                       # streaming unit; a multiple of 4 keeps the running CKSM exact
+CHUNK = 1 << 20                       # streaming unit (cache-sized); a multiple of 4 keeps the running CKSM exact
+WRITEBACK_EVERY = 8 << 20             # start writeback of loaded storage every so many bytes
 SEGTAB_OFFSET = 0x2000                # table at crash base + 0x2000 (purgatory window)
 SEGTAB_AREA = 0x1000
 KEXEC_ON_CRASH = 0x00000001
@@ -348,7 +350,7 @@ def _copy_segment(mem, seg: LoadSegment, pool: "_BufferPool") -> Iterator[tuple[
 class _BufferPool:
     """A few reused chunk buffers: no fresh allocation (and page faults) per chunk."""
 
-    def __init__(self, count: int = 4, size: int = CHUNK):
+    def __init__(self, count: int = 8, size: int = CHUNK):
         import queue
         self._free: "queue.Queue" = queue.Queue()
         self._left, self._size = count, size
@@ -439,12 +441,14 @@ def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags:
 
         recorded = []
         pool = _BufferPool()
+        wb = Writeback(mem.fileno(), WRITEBACK_EVERY, drop=False)   # the final flush finds little left
         with _Hasher(pool) as digest:
             for s in segments:
                 total = 0
                 hashed = s.kind != SEGMENT_KIND_PURGATORY
-                for _pos, data, token in _copy_segment(mem, s, pool):
+                for pos, data, token in _copy_segment(mem, s, pool):
                     n = len(data)
+                    wb.wrote(pos, n)
                     total = csum_partial(data, total)
                     if hashed:
                         digest.update(data, token)

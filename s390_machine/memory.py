@@ -63,7 +63,14 @@ class PhysicalMemory:
         self.close()
 
     def flush(self) -> None:
-        self._map.flush()
+        """Make storage durable: fdatasync (on Linux it also covers stores through the mapping)."""
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            raise DumpIOError(f"flushing memory image {self.path}: {exc.strerror or exc}") from None
+
+    def fileno(self) -> int:
+        return self._fd
 
     # -- byte access ----------------------------------------------------------
     def _check(self, addr: int, length: int) -> None:

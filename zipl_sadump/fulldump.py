@@ -54,7 +54,7 @@ from meminfo_abi.s390dump import (
     build_header, build_segment_header, compress_unit, parse_end_marker, parse_header, read_unit, tod_now,
     tod_text,
 )
-from s390_machine.fileio import atomic_file
+from s390_machine.fileio import Writeback, atomic_file
 from s390_machine.units import human
 from zipl_sadump.device import (
     MVDUMP_SIGN_OFFSET, TAPE_TOOL_SIZE, DeviceInfo, check_device_set, dump_mem_size, read_device,
@@ -137,23 +137,14 @@ WRITEBACK_CHUNK = 32 * MIB
 class _Sink:
     """A window [offset, offset + size) of an open file that the dump stream is written to.
 
-    Written ranges are handed to writeback early (POSIX_FADV_DONTNEED starts it on Linux and
-    drops the pages once clean), so the fsync before the end marker has little left to do and
-    the dump does not fill the page cache."""
+    Written ranges are handed to writeback early (fileio.Writeback: started and the pages
+    dropped once clean), so the fsync before the end marker has little left to do and the
+    dump does not fill the page cache."""
 
     def __init__(self, fd: int, offset: int, size: int | None, path: str):
         self.fd, self.offset, self.size, self.path = fd, offset, size, path
         self.written = 0
-        self._dirty = 0
-        self._low = None
-        self._high = 0
-
-    def _writeback(self, force: bool = False) -> None:
-        if self._low is None or (not force and self._dirty < WRITEBACK_CHUNK):
-            return
-        with contextlib.suppress(OSError, AttributeError):
-            os.posix_fadvise(self.fd, self._low, self._high - self._low, os.POSIX_FADV_DONTNEED)
-        self._low, self._high, self._dirty = None, 0, 0
+        self.writeback = Writeback(fd, WRITEBACK_CHUNK)
 
     def room(self, pos: int, n: int) -> bool:
         return self.size is None or pos + n <= self.size
@@ -176,10 +167,7 @@ class _Sink:
 
     def _account(self, at: int, n: int) -> None:
         self.written += n
-        self._dirty += n
-        self._low = at if self._low is None else min(self._low, at)
-        self._high = max(self._high, at + n)
-        self._writeback()
+        self.writeback.wrote(at, n)
 
 
 # -- memory ---------------------------------------------------------------------------------

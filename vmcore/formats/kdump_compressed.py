@@ -67,7 +67,7 @@ from meminfo_abi.errors import (
 )
 from meminfo_abi.vmcoreinfo import MAX_VMCOREINFO_INPUT
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file
+from s390_machine.fileio import Writeback, atomic_file
 from vmcore.formats.elf import build_notes
 from vmcore.formats.flattened import FlatFile, FlatSink
 from vmcore.model import (
@@ -229,36 +229,7 @@ class KdumpLayout:
     file_size: int = 0
 
 
-def _sync_file_range():
-    """libc's sync_file_range (Linux), or None."""
-    try:
-        import ctypes
-
-        fn = ctypes.CDLL(None, use_errno=True).sync_file_range
-        fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-        return fn
-    except (OSError, AttributeError):
-        return None
-
-
-_SYNC_FILE_RANGE = _sync_file_range()
-SYNC_FILE_RANGE_WRITE = 2
 WRITEBACK_EVERY = 64 << 20      # start writeback of what was written every so many bytes
-
-
-class _Writeback:
-    """Starts the kernel's writeback while we go on writing, so the final fsync of the atomic
-    output has little left to wait for (makes no difference to what is written)."""
-
-    def __init__(self, fd: int):
-        self.fd = fd
-        self.pending = 0
-
-    def wrote(self, n: int) -> None:
-        self.pending += n
-        if self.pending >= WRITEBACK_EVERY and _SYNC_FILE_RANGE is not None:
-            self.pending = 0
-            _SYNC_FILE_RANGE(self.fd, 0, 0, SYNC_FILE_RANGE_WRITE)     # asynchronous; errors do not matter
 
 
 class _FileSink:
@@ -266,11 +237,11 @@ class _FileSink:
 
     def __init__(self, fh):
         self.fd = fh.fileno()
-        self.writeback = _Writeback(self.fd)
+        self.writeback = Writeback(self.fd, WRITEBACK_EVERY, drop=False)
 
     def put(self, offset: int, data) -> None:
         mv = memoryview(data).cast("B")
-        self.writeback.wrote(len(mv))
+        self.writeback.wrote(offset, len(mv))
         while len(mv):
             n = os.pwrite(self.fd, mv, offset)
             mv = mv[n:]
@@ -454,8 +425,9 @@ def _header_bytes(dump: Dump, lay: KdumpLayout, timestamp) -> tuple[bytes, bytes
         current_cpu=0, nr_cpus=len(dump.cpus)))
     sub = L.kdump_sub_header.build(dict(
         phys_base=0, dump_level=lay.dump_level, split=1 if lay.split else 0,
-        start_pfn=lay.start_pfn & 0xFFFFFFFF if lay.split else 0,
-        end_pfn=lay.end_pfn & 0xFFFFFFFF if lay.split else 0,
+        # the obsolete 32-bit fields saturate as makedumpfile's (header v6: "may be truncated")
+        start_pfn=min(lay.start_pfn, 0xFFFFFFFF) if lay.split else 0,
+        end_pfn=min(lay.end_pfn, 0xFFFFFFFF) if lay.split else 0,
         offset_vmcoreinfo=lay.offset_vmcoreinfo, size_vmcoreinfo=lay.size_vmcoreinfo,
         offset_note=lay.offset_note, size_note=lay.size_note, offset_eraseinfo=0, size_eraseinfo=0,
         start_pfn_64=lay.start_pfn if lay.split else 0, end_pfn_64=lay.end_pfn if lay.split else 0,
