@@ -66,9 +66,10 @@ def run(args: argparse.Namespace) -> list[Result]:
         rows.append(Result(f"cp --sparse=always of the {mem >> 30} GiB image ({data >> 20} MiB data) (limit)",
                            cp, "B/s"))
 
-        def stage(name: str, seconds: float, rss: float, copy_like: bool = True) -> None:
+        def stage(name: str, seconds: float, rss: float, copy_like: bool = True, limit: float | None = None,
+                  vs: str = "cp") -> None:
             tp = data / seconds
-            rows.append(Result(f"{name}", tp, "B/s", "cp", tp / cp, 0.7 if copy_like else None))
+            rows.append(Result(f"{name}", tp, "B/s", vs, tp / (limit or cp), 0.7 if copy_like else None))
             rows.append(Result(f"{name}: peak RSS", rss, "MiB", f"{RSS_LIMIT} MiB", RSS_LIMIT / max(rss, 1), 1.0))
 
         stage("create", dt, rss)
@@ -103,9 +104,16 @@ def run(args: argparse.Namespace) -> list[Result]:
             os.unlink(kd)
 
         # conversion and inspection of the saved dump
+        # a conversion copies the dump, not the memory image: its limit is cp of the dump itself
+        # (best of two: the dump writer dropped its pages from the cache, the first cp reads
+        # them back from disk, and the conversion then finds them cached like the second cp)
         out = os.path.join(tmp, "converted.elf")
+        cp_elf = data / min(_cp(elf, out) for _ in range(2))
+        rows.append(Result(f"cp --sparse=always of the saved ELF dump ({data >> 20} MiB data) (limit)",
+                           cp_elf, "B/s"))
         dt, rss = _run(_py("-m", "vmcore.cli", "convert", elf, "-o", out, "-f", "elf"))
-        stage("convert ELF -> ELF", dt, rss)
+        stage("convert ELF -> ELF", dt, rss, limit=cp_elf, vs="cp of the ELF")
+        rows.append(Result("convert ELF -> ELF (info)", data / dt, "B/s", "cp of the image", data / dt / cp))
         os.unlink(out)
         if "kdump" in WRITERS:
             out = os.path.join(tmp, "converted.kdump")

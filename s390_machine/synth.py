@@ -39,6 +39,7 @@ from meminfo_abi.parmarea import (
     EP_OFFSET, EP_STRING, IMAGE_ENTRY, PARM_COMMAND_LINE, PARM_MAX_COMMAND_LINE_SIZE,
 )
 from meminfo_abi.vmcoreinfo import VmcoreInfo
+from s390_machine.fileio import Writeback
 from s390_machine.memory import PhysicalMemory
 from s390_machine.printk import build_legacy_logbuf, build_ringbuffer
 from s390_machine.state import Crashkernel, MachineState
@@ -263,11 +264,14 @@ def fill_data(mem: PhysicalMemory, mibs: list[int], seed: int) -> None:
     template = _template(seed)
     buf = bytearray(template)
     stamp = struct.Struct(">8sQ")
+    wb = Writeback(mem.fileno(), 64 * MIB, drop=False)   # gigabytes of data: flush as we go
     for mib in mibs:
         base = mib * MIB
         for off in range(0, MIB, 4096):
             stamp.pack_into(buf, off, PAGE_STAMP, base + off)
         mem.write(base, buf)
+        wb.wrote(base, MIB)
+    wb.flush()
 
 
 def synthesize(mem: PhysicalMemory, opts: SynthOptions) -> MachineState:
