@@ -1,14 +1,148 @@
-"""Files that are never half-written: temporary name, fsync, rename; sparse copies."""
+"""Files that are never half-written: temporary name, fsync, rename; sparse copies.
+
+Every output is first written as `.NAME.XXXXXXXX.tmp` beside NAME (create_temporary), and
+its writer holds an exclusive flock on it until the rename.  A writer killed on the way
+(SIGKILL, the host going down) leaves that file - a dump may be gigabytes - and the lock
+dies with it, so the next writer of NAME removes every sibling temporary of NAME that
+nobody holds locked, and says so on stderr (remove_stale_temporaries).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
+import random
+import re
 import shutil
-import tempfile
+import stat
+import sys
 from typing import BinaryIO, Iterator
 
 from meminfo_abi.errors import BadInputError, DumpIOError
+from s390_machine.units import human
+
+# .NAME. + 8 of these + .tmp: the names tempfile.mkstemp made before, so what an older
+# version left behind is recognised too.
+_TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+_TEMP_RANDOM = 8
+_TEMP_SUFFIX = ".tmp"
+_random = random.SystemRandom()
+
+
+def temporary_name_pattern(name: str) -> re.Pattern:
+    """The names create_temporary gives temporaries of target `name` (and of no other target:
+    the random part has a fixed length and no dot)."""
+    return re.compile(re.escape(f".{name}.") + f"[{_TEMP_CHARS}]{{{_TEMP_RANDOM}}}" + re.escape(_TEMP_SUFFIX))
+
+
+def create_temporary(directory: str, name: str, *, is_dir: bool = False) -> tuple[str, int]:
+    """Create the temporary file (or directory) for target `name` in `directory`, locked.
+
+    Returns (path, fd): fd holds the exclusive flock and must stay open until the
+    temporary is renamed into place or removed.  Stale temporaries of the same target are
+    removed first."""
+    remove_stale_temporaries(directory, name)
+    for _ in range(100):
+        rand = "".join(_random.choices(_TEMP_CHARS, k=_TEMP_RANDOM))
+        path = os.path.join(directory, f".{name}.{rand}{_TEMP_SUFFIX}")
+        try:
+            if is_dir:
+                os.mkdir(path, 0o700)             # as mkdtemp: the machine directory stays private
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            else:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)     # blocks only while a remover holds it, for a moment
+        except OSError:
+            pass                               # no locks here: a remover cannot lock it either
+        if _same_file(path, fd):
+            return path, fd
+        # A remover running beside us took it for stale between our create and our lock
+        # (it can only be removed unlocked); take another name.
+        os.close(fd)
+    raise DumpIOError(f"cannot create a temporary file for {name} in {directory}")
+
+
+def remove_stale_temporaries(directory: str, name: str) -> list[tuple[str, int]]:
+    """Remove the temporaries of target `name` in `directory` that no living writer holds
+    locked (left by a run that was killed); one line on stderr for each.  Temporaries of
+    other targets, locked ones and anything that is not a plain file or directory are never
+    touched.  Returns [(file name, bytes freed)]."""
+    pattern = temporary_name_pattern(name)
+    try:
+        entries = [e for e in os.listdir(directory) if pattern.fullmatch(e)]
+    except OSError:
+        return []
+    removed = []
+    for entry in sorted(entries):
+        path = os.path.join(directory, entry)
+        fd = _open_for_lock(path)
+        if fd is None:
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue                       # a writer is alive (or no locks here: cannot tell)
+            if not _same_file(path, fd):       # removed and the name reused meanwhile
+                continue
+            st = os.fstat(fd)
+            if stat.S_ISDIR(st.st_mode):
+                freed = _tree_allocated(path)
+                shutil.rmtree(path)
+            else:
+                freed = st.st_blocks * 512
+                os.unlink(path)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
+        removed.append((entry, freed))
+        print(f"removed stale temporary {entry} ({human(freed)}) left by an interrupted run", file=sys.stderr)
+    return removed
+
+
+def _open_for_lock(path: str) -> int | None:
+    """An fd to flock `path` through, if it is a plain file or directory we may open."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    flags = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    if stat.S_ISDIR(st.st_mode):
+        tries = [os.O_RDONLY | os.O_DIRECTORY]
+    elif stat.S_ISREG(st.st_mode):
+        tries = [os.O_RDWR, os.O_RDONLY]       # NFS emulates flock with POSIX locks: needs write
+    else:
+        return None
+    for mode in tries:
+        try:
+            return os.open(path, mode | flags)
+        except PermissionError:
+            continue
+        except OSError:
+            return None
+    return None
+
+
+def _same_file(path: str, fd: int) -> bool:
+    try:
+        a, b = os.stat(path, follow_symlinks=False), os.fstat(fd)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
+
+def _tree_allocated(path: str) -> int:
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for f in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, f)).st_blocks * 512
+    return total
 
 
 @contextlib.contextmanager
@@ -18,9 +152,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise BadInputError(f"output directory {directory} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    tmp, fd = create_temporary(directory, os.path.basename(path))
+    lock = os.dup(fd)                          # keeps the flock until after the rename
     try:
-        os.fchmod(fd, 0o666 & ~_umask())       # as if created with open(): mkstemp says 0600
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
@@ -31,12 +165,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    finally:
+        os.close(lock)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -53,7 +183,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
         raise BadInputError(f"parent directory {parent} does not exist")
     if os.path.lexists(path):
         raise BadInputError(f"{path} already exists")
-    tmp = tempfile.mkdtemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=parent)
+    tmp, lock = create_temporary(parent, os.path.basename(path), is_dir=True)
     try:
         yield tmp
         os.rename(tmp, path)
@@ -61,6 +191,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        os.close(lock)
 
 
 def _fsync_dir(directory: str) -> None:

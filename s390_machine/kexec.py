@@ -19,7 +19,6 @@ import fcntl
 import hashlib
 import os
 import struct
-import tempfile
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
@@ -31,7 +30,7 @@ from meminfo_abi.meminfo import (
     KEXEC_MAX_SEGMENTS, MEMINFO_KEXEC_SEGMENTS, SEGMENT_KIND_NAMES, SEGMENT_KIND_PURGATORY,
     KexecSegment, KexecSegmentTable, MemInfo,
 )
-from s390_machine.fileio import Writeback
+from s390_machine.fileio import Writeback, create_temporary
 from s390_machine.machine import Machine
 
 PAGE_SIZE = 4096
@@ -169,9 +168,9 @@ class _Journal:
         self.dir = machine.path
         self.path = os.path.join(machine.path, JOURNAL_FILE)
         self.committed = False
-        fd, self.tmp = tempfile.mkstemp(prefix=".kexec-journal.", suffix=".tmp", dir=machine.path)
+        # created locked (an uncommitted journal left by a killed load is stale: removed here)
+        self.tmp, fd = create_temporary(machine.path, "kexec-journal")
         self.fh = os.fdopen(fd, "w+b")
-        fcntl.flock(self.fh.fileno(), fcntl.LOCK_EX)
         self.fh.write(_JOURNAL_HEAD.pack(JOURNAL_MAGIC, 1, 0, self.mem.size))
         self.entries: list[tuple[int, int, int]] = []   # (addr, length, journal offset); -1 = was a hole
 
@@ -441,14 +440,16 @@ def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags:
 
         recorded = []
         pool = _BufferPool()
-        wb = Writeback(mem.fileno(), WRITEBACK_EVERY, drop=False)   # the final flush finds little left
+        # start writeback as we copy, so the final flush finds little left (a memory image file)
+        wb = Writeback(mem.fileno(), WRITEBACK_EVERY, drop=False) if hasattr(mem, "fileno") else None
         with _Hasher(pool) as digest:
             for s in segments:
                 total = 0
                 hashed = s.kind != SEGMENT_KIND_PURGATORY
                 for pos, data, token in _copy_segment(mem, s, pool):
                     n = len(data)
-                    wb.wrote(pos, n)
+                    if wb:
+                        wb.wrote(pos, n)
                     total = csum_partial(data, total)
                     if hashed:
                         digest.update(data, token)

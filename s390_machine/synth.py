@@ -264,14 +264,17 @@ def fill_data(mem: PhysicalMemory, mibs: list[int], seed: int) -> None:
     template = _template(seed)
     buf = bytearray(template)
     stamp = struct.Struct(">8sQ")
-    wb = Writeback(mem.fileno(), 64 * MIB, drop=False)   # gigabytes of data: flush as we go
+    # gigabytes of data: start writeback as we go (a memory image file; not for in-memory storage)
+    wb = Writeback(mem.fileno(), 64 * MIB, drop=False) if hasattr(mem, "fileno") else None
     for mib in mibs:
         base = mib * MIB
         for off in range(0, MIB, 4096):
             stamp.pack_into(buf, off, PAGE_STAMP, base + off)
         mem.write(base, buf)
-        wb.wrote(base, MIB)
-    wb.flush()
+        if wb:
+            wb.wrote(base, MIB)
+    if wb:
+        wb.flush()
 
 
 def synthesize(mem: PhysicalMemory, opts: SynthOptions) -> MachineState:

@@ -540,6 +540,7 @@ def test_sigkill_vmcore_writers(writer, crashed, elf_dump, tmp_path):
     ref = str(tmp_path / "ref.elf")
     window = _timed(argv(ref), _temp_beside(ref), phase=True)
     mid_write = 0
+    left = {}
     for i in range(KILLS):
         out = str(tmp_path / f"out{i}.elf")
         running, mid = _kill_during(argv(out), _temp_beside(out), 0.8 * window, rng)
@@ -548,8 +549,85 @@ def test_sigkill_vmcore_writers(writer, crashed, elf_dump, tmp_path):
             assert os.path.getsize(out) == os.path.getsize(ref)
         else:
             mid_write += mid
+        if _temps_of(out):
+            left[out] = _temps_of(out)
     print(f"sigkill vmcore {writer}: {mid_write}/{KILLS} killed while writing (window {window:.2f} s)")
     assert mid_write >= 1, "no kill landed inside the write: the test proved nothing"
+    # the killed run's temporary stays; the next run of the same output removes it, says so, succeeds
+    assert left, "no kill left a temporary file"
+    for out, temps in left.items():
+        proc = subprocess.run(argv(out), cwd=ROOT, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        for t in temps:
+            assert re.search(rf"^removed stale temporary {re.escape(t)} \([0-9.]+ [KMG]?i?B\) "
+                             r"left by an interrupted run$", proc.stderr, re.M), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == len(temps), proc.stderr
+        assert not _temps_of(out)
+        assert os.path.getsize(out) == os.path.getsize(ref)
+        assert run_cli("vmcore.cli", "info", out, "--json").returncode == 0
+
+
+def _temps_of(out: str) -> list[str]:
+    d, prefix = os.path.dirname(out), "." + os.path.basename(out) + "."
+    return sorted(f for f in os.listdir(d) if f.startswith(prefix) and f.endswith(".tmp"))
+
+
+def test_stale_temporaries_of_live_writers_and_other_targets_are_left_alone(elf_dump, tmp_path):
+    """Only what no living writer holds and what belongs to this output is removed."""
+    import fcntl
+    out = str(tmp_path / "copy.elf")
+    temps = {name: str(tmp_path / name) for name in (
+        ".copy.elf.live0000.tmp",            # a writer of copy.elf that is running (holds its lock)
+        ".copy.elf.stale000.tmp",            # a writer of copy.elf that was killed
+        ".other.elf.stale000.tmp",           # another output's
+        ".copy.elf.gz.stale000.tmp",         # copy.elf.gz's, whose name starts like ours
+        ".copy.stale000.tmp",                # copy's
+    )}
+    for name, path in temps.items():
+        with open(path, "wb") as fh:
+            fh.write(name.encode() * 1000)
+    live = open(temps[".copy.elf.live0000.tmp"], "r+b")
+    try:
+        fcntl.flock(live.fileno(), fcntl.LOCK_EX)
+        proc = run_cli("vmcore.cli", *convert_args(elf_dump, out))
+        assert proc.returncode == 0, proc.stderr
+        assert re.fullmatch(r"removed stale temporary \.copy\.elf\.stale000\.tmp \([0-9.]+ KiB\) left by an "
+                            r"interrupted run\n", proc.stderr), proc.stderr
+        assert os.path.getsize(out) == os.path.getsize(elf_dump)
+        for name, path in temps.items():
+            if name != ".copy.elf.stale000.tmp":
+                with open(path, "rb") as fh:
+                    assert fh.read() == name.encode() * 1000, name
+        assert not os.path.exists(temps[".copy.elf.stale000.tmp"])
+    finally:
+        live.close()
+    # once its writer is gone, the live one is stale too
+    proc = run_cli("vmcore.cli", *convert_args(elf_dump, out))
+    assert proc.returncode == 0 and "removed stale temporary .copy.elf.live0000.tmp" in proc.stderr, proc.stderr
+    assert sorted(os.listdir(tmp_path)) == sorted([".other.elf.stale000.tmp", ".copy.elf.gz.stale000.tmp",
+                                                   ".copy.stale000.tmp", "copy.elf"])
+
+
+def test_stale_temporaries_in_process(tmp_path, capsys):
+    """The helper every writer uses: a killed `s390-machine create` leaves a temporary
+    directory, removed by the next create of the same machine; a symlink or a name that is
+    not ours is never followed or removed."""
+    from s390_machine.fileio import atomic_directory, atomic_file
+    stale_dir = tmp_path / ".m.abcdefgh.tmp"
+    stale_dir.mkdir()
+    (stale_dir / "memory.img").write_bytes(b"\1" * 8192)
+    (tmp_path / "victim").write_bytes(b"keep")
+    os.symlink(tmp_path / "victim", tmp_path / ".out.abcdefgh.tmp")
+    (tmp_path / ".out.abc.tmp").write_bytes(b"not a name we make")
+    with atomic_directory(tmp_path / "m") as tmp:
+        assert os.path.basename(tmp).startswith(".m.") and os.path.isdir(tmp)
+    with atomic_file(tmp_path / "out") as fh:
+        fh.write(b"x")
+    err = capsys.readouterr().err
+    assert re.fullmatch(r"removed stale temporary \.m\.abcdefgh\.tmp \([0-9.]+ KiB\) left by an interrupted run\n",
+                        err), err
+    assert sorted(os.listdir(tmp_path)) == [".out.abc.tmp", ".out.abcdefgh.tmp", "m", "out", "victim"]
+    assert (tmp_path / "victim").read_bytes() == b"keep"
 
 
 def test_sigkill_kexec_load_is_rolled_back(base, kernel, files, after_load_memory, tmp_path):

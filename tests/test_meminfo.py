@@ -57,6 +57,43 @@ def test_parse_build_round_trip():
     assert back.entries[5].addr == 0xABCDEF000 and back.entries[5].size == 0
 
 
+def test_fast_path_is_the_construct_declaration():
+    """MemInfo.parse / to_bytes run on a struct derived from MemInfoPage: on any page, the
+    declaration parsed by construct and the fast path agree field by field, and both build
+    the same bytes (random pages, a real one, all-ones)."""
+    import random
+    from construct import Array, Const, Int32ul, Int64ub, Struct
+    from meminfo_abi.flat import FlatLayout
+    rng = random.Random(390)
+    pages = [rng.randbytes(OS_INFO_SIZE) for _ in range(20)] + [b"\xff" * OS_INFO_SIZE]
+    pages.append(MemInfo(crashkernel_addr=CK_BASE, crashkernel_size=CK_SIZE).to_bytes())
+    for raw in pages:
+        ref = MemInfoPage.parse(raw)
+        mi = MemInfo.parse(raw + b"trailing bytes are not part of the page")
+        assert (mi.magic, mi.csum, mi.version_major, mi.version_minor, mi.crashkernel_addr, mi.crashkernel_size,
+                mi.reserved) == (ref.magic, ref.csum, ref.version_major, ref.version_minor, ref.crashkernel_addr,
+                                 ref.crashkernel_size, ref.reserved)
+        assert [(e.addr, e.size, e.csum) for e in mi.entries] == [(e.addr, e.size, e.csum) for e in ref.entry]
+        assert MemInfo.parse(memoryview(bytearray(raw))) == mi
+        flat = FlatLayout(MemInfoPage)
+        assert flat.build(flat.parse(raw)) == MemInfoPage.build(ref) == raw
+        built = mi.to_bytes()                 # the header checksum recomputed, nothing else changed
+        assert built[:8] + built[12:] == raw[:8] + raw[12:]
+    # what has no flat form is refused when the layout is declared, not misread later
+    for layout in (Struct("magic" / Const(b"KDSEGTAB")), Struct("a" / Int64ub, "b" / Int32ul),
+                   Struct("n" / Int32ul, "v" / Array(lambda ctx: ctx.n, Int32ul))):
+        with pytest.raises(ValueError):
+            FlatLayout(layout)
+    # a value of the wrong shape is an error, never padded or cut
+    mi = MemInfo(reserved=b"\0" * 5)
+    with pytest.raises(ValueError, match="reserved: 5 bytes"):
+        mi.to_bytes()
+    mi = MemInfo()
+    mi.entries.pop()
+    with pytest.raises(ValueError, match="entry: 202 elements"):
+        mi.to_bytes()
+
+
 def loaded_memory() -> tuple[Memory, KexecSegmentTable, int]:
     """32 MiB memory with meminfo at PAGE, a kernel and an initrd segment and their table."""
     mem = Memory(32 * MIB)
