@@ -262,6 +262,22 @@ def test_corrupt_boot_record_is_one_line_error(tmp_path, offset, data, message):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("at,what", [(11, "0 blocks per track"), (12, "0 heads")])
+def test_multi_volume_table_without_geometry_is_refused_by_sadump_and_vmcore(tmp_path, at, what):
+    from vmcore.formats import open_dump
+    paths = [str(tmp_path / f"v{i}.img") for i in range(2)]
+    build_multi_volume(paths, 24 * MIB)
+    _corrupt(paths[1], MVDUMP_TABLE_BLOCK * ECKD_BLOCK_SIZE + 10 + 13 + at, b"\x00")   # entry 1: bpt, num_heads
+    message = f"corrupt multi-volume parameter table entry 1 .*{what}"
+    with pytest.raises(BadInputError, match=message) as exc:
+        read_devices(paths)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(BadInputError, match=message):
+        open_dump(paths)
+    proc = run_cli("vmcore.cli", "info", ",".join(paths))
+    assert proc.returncode == 3 and "parameter table entry 1" in proc.stderr and proc.stderr.count("\n") == 1
+
+
 def test_build_rejects_bad_parameters_and_leaves_nothing(tmp_path):
     for kwargs, msg in [(dict(type="scsi", size=20 * MIB), "unknown device type"),
                         (dict(type="eckd", size=MIB), "too small"),

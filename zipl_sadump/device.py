@@ -53,53 +53,49 @@ Tape (``type='tape'``)
     16-byte end marker, tapemark.  Writing a tape invalidates what follows,
     so the dumper erases (punches) everything after the tool block first.
 
-Everything is written sparse and atomically (temporary name + rename).
+Everything is written sparse and atomically (temporary name + rename).  Reading an image is
+``meminfo_abi.s390dump.read_dump_area``, the parser the vmcore reader uses too; ``read_device``
+adds what a dumper needs on top (``DumpArea.check_for_dumper``) and sadump's view, ``DeviceInfo``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import asdict, dataclass, field
+import stat
+from dataclasses import asdict, dataclass, field, fields
 from typing import Iterator, Sequence
 
 from meminfo_abi.errors import BadInputError, DumpIOError
 from meminfo_abi.s390dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_FLAG_TAPEMARK, AWS_HEADER_SIZE, BOOT_INFO_BP_TYPE_DUMP,
-    BOOT_INFO_DEV_TYPE_ECKD, BOOT_INFO_DEV_TYPE_FBA, BOOT_INFO_FLAGS_ARCH, BOOT_INFO_MAGIC,
-    BOOT_INFO_OFFSET_ECKD_STAGE1, BOOT_INFO_OFFSET_FBA_STAGE0, BOOT_INFO_VERSION, DF_S390_EM_SIZE,
-    DF_S390_HDR_SIZE, DF_S390_MAGIC_BLK_ECKD, DF_S390_MAGIC_EXT, DUMP_SEGM_HDR_SIZE, DUMP_SEGM_ZLIB_MAXLEN,
-    DUMPER_DESCRIPTION, DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_FBA_EXT, DUMPER_MAGIC_MV_EXT, DUMPER_MAGIC_TAPE,
-    DUMPER_SIZE, DUMPER_VERSION, MAX_DUMP_VOLUMES, MEM_UPPER_LIMIT_NONE, MIB, MVDUMP_PARM_TABLE_SIZE,
-    TAPE_BLK_SIZE, TAPE_HEAD_CCW1, TAPE_HEAD_CCW2, TAPE_HEAD_PSW, AwsTapeHeader, BootEckdCdlStage0,
-    BootEckdStage1, BootEckdStage1b, BootFbaStage0, BootFbaStage1b, BootInfo, DumperHead, EckdDumpParam,
-    FbaDumpParam, MvdumpParmTable, Stage2dumpParmTail, TapeHead, tod_now, tod_text,
+    BOOT_INFO_DEV_TYPE_ECKD, BOOT_INFO_DEV_TYPE_FBA, BOOT_INFO_FLAGS_ARCH, BOOT_INFO_MAGIC, BOOT_INFO_VERSION,
+    DEVICE_KINDS, DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC_BLK_ECKD, DF_S390_MAGIC_EXT,
+    DUMP_SEGM_HDR_SIZE, DUMP_SEGM_ZLIB_MAXLEN, DUMPER_DESCRIPTION, DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_FBA_EXT,
+    DUMPER_MAGIC_MV_EXT, DUMPER_MAGIC_TAPE, DUMPER_SIZE, DUMPER_VERSION, ECKD_BLOCK_SIZE, ECKD_VOL1_BLOCK,
+    FBA_BLOCK_SIZE, FBA_STAGE1B_BLOCKS, FBA_TOOL_BLOCKS, MAX_DUMP_VOLUMES, MEM_UPPER_LIMIT_NONE, MIB,
+    MVDUMP_PARM_TABLE_SIZE, MVDUMP_SIGN_OFFSET, TAPE_BLK_SIZE, TAPE_DUMP_OFFSET, TAPE_HEAD_CCW1, TAPE_HEAD_CCW2,
+    TAPE_HEAD_PSW, TAPE_TOOL_SIZE, AwsTapeHeader, BootEckdCdlStage0, BootEckdStage1, BootEckdStage1b,
+    BootFbaStage0, BootFbaStage1b, DumpArea, DumperHead, EckdDumpParam, FbaDumpParam, MvdumpParmTable, MvTable,
+    Stage2dumpParmTail, TapeHead, check_volume_set, read_dump_area, tod_now,
 )
 from s390_machine.fileio import atomic_file, sparse_copy
 from s390_machine.units import human
 
-DEVICE_TYPES = ("eckd", "fba", "tape")
+DEVICE_TYPES = DEVICE_KINDS
 
-# ECKD geometry and CDL layout
-ECKD_BLOCK_SIZE = 4096
+# What we choose when building (the layouts themselves are meminfo_abi.s390dump's)
+# ECKD: a 3390 formatted with 4 KiB blocks, CDL
 ECKD_HEADS = 15
 ECKD_BPT = 12                                  # 4 KiB blocks per track
 ECKD_TRACK_SIZE = ECKD_BPT * ECKD_BLOCK_SIZE
-ECKD_VOL1_BLOCK = 2
 ECKD_PART_START_TRACK = 2
 ECKD_PART_START = ECKD_PART_START_TRACK * ECKD_BPT    # block 24
 MVDUMP_TABLE_BLOCK = DF_S390_MAGIC_BLK_ECKD + DUMPER_SIZE[DUMPER_MAGIC_MV_EXT] // ECKD_BLOCK_SIZE   # 7
 # FBA
-FBA_BLOCK_SIZE = 512
 FBA_PART_START = 8
-FBA_STAGE1B_BLOCKS = BootFbaStage1b.sizeof() // FBA_BLOCK_SIZE                 # 2
-FBA_TOOL_BLOCKS = DUMPER_SIZE[DUMPER_MAGIC_FBA_EXT] // FBA_BLOCK_SIZE          # 24
-# Tape
-TAPE_TOOL_SIZE = DUMPER_SIZE[DUMPER_MAGIC_TAPE]
-TAPE_DUMP_OFFSET = AWS_HEADER_SIZE + TAPE_TOOL_SIZE   # where the dumper starts writing
 
 PARTITION_CLEAR = 64 * 1024                    # zipl zeroes the first 64 KiB of the partition
-MVDUMP_SIGN_OFFSET = 0x200
 MIN_DUMP_AREA = 2 * MIB                        # header, one 1 MiB segment and the end marker fit
 MV_DEVNO_BASE = 0x4711
 SV_DEVNO = 0x0200
@@ -114,35 +110,9 @@ STAGE2_LOAD_ADDRESS = 0x2000
 
 
 @dataclass
-class VolumeParm:
-    """One entry of the multi-volume parameter table."""
-
-    devno: int
-    start_blk: int
-    end_blk: int
-    blk_size: int
-    bpt: int
-    num_heads: int
-    ssid: int = 0
-
-    @property
-    def bus_id(self) -> str:
-        return f"0.{self.ssid:x}.{self.devno:04x}"
-
-
-@dataclass
-class MvTable:
-    tod: int
-    volumes: list[VolumeParm]
-
-    def to_json(self) -> dict:
-        return {"tod": self.tod, "tod_text": tod_text(self.tod), "vol_cnt": len(self.volumes),
-                "volumes": [dict(asdict(v), bus_id=v.bus_id) for v in self.volumes]}
-
-
-@dataclass
 class DeviceInfo:
-    """What zipl installed on a dump device image, and where the dump area is."""
+    """What zipl installed on a dump device image, and where the dump area is: sadump's view
+    (and JSON) of the DumpArea that meminfo_abi.s390dump.read_dump_area parsed."""
 
     path: str
     type: str                    # eckd | fba | tape
@@ -163,6 +133,14 @@ class DeviceInfo:
     mv_table: MvTable | None = None
     volnr: int | None = None     # this volume's index in the multi-volume table
     signature: bool | None = None  # multi-volume: mvdump_sign at partition + 512
+    area: DumpArea | None = field(default=None, repr=False, compare=False)   # what it was made from
+
+    @classmethod
+    def from_area(cls, area: DumpArea) -> "DeviceInfo":
+        t = area.tool
+        return cls(area.path, area.kind, t.name, t.version, area.image_size, area.block_size, area.blk_start,
+                   area.blk_end, area.offset, area.nominal_size, t.mem_limit, t.no_compress, t.mvdump_force,
+                   area.num_heads, area.bpt, area.devno, area.mv_table, area.volnr, area.mv_signature, area)
 
     @property
     def multi_volume(self) -> bool:
@@ -178,7 +156,7 @@ class DeviceInfo:
         return self.tool == DUMPER_MAGIC_ECKD_EXT.decode() and self.tool_version >= 2 and not self.no_compress
 
     def to_json(self) -> dict:
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "area"}
         d["mv_table"] = self.mv_table.to_json() if self.mv_table else None
         d["multi_volume"] = self.multi_volume
         d["description"] = self.description
@@ -488,167 +466,24 @@ def build_multi_volume(paths: Sequence[str], size: int | None = None, force: boo
 # -- reading -------------------------------------------------------------------------------
 
 
-def _pread(fd: int, n: int, off: int) -> bytes:
-    try:
-        return os.pread(fd, n, off)
-    except OSError as exc:
-        raise DumpIOError(f"reading the device image at 0x{off:x}: {exc.strerror or exc}") from None
-
-
-def _tail(fd: int, off: int) -> tuple[int | None, bool, bool]:
-    t = Stage2dumpParmTail.parse(_pread(fd, 16, off).ljust(16, b"\0"))
-    limit = None if t.mem_upper_limit == MEM_UPPER_LIMIT_NONE else t.mem_upper_limit
-    return limit, bool(t.no_compress), bool(t.mvdump_force)
-
-
-def _devno_from_label(fd: int) -> int | None:
-    raw = _pread(fd, 10, ECKD_VOL1_BLOCK * ECKD_BLOCK_SIZE)
-    try:
-        text = raw.decode("cp500")
-    except UnicodeDecodeError:
-        return None
-    if text[:4] == "VOL1" and text[4:6] == "DV":
-        with contextlib.suppress(ValueError):
-            return int(text[6:10], 16)
-    return None
-
-
 def read_device(path: str) -> DeviceInfo:
-    """Parse a dump device image; a wrong or corrupt boot record is a one-line BadInputError."""
+    """Parse a dump device image as a dumper needs it: meminfo_abi.s390dump.read_dump_area, then
+    DumpArea.check_for_dumper.  A wrong or corrupt boot record is a one-line BadInputError."""
     path = os.fspath(path)
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         raise BadInputError(f"dump device {path} does not exist") from None
-    except IsADirectoryError:
-        raise BadInputError(f"dump device {path} is a directory") from None
     except OSError as exc:
         raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
     try:
-        size = os.fstat(fd).st_size
-        if size < 2 * ECKD_BLOCK_SIZE:
-            raise BadInputError(f"{path} ({size} bytes) is too small to be a dump device")
-        head = _pread(fd, 2 * ECKD_BLOCK_SIZE, 0)
-        aws = AwsTapeHeader.parse(head[:AWS_HEADER_SIZE])
-        if aws.flags1 == AWS_FLAG_NEWREC | AWS_FLAG_ENDREC and aws.prvblkl == 0 and aws.flags2 == 0:
-            return _read_tape(path, fd, size, aws)
-        off = ECKD_BLOCK_SIZE + 4 + BOOT_INFO_OFFSET_ECKD_STAGE1
-        if head[off:off + 4] == BOOT_INFO_MAGIC:
-            return _read_eckd(path, fd, size, BootInfo.parse(head[off:off + BootInfo.sizeof()]))
-        off = BOOT_INFO_OFFSET_FBA_STAGE0
-        if head[off:off + 4] == BOOT_INFO_MAGIC:
-            return _read_fba(path, fd, size, BootInfo.parse(head[off:off + BootInfo.sizeof()]))
-        raise BadInputError(f"{path} holds no zipl dump record (no 'zIPL' boot_info in the ECKD IPL2 record or "
-                            "FBA block 0, and no AWSTAPE dump tool)")
+        if stat.S_ISDIR(os.fstat(fd).st_mode):        # os.open takes a directory without complaint
+            raise BadInputError(f"dump device {path} is a directory")
+        area = read_dump_area(fd, path)
     finally:
         os.close(fd)
-
-
-def _check_boot_info(path: str, bi, dev_type: int, where: str) -> None:
-    if bi.version != BOOT_INFO_VERSION:
-        raise BadInputError(f"{path}: boot_info version {bi.version} in the {where} is not supported")
-    if bi.bp_type != BOOT_INFO_BP_TYPE_DUMP:
-        kind = "an IPL record" if bi.bp_type == 0 else f"bp_type {bi.bp_type}"
-        raise BadInputError(f"{path}: the boot record is {kind}, not a dump record")
-    if bi.dev_type != dev_type:
-        raise BadInputError(f"{path}: boot_info in the {where} says device type {bi.dev_type}, "
-                            f"expected {dev_type} ({'ECKD' if dev_type == 0 else 'FBA'})")
-
-
-def _read_eckd(path: str, fd: int, size: int, bi) -> DeviceInfo:
-    _check_boot_info(path, bi, BOOT_INFO_DEV_TYPE_ECKD, "ECKD IPL2 record")
-    p = EckdDumpParam.parse(bi.dump_param)
-    if p.blk_size != ECKD_BLOCK_SIZE:
-        raise BadInputError(f"{path}: dump partition block size {p.blk_size} is not supported (must be 4096)")
-    if p.num_heads == 0 or p.bpt == 0:
-        raise BadInputError(f"{path}: corrupt ECKD geometry ({p.num_heads} heads, {p.bpt} blocks per track)")
-    if not DF_S390_MAGIC_BLK_ECKD < p.blk_start <= p.blk_end:
-        raise BadInputError(f"{path}: corrupt dump partition blocks {p.blk_start}-{p.blk_end}")
-    if (p.blk_end + 1) * p.blk_size > size:
-        raise BadInputError(f"{path}: dump partition blocks {p.blk_start}-{p.blk_end} lie outside the image of "
-                            f"{size} bytes")
-    head = DumperHead.parse(_pread(fd, 8, DF_S390_MAGIC_BLK_ECKD * p.blk_size).ljust(8, b"\0"))
-    magic = bytes(head.magic)
-    if magic not in (DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_MV_EXT):
-        raise BadInputError(f"{path}: no dump tool at block {DF_S390_MAGIC_BLK_ECKD} (found {magic!r})")
-    if head.version != DUMPER_VERSION[magic]:
-        raise BadInputError(f"{path}: {magic.decode()} dump tool version {head.version} is not supported")
-    tool_off = DF_S390_MAGIC_BLK_ECKD * p.blk_size
-    limit, no_compress, force = _tail(fd, tool_off + DUMPER_SIZE[magic] - 16)
-    info = DeviceInfo(
-        path=path, type="eckd", tool=magic.decode(), tool_version=head.version, size=size,
-        block_size=p.blk_size, blk_start=p.blk_start, blk_end=p.blk_end, dump_offset=p.blk_start * p.blk_size,
-        dump_size=(p.blk_end - p.blk_start + 1) * p.blk_size, mem_limit=limit, no_compress=no_compress,
-        force=force, num_heads=p.num_heads, bpt=p.bpt, devno=_devno_from_label(fd))
-    if magic == DUMPER_MAGIC_MV_EXT:
-        info.mv_table = _read_mv_table(path, fd, tool_off + DUMPER_SIZE[magic])
-        info.volnr = _find_volume(info)
-        sign = _pread(fd, 8, info.dump_offset + MVDUMP_SIGN_OFFSET)
-        info.signature = sign == DF_S390_MAGIC_EXT.to_bytes(8, "big")
-    return info
-
-
-def _read_mv_table(path: str, fd: int, off: int) -> MvTable:
-    raw = _pread(fd, MVDUMP_PARM_TABLE_SIZE, off)
-    if len(raw) != MVDUMP_PARM_TABLE_SIZE:
-        raise BadInputError(f"{path}: multi-volume parameter table is cut short")
-    t = MvdumpParmTable.parse(raw)
-    if not 1 <= t.vol_cnt <= MAX_DUMP_VOLUMES:
-        raise BadInputError(f"{path}: corrupt multi-volume parameter table ({t.vol_cnt} volumes)")
-    vols = []
-    for i in range(t.vol_cnt):
-        v = t.vol_parm[i]
-        if v.blk_size << 8 != ECKD_BLOCK_SIZE or not v.start_blk <= v.end_blk or v.bpt == 0 or v.num_heads == 0:
-            raise BadInputError(f"{path}: corrupt multi-volume parameter table entry {i}")
-        vols.append(VolumeParm(v.devno, v.start_blk, v.end_blk, v.blk_size << 8, v.bpt, v.num_heads, t.ssid[i]))
-    return MvTable(t.tod, vols)
-
-
-def _find_volume(info: DeviceInfo) -> int | None:
-    for i, v in enumerate(info.mv_table.volumes):
-        if v.start_blk == info.blk_start and v.end_blk == info.blk_end and \
-                (info.devno is None or v.devno == info.devno):
-            return i
-    return None
-
-
-def _read_fba(path: str, fd: int, size: int, bi) -> DeviceInfo:
-    _check_boot_info(path, bi, BOOT_INFO_DEV_TYPE_FBA, "FBA block 0")
-    p = FbaDumpParam.parse(bi.dump_param)
-    total = size // FBA_BLOCK_SIZE
-    if not 0 < p.blk_start < p.blk_end or p.blk_end + 1 + FBA_STAGE1B_BLOCKS + FBA_TOOL_BLOCKS > total:
-        raise BadInputError(f"{path}: corrupt FBA dump partition blocks {p.blk_start}-{p.blk_end} "
-                            f"(device has {total} blocks)")
-    tool_off = size - DUMPER_SIZE[DUMPER_MAGIC_FBA_EXT]
-    head = DumperHead.parse(_pread(fd, 8, tool_off).ljust(8, b"\0"))
-    if bytes(head.magic) != DUMPER_MAGIC_FBA_EXT:
-        raise BadInputError(f"{path}: no FBA dump tool at the end of the device (found {bytes(head.magic)!r})")
-    if head.version != DUMPER_VERSION[DUMPER_MAGIC_FBA_EXT]:
-        raise BadInputError(f"{path}: XDFBA64 dump tool version {head.version} is not supported")
-    limit, no_compress, force = _tail(fd, size - 16)
-    return DeviceInfo(
-        path=path, type="fba", tool=DUMPER_MAGIC_FBA_EXT.decode(), tool_version=head.version, size=size,
-        block_size=FBA_BLOCK_SIZE, blk_start=p.blk_start, blk_end=p.blk_end,
-        dump_offset=p.blk_start * FBA_BLOCK_SIZE, dump_size=(p.blk_end - p.blk_start) * FBA_BLOCK_SIZE,
-        mem_limit=limit, no_compress=no_compress, force=force)
-
-
-def _read_tape(path: str, fd: int, size: int, aws) -> DeviceInfo:
-    if aws.curblkl != TAPE_TOOL_SIZE:
-        raise BadInputError(f"{path}: first tape block has {aws.curblkl} bytes, not a dump tool "
-                            f"(0x{TAPE_TOOL_SIZE:x})")
-    rec = _pread(fd, 32, AWS_HEADER_SIZE).ljust(32, b"\0")
-    th = TapeHead.parse(rec)
-    head = DumperHead.parse(rec[24:32])
-    if th.psw != TAPE_HEAD_PSW or bytes(head.magic) != DUMPER_MAGIC_TAPE:
-        raise BadInputError(f"{path}: the first tape block is not a tape dump tool")
-    if head.version != DUMPER_VERSION[DUMPER_MAGIC_TAPE]:
-        raise BadInputError(f"{path}: tape dump tool version {head.version} is not supported")
-    limit, no_compress, force = _tail(fd, AWS_HEADER_SIZE + TAPE_TOOL_SIZE - 16)
-    return DeviceInfo(
-        path=path, type="tape", tool=DUMPER_MAGIC_TAPE.decode(), tool_version=head.version, size=size,
-        block_size=TAPE_BLK_SIZE, blk_start=0, blk_end=0, dump_offset=TAPE_DUMP_OFFSET,
-        dump_size=size - TAPE_DUMP_OFFSET, mem_limit=limit, no_compress=no_compress, force=force)
+    area.check_for_dumper()
+    return DeviceInfo.from_area(area)
 
 
 def read_devices(paths: Sequence[str]) -> list[DeviceInfo]:
@@ -662,23 +497,14 @@ def read_devices(paths: Sequence[str]) -> list[DeviceInfo]:
 
 
 def check_device_set(devs: Sequence[DeviceInfo]) -> None:
-    """A list of devices is one single-volume device or one complete multi-volume set in order."""
+    """A list of devices is one single-volume device or one complete multi-volume set in order
+    (meminfo_abi.s390dump.check_volume_set, and the dumper takes the volumes in table order)."""
     if len(devs) == 1 and not devs[0].multi_volume:
         return
-    if not all(d.multi_volume for d in devs):
-        bad = next(d for d in devs if not d.multi_volume)
-        raise BadInputError(f"{bad.path} is a single-volume {bad.type} dump device; only multi-volume "
-                            "ECKD volumes can be listed together")
-    table = devs[0].mv_table
-    for i, d in enumerate(devs):
-        if d.mv_table.tod != table.tod or d.mv_table.volumes != table.volumes:
-            raise BadInputError(f"{d.path}: its multi-volume parameter table differs from {devs[0].path}'s "
-                                "(orphaned multi-volume dump device)")
-        if d.volnr != i:
-            where = "not in the parameter table" if d.volnr is None else f"volume {d.volnr}"
-            raise BadInputError(f"{d.path} is {where}, but listed as volume {i}")
-    if len(devs) != len(table.volumes):
-        raise BadInputError(f"the multi-volume set has {len(table.volumes)} volumes, {len(devs)} given")
+    ordered = check_volume_set([d.area for d in devs])
+    for i, (d, area) in enumerate(zip(devs, ordered)):
+        if d.area is not area:
+            raise BadInputError(f"{d.path} is volume {d.volnr}, but listed as volume {i}")
 
 
 # -- capacity ------------------------------------------------------------------------------
@@ -739,6 +565,6 @@ def parse_device_list(text: str) -> list[str]:
 
 
 __all__ = [
-    "DEVICE_TYPES", "DeviceInfo", "Fit", "MvTable", "VolumeParm", "build_device", "build_multi_volume",
+    "DEVICE_TYPES", "DeviceInfo", "Fit", "MvTable", "build_device", "build_multi_volume",
     "read_device", "read_devices", "check_device_set", "fits", "dump_mem_size", "parse_device_list",
 ]

@@ -445,7 +445,7 @@ def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea], cac
     n = len(areas)
     for i, (base, fd, area) in enumerate(zip(bases, fds, areas)):
         where = f"volume {i} ({area.path})"
-        vol = {"volume": i, "path": area.path, "device": area.mv_volumes[i].bus_id, "segments": 0,
+        vol = {"volume": i, "path": area.path, "device": area.mv_table.volumes[i].bus_id, "segments": 0,
                "status": "not reached"}
         try:
             hdr = parse_header(base.read(area.offset, DF_S390_HDR_SIZE)) if area.size >= DF_S390_HDR_SIZE else None
@@ -459,7 +459,7 @@ def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea], cac
                 bad = f"its dump header says volume {hdr.volnr}"
             elif hdr0 is not None and hdr.tod != hdr0.tod:
                 bad = "its dump header belongs to another dump (TOD differs from volume 0)"
-            elif area.mv_tod is not None and hdr.mvdump_zipl_time != area.mv_tod:
+            elif hdr.mvdump_zipl_time != area.mv_table.tod:
                 bad = "its dump header was written for another zipl -M set (time stamp differs)"
         if bad:
             if hdr0 is None:
@@ -753,7 +753,7 @@ def read_s390(path, select: str | None = None) -> Dump:
             fds = [fds[i] for i in order]
             r = _read_mv(bases, fds, ordered, cache)
             device = {"kind": "eckd", "tool": ordered[0].description, "volumes": len(ordered),
-                      "zipl_time": tod_text(ordered[0].mv_tod or 0)}
+                      "zipl_time": tod_text(ordered[0].mv_table.tod)}
         elif kinds[0] == "file":
             hdr = parse_header(bases[0].read(0, DF_S390_HDR_SIZE))
             if hdr.magic == DF_S390_MAGIC:
