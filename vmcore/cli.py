@@ -207,13 +207,18 @@ def convert(
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     compress: str = typer.Option("zlib", "--compress", help="kdump format: zlib or none"),
     level: int = typer.Option(1, "--level", help="zlib level"),
+    exclude_zero: bool = typer.Option(False, "--exclude-zero",
+                                      help="kdump format: leave zero pages out (else each has a descriptor, "
+                                           "24 bytes a page: ~100 GiB for 16 TiB)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Any reader followed by any writer."""
     opts = {}
     if out_fmt == "kdump":
-        opts.update(compress=compress, level=level)
+        opts.update(compress=compress, level=level, exclude_zero=exclude_zero)
+    elif exclude_zero:
+        raise UsageError("--exclude-zero applies to -f kdump only")
     with _open(dump, fmt, cpus_from, select) as d:
         with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
             write_dump(d, output, out_fmt, progress=advance, **opts)

@@ -90,6 +90,8 @@ Range = tuple[int, int]
 BITMAP_PIECE = 1 << 20          # bytes of bitmap built or scanned at a time
 RANK_BLOCK = 4096               # bytes of bitmap 2 per rank-index entry (32768 pages)
 RANK_BITS = RANK_BLOCK * 8
+_RANK_ONES = b"\xff" * RANK_BLOCK
+_RANK_ZEROS = bytes(RANK_BLOCK)
 DESC_FLUSH = 1 << 20            # bytes of descriptors collected before a write
 DESC_SCAN = 1 << 16             # descriptors looked at per read when scanning
 MAX_SPAN = 8 << 20              # largest file span read at once for page data
@@ -303,6 +305,14 @@ def _present_runs(dump: Dump, ps: int, allow_incomplete: bool) -> tuple[list[Ran
                                   f"{len(dump.absent_ranges()) - 1} more ranges); a kdump file would "
                                   "leave them out (allow_incomplete to accept)")
     return [(a, b) for a, b in runs], absent
+
+
+def _add_run(runs: list[Range], s: int, e: int) -> None:
+    """Append [s, e) to ascending runs, merging it with the last one when they touch."""
+    if runs and runs[-1][1] == s:
+        runs[-1] = (runs[-1][0], e)
+    else:
+        runs.append((s, e))
 
 
 def _clip_runs(runs: list[Range], lo: int, hi: int) -> list[Range]:
@@ -1011,6 +1021,21 @@ class KdumpPart:
             for blk in range(piece, end_blk):
                 at = (blk - piece) * RANK_BLOCK
                 first = blk * RANK_BITS
+                if (lo <= first and first + RANK_BITS <= min(hi, self.max_mapnr)
+                        and len(raw1) - at >= RANK_BLOCK and len(raw2) - at >= RANK_BLOCK):
+                    # fast path for a whole block of one value in each bitmap (the bulk of a large
+                    # machine: 17 TiB has 139264 blocks); the same result as the general path below
+                    b1, b2 = raw1[at:at + RANK_BLOCK], raw2[at:at + RANK_BLOCK]
+                    o1, o2 = b1 == _RANK_ONES, b2 == _RANK_ONES
+                    if (o1 or b1 == _RANK_ZEROS) and (o2 or b2 == _RANK_ZEROS):
+                        if o2:
+                            total += RANK_BITS
+                        ranks.append(total)
+                        if o1 or o2:
+                            _add_run(present, first, first + RANK_BITS)
+                        if o1 and not o2 and not self.zero_excluded:
+                            _add_run(excluded, first, first + RANK_BITS)
+                        continue
                 nbits = min(RANK_BITS, self.max_mapnr - first)
                 known1 = max(0, min(nbits, (len(raw1) - at) * 8))
                 known2 = max(0, min(nbits, (len(raw2) - at) * 8))
