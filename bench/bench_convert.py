@@ -70,25 +70,6 @@ def _convert(src: str, out: str) -> tuple[float, float]:
     return best, rss
 
 
-def _cp_sync(src: str, dst: str) -> float:
-    """Seconds of cp --sparse=always followed by an fsync of the copy (best of REPEAT)."""
-    best = float("inf")
-    for _ in range(REPEAT):
-        if os.path.lexists(dst):
-            os.unlink(dst)
-        os.sync()
-        t = time.perf_counter()
-        subprocess.run(["cp", "--sparse=always", src, dst], check=True)
-        fd = os.open(dst, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        best = min(best, time.perf_counter() - t)
-    os.unlink(dst)
-    return best
-
-
 def _cli_seconds(*args: str) -> float:
     """Wall seconds of `python -m vmcore.cli ARGS` (best of REPEAT), output discarded."""
     best = float("inf")
@@ -130,7 +111,7 @@ def run(args: argparse.Namespace) -> list[Result]:
             nbytes = os.path.getsize(src)
             copy = os.path.join(tmp, "copy")
             cp = cp_throughput(src, copy, sparse=True, repeat=REPEAT)
-            cps = nbytes / _cp_sync(src, copy)
+            cps = cp_throughput(src, copy, sparse=True, repeat=REPEAT, durable=True)
             seconds, rss = _convert(src, os.path.join(tmp, "out.elf"))
             thr = nbytes / seconds
             head = f"convert {label} s390 ({what}, {nbytes / MiB:.0f} MiB file) -> ELF"

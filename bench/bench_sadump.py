@@ -76,26 +76,6 @@ def _dump(machine: str, device: str, compress: bool) -> tuple[dict, float]:
     return best, rss
 
 
-def _cp_sync(src: str, dst: str) -> float:
-    """Bytes/s (apparent size) of cp --sparse=always followed by fsync of the copy (best of REPEAT)."""
-    nbytes = os.path.getsize(src)
-    best = float("inf")
-    for _ in range(REPEAT):
-        if os.path.lexists(dst):
-            os.unlink(dst)
-        os.sync()
-        t = time.perf_counter()
-        subprocess.run(["cp", "--sparse=always", src, dst], check=True)
-        fd = os.open(dst, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        best = min(best, time.perf_counter() - t)
-    os.unlink(dst)
-    return nbytes / best
-
-
 def _zlib_limit(memory_img: str) -> float:
     """Seconds zlib-ng level 1 needs for the non-zero MiBs of the image on all cores (data preloaded)."""
     import native
@@ -128,7 +108,7 @@ def run(args: argparse.Namespace) -> list[Result]:
 
         cp = cp_throughput(img, os.path.join(tmp, "copy.img"), sparse=True, repeat=REPEAT)
         rows.append(Result(f"cp --sparse=always of the {label} memory.img (limit)", cp, "B/s"))
-        cps = _cp_sync(img, os.path.join(tmp, "copy.img"))
+        cps = cp_throughput(img, os.path.join(tmp, "copy.img"), sparse=True, repeat=REPEAT, durable=True)
         rows.append(Result("cp --sparse=always + fsync of the copy (durable limit)", cps, "B/s"))
 
         plain, rss_plain = _dump(machine, device, False)
