@@ -92,6 +92,15 @@ def memcpy_throughput(buf, *, repeat: int = 3) -> float:
         src.release()
 
 
+def fsync_path(path: str | os.PathLike) -> None:
+    """fsync an existing file by name (what makes a copy durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def cp_throughput(src: str | os.PathLike, dst: str | os.PathLike, sparse: bool = True,
                   *, repeat: int = 3, durable: bool = False) -> float:
     """Bytes/s (apparent size of ``src``) of ``cp`` copying ``src`` to ``dst``.
@@ -121,11 +130,7 @@ def cp_throughput(src: str | os.PathLike, dst: str | os.PathLike, sparse: bool =
             start = time.perf_counter()
             subprocess.run(cmd, check=True)
             if durable:
-                fd = os.open(dst, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
+                fsync_path(dst)
             best = min(best, time.perf_counter() - start)
     finally:
         if os.path.lexists(dst):

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import GiB, MiB, Result, print_table, run_peak_rss_mb
+from bench.common import GiB, MiB, Result, fsync_path, print_table, run_peak_rss_mb
 
 RSS_LIMIT = 500
 
@@ -41,11 +41,7 @@ def _cp(src: str, dst: str, durable: bool = False) -> float:
     t = time.perf_counter()
     subprocess.run(["cp", "--sparse=always", src, dst], check=True)
     if durable:
-        fd = os.open(dst, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_path(dst)
     dt = time.perf_counter() - t
     os.unlink(dst)
     return dt
