@@ -751,3 +751,26 @@ def test_fuzzed_files_raise_only_suite_errors(edits, words, truncate, flat):
         pass
     finally:
         os.unlink(path)
+
+
+def test_no_room_for_the_descriptors_is_refused_before_writing(tmp_path, monkeypatch):
+    """A machine far larger than the free space (16 TiB keeps ~100 GiB of descriptors with zero
+    pages kept) is refused at once, with the way out, and nothing is left in the directory."""
+    real = os.statvfs
+
+    class Tiny:
+        f_bavail, f_frsize = 0, 4096          # a full file system
+
+    monkeypatch.setattr(kc.os, "statvfs", lambda p: Tiny() if os.fspath(p) == str(tmp_path) else real(p))
+    out = tmp_path / "out.kdump"
+    for exclude_zero in (False, True):
+        with pytest.raises(DumpToolError) as exc:
+            write_dump(small_dump(), out, "kdump", exclude_zero=exclude_zero)
+        msg = str(exc.value)
+        assert "page descriptors" in msg and "0 B free" in msg, msg
+        assert ("--exclude-zero" in msg) is (not exclude_zero), msg
+        assert "\n" not in msg
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(kc.os, "statvfs", real)
+    write_dump(small_dump(), out, "kdump")          # with the real free space it is written
+    assert open_dump(out).size == small_dump().size

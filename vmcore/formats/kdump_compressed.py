@@ -68,6 +68,7 @@ from meminfo_abi.errors import (
 from meminfo_abi.vmcoreinfo import MAX_VMCOREINFO_INPUT
 from native import nonzero_ranges
 from s390_machine.fileio import Writeback, atomic_file
+from s390_machine.units import human
 from vmcore.formats.elf import build_notes
 from vmcore.formats.flattened import FlatFile, FlatSink
 from vmcore.model import (
@@ -619,6 +620,22 @@ def _page_blocks(dump: Dump, a: int, b: int, ps: int, block: int) -> Iterator[tu
         yield pending_pfn, memoryview(pending)
 
 
+def _check_room(path: str, lay: KdumpLayout, exclude_zero: bool) -> None:
+    """Refuse before writing when the page descriptors alone (written for every page kept, one
+    per page: ~100 GiB for 16 TiB with zero pages kept) cannot fit into the free space."""
+    need = lay.desc_slots * dd.PAGE_DESC_SIZE
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return                                 # atomic_file reports a missing directory
+    free = st.f_bavail * st.f_frsize
+    if need > free:
+        hint = "" if exclude_zero else "; --exclude-zero leaves zero pages out"
+        raise DumpIOError(f"{path}: the kdump file needs at least {human(need)} for its page descriptors "
+                          f"alone ({lay.desc_slots} pages), {directory} has {human(free)} free{hint}")
+
+
 def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = "zlib", level: int = 1,
                 exclude_zero: bool = False, flattened: bool = False, threads: int | None = None,
                 split: Range | None = None, byteorder: str = ">", timestamp=None,
@@ -648,6 +665,8 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
     threads = max(1, int(threads)) if fn is not None else 1
     window = window or 2 * threads + 2
     label = getattr(path, "name", "the output stream") if stream else os.fspath(path)
+    if not stream:
+        _check_room(label, lay, exclude_zero)
     try:
         if stream:
             _write(dump, FlatSink(path), lay, head, sub, notes, runs, fn, flag, exclude_zero, threads, window,
