@@ -9,7 +9,7 @@ from rich.table import Table
 
 from s390_machine import ops
 from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
-from s390_machine.synth import SynthOptions
+from s390_machine.synth import SynthOptions, data_mibs, validate
 from s390_machine.units import human, parse_crashkernel, parse_size
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -28,6 +28,7 @@ def create(
     release: str = typer.Option("6.1.0-s390dumptools", "--release", help="kernel release (OSRELEASE)"),
     reipl_clear: bool = typer.Option(False, "--reipl-clear", help="re-IPL configured with clear (meminfo FLAGS)"),
     no_reipl: bool = typer.Option(False, "--no-reipl", help="no re-IPL block at lowcore 0xE00"),
+    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """Synthesize a booted production system (lowcores, VMCOREINFO, printk log, meminfo, data)."""
@@ -35,7 +36,9 @@ def create(
     opts = SynthOptions(memory_size=parse_size(memory, "memory size"), cpus=cpus, crashkernel_size=ck_size,
                         crashkernel_base=ck_base, fill=fill, printk=printk, vector=not no_vector,
                         release=release, reipl_clear=reipl_clear, reipl_devno=None if no_reipl else 0)
-    ops.create_machine(directory, opts)
+    total = len(data_mibs(opts, validate(opts))) << 20      # gigabytes on a big machine: show them
+    with progress_bar(total, "creating", progress) as advance:
+        ops.create_machine(directory, opts, progress=advance)
     _show(directory, as_json)
 
 

@@ -18,15 +18,16 @@ from s390_machine.state import MEMORY_FILE, STATE_FILE, Crashkernel, MachineStat
 from s390_machine.synth import SynthOptions, synthesize, validate
 
 
-def create_machine(path: str, opts: SynthOptions) -> str:
-    """A new directory with a synthesized production system; nothing is left on failure."""
+def create_machine(path: str, opts: SynthOptions, progress=None) -> str:
+    """A new directory with a synthesized production system; nothing is left on failure.
+    progress(n) is called as n more bytes of data are written."""
     validate(opts)
     with atomic_directory(path) as tmp:
         mem_path = os.path.join(tmp, MEMORY_FILE)
         with open(mem_path, "wb") as fh:
             fh.truncate(opts.memory_size)           # sparse: holes cost nothing
         with PhysicalMemory(mem_path, writable=True) as mem:
-            state = synthesize(mem, opts)
+            state = synthesize(mem, opts, progress)
             mem.flush()
         atomic_write_text(os.path.join(tmp, STATE_FILE), dump_state(state))
     return path

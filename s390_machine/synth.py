@@ -260,7 +260,7 @@ def _template(seed: int) -> bytes:
     return bytes(body)
 
 
-def fill_data(mem: PhysicalMemory, mibs: list[int], seed: int) -> None:
+def fill_data(mem: PhysicalMemory, mibs: list[int], seed: int, progress=None) -> None:
     template = _template(seed)
     buf = bytearray(template)
     stamp = struct.Struct(">8sQ")
@@ -273,11 +273,13 @@ def fill_data(mem: PhysicalMemory, mibs: list[int], seed: int) -> None:
         mem.write(base, buf)
         if wb:
             wb.wrote(base, MIB)
+        if progress:
+            progress(MIB)
     if wb:
         wb.flush()
 
 
-def synthesize(mem: PhysicalMemory, opts: SynthOptions) -> MachineState:
+def synthesize(mem: PhysicalMemory, opts: SynthOptions, progress=None) -> MachineState:
     """Write a booted production system into `mem` (which must be all zero); return its state."""
     ck = validate(opts)
     rnd = random.Random(opts.seed)
@@ -333,7 +335,7 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions) -> MachineState:
     write_meminfo(mem, mi)
 
     # recognisable data everywhere else
-    fill_data(mem, data_mibs(opts, ck), opts.seed)
+    fill_data(mem, data_mibs(opts, ck), opts.seed, progress)
 
     state = MachineState(memory_size=opts.memory_size, cpus=cpus, ipl_cpu=0, crashkernel=ck)
     state.kernel = {
