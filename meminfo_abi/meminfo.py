@@ -22,7 +22,7 @@ from typing import Callable, Iterable, Protocol
 
 from construct import Array, Bytes, Const, Int16ub, Int32ub, Int64ub, Padding, Struct
 
-from meminfo_abi.checksum import csum_partial
+from meminfo_abi.checksum import csum_partial, csum_range
 from meminfo_abi.errors import BadInputError, DumpToolError
 from meminfo_abi.flat import FlatLayout, field_names
 from meminfo_abi.lowcore import LC_OS_INFO
@@ -329,18 +329,16 @@ class MeminfoReport:
         }
 
 
-def _csum_range(mem: Readable, addr: int, length: int, chunk: int = 1 << 24) -> int:
-    """CKSM of [addr, addr+length) of memory, streamed; chunks are multiples of 4 so the
-    running sum is exact."""
-    total = 0
+def _parallel_safe(mem: Readable) -> bool:
+    """Storage that several threads may read at once: a mapped memory image (`view`); dump
+    readers keep caches that are not shared between threads."""
+    return getattr(mem, "view", None) is not None
+
+
+def _csum_range(mem: Readable, addr: int, length: int) -> int:
+    """CKSM of [addr, addr+length) of memory, streamed (on all cores for a memory image)."""
     view = getattr(mem, "view", None)
-    pos, end = addr, addr + length
-    while pos < end:
-        n = min(chunk, end - pos)
-        buf = view(pos, n) if view else mem.read(pos, n)
-        total = csum_partial(buf, total)
-        pos += n
-    return total
+    return csum_range(view or mem.read, addr, length, threads=None if _parallel_safe(mem) else 1)
 
 
 def segments_digest(mem: Readable, segments: Iterable[KexecSegment], chunk: int = 1 << 24,
@@ -460,6 +458,9 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
     add(Check("segment table", True, f"{len(table.segments)} segments at 0x{te.addr:x}, entry 0x{table.entry:x}"))
     if not verify_segments:
         return rep
+    # the SHA-256 digest (the long pole: one stream) runs beside the CKSMs on a memory image
+    digest_job = _DigestJob(mem, table.segments) if _parallel_safe(mem) and _segments_inside(
+        table.segments, mi.crashkernel_addr, ck_end, mem) else None
     all_ok = True
     for i, s in enumerate(table.segments):
         name = f"segment {i} ({s.kind_name})"
@@ -478,14 +479,42 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
         all_ok &= ok
         add(Check(name, ok, f"0x{s.mem:x}+0x{s.memsz:x} stored 0x{s.csum:08x}, computed 0x{got:08x}",
                   None if ok else EKDUMP_SEGMENT_CSUM))
+    digest = digest_job.result() if digest_job else None
     if not all_ok:
         return rep
-    digest = segments_digest(mem, table.segments)
+    if digest is None:
+        digest = segments_digest(mem, table.segments)
     ok = digest == table.sha256
     add(Check("sha256 digest", ok, digest.hex() if ok else f"stored {table.sha256.hex()}, computed {digest.hex()}",
               None if ok else EKDUMP_DIGEST))
     rep.kdump_intact = ok
     return rep
+
+
+def _segments_inside(segments, lo: int, hi: int, mem: Readable) -> bool:
+    return all(lo <= s.mem and s.mem + s.memsz <= hi and _readable(mem, s.mem, s.memsz) for s in segments)
+
+
+class _DigestJob:
+    """segments_digest on a thread of its own (hashlib releases the GIL)."""
+
+    def __init__(self, mem: Readable, segments) -> None:
+        import threading
+        self._out: list = []
+        self._t = threading.Thread(target=self._run, args=(mem, list(segments)), daemon=True)
+        self._t.start()
+
+    def _run(self, mem, segments) -> None:
+        try:
+            self._out.append(segments_digest(mem, segments))
+        except BaseException as exc:        # re-raised in the caller's thread
+            self._out.append(exc)
+
+    def result(self) -> bytes:
+        self._t.join()
+        if isinstance(self._out[0], BaseException):
+            raise self._out[0]
+        return self._out[0]
 
 
 def _readable(mem: Readable, addr: int, length: int) -> bool:

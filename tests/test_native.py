@@ -4,6 +4,7 @@ from __future__ import annotations
 import array
 import mmap
 import os
+import random
 import struct
 import tempfile
 
@@ -12,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import native
-from native import reference
+from native import csum_partial, reference
 
 IMPLS = [pytest.param(native, id="C"), pytest.param(reference, id="reference")]
 U32 = 0xFFFFFFFF
@@ -414,3 +415,34 @@ def test_import_error_hint(monkeypatch):
     monkeypatch.delitem(sys.modules, "native")
     with pytest.raises(ImportError, match="native extension not built: run `make install`"):
         importlib.import_module("native")
+
+
+@settings(max_examples=200, deadline=None)
+@given(data=st.binary(min_size=0, max_size=4096), cut=st.integers(0, 1024), init=st.sampled_from([0, 1, 0xFFFFFFFF]))
+def test_csum_add_joins_partial_sums_in_any_grouping(data, cut, init):
+    """CKSM is addition modulo 2**32-1: the sum of word-aligned pieces equals the whole sum."""
+    from meminfo_abi.checksum import csum_add
+    cut = min(cut * 4, len(data) // 4 * 4)
+    whole = reference.csum_partial(data, init)
+    assert csum_add(init, csum_add(csum_partial(data[:cut]), csum_partial(data[cut:]))) == whole
+    assert csum_partial(data[cut:], csum_partial(data[:cut], init)) == whole
+
+
+def test_csum_range_parallel_equals_serial():
+    """The parallel CKSM of large segments (all cores, bounded window) gives the serial result,
+    whatever the piece size, thread count, length and initial value."""
+    from meminfo_abi.checksum import csum_range
+    rnd = random.Random(7)
+    data = bytearray(rnd.randbytes(3 << 20))
+    data[100:120] = b"\xff" * 20                      # words that carry around
+    view = memoryview(data)
+    read = lambda a, n: view[a:a + n]                  # noqa: E731
+    for length in (0, 3, 4096 + 2, (1 << 20) + 5, 3 << 20):
+        for init in (0, 0xFFFFFFFF):
+            serial = csum_partial(view[:length], init)
+            for threads, piece in ((1, 1 << 20), (2, 4), (2, 1 << 16), (3, 1 << 20), (8, 12)):
+                if piece < 4096 and length > 1 << 16:
+                    continue                           # tiny pieces only on short ranges
+                assert csum_range(read, 0, length, init, threads=threads, piece=piece) == serial
+    with pytest.raises(ValueError):
+        csum_range(read, 0, 8, piece=6)
