@@ -24,7 +24,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import GiB, MiB, Result, cp_throughput, main_for, run_peak_rss_mb, size
+from bench.common import GiB, MiB, Result, best_child_run, cp_throughput, main_for, size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSS_LIMIT_MB = 200.0
@@ -53,21 +53,8 @@ def _convert(src: str, out: str) -> tuple[float, float]:
     """(best seconds of REPEAT conversions, highest peak RSS in MiB)."""
     cmd = [sys.executable, "-c", "import sys; from bench.bench_convert import child_main; child_main(sys.argv[1:])",
            src, out]
-    best, rss = float("inf"), 0.0
-    for _ in range(REPEAT):
-        res_path = out + ".json"
-        with open(res_path, "w") as fh:
-            code, peak = run_peak_rss_mb(cmd, stdout=fh, cwd=ROOT)
-        if code != 0:
-            raise RuntimeError(f"convert subprocess failed with exit code {code}")
-        with open(res_path) as fh:
-            res = json.loads(fh.read().strip().splitlines()[-1])
-        os.unlink(res_path)
-        if not res["complete"]:
-            raise RuntimeError("the benchmark dump is not complete")
-        best = min(best, res["seconds"])
-        rss = max(rss, peak)
-    return best, rss
+    best, rss = best_child_run(cmd, out + ".json", repeat=REPEAT, what="convert", cwd=ROOT)
+    return best["seconds"], rss
 
 
 def _cli_seconds(*args: str) -> float:

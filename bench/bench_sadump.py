@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 
-from bench.common import GiB, MiB, Result, cp_throughput, main_for, run_peak_rss_mb, size
+from bench.common import GiB, MiB, Result, best_child_run, cp_throughput, main_for, size
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RSS_LIMIT_MB = 200.0
@@ -58,22 +58,7 @@ def _dump(machine: str, device: str, compress: bool) -> tuple[dict, float]:
     """(result of the fastest of REPEAT runs, highest peak RSS in MiB)."""
     cmd = [sys.executable, "-c", "import sys; from bench.bench_sadump import child_main; child_main(sys.argv[1:])",
            machine, device, "1" if compress else "0"]
-    best, rss = None, 0.0
-    for _ in range(REPEAT):
-        out_path = device + ".json"
-        with open(out_path, "w") as out:
-            code, peak = run_peak_rss_mb(cmd, stdout=out, cwd=ROOT)
-        if code != 0:
-            raise RuntimeError(f"dump subprocess failed with exit code {code}")
-        with open(out_path) as fh:
-            res = json.loads(fh.read().strip().splitlines()[-1])
-        os.unlink(out_path)
-        if not res["complete"]:
-            raise RuntimeError("the benchmark dump did not complete")
-        rss = max(rss, peak)
-        if best is None or res["seconds"] < best["seconds"]:
-            best = res
-    return best, rss
+    return best_child_run(cmd, device + ".json", repeat=REPEAT, what="dump", cwd=ROOT)
 
 
 def _zlib_limit(memory_img: str) -> float:

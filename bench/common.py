@@ -39,6 +39,7 @@ __all__ = [
     "cp_throughput",
     "peak_rss_mb",
     "run_peak_rss_mb",
+    "best_child_run",
     "size",
     "make_parser",
     "make_console",
@@ -179,6 +180,29 @@ def run_peak_rss_mb(cmd: Sequence[str], **popen_kwargs: Any) -> tuple[int, float
     if len(text) != 2:
         raise RuntimeError(f"could not measure {' '.join(cmd)}: runner exited {proc.returncode}")
     return int(text[0]), int(text[1]) / 1024
+
+
+def best_child_run(cmd: Sequence[str], json_path: str, *, repeat: int, what: str,
+                   **popen_kwargs: Any) -> tuple[dict, float]:
+    """Run ``cmd`` ``repeat`` times; each run prints a JSON object with ``seconds`` and
+    ``complete`` as the last line of its stdout (kept in ``json_path`` meanwhile).
+    Return ``(that object of the fastest run, highest peak RSS in MiB)``; a failed run
+    (``what`` names it) or an incomplete dump raises RuntimeError."""
+    best, rss = None, 0.0
+    for _ in range(repeat):
+        with open(json_path, "w") as out:
+            code, peak = run_peak_rss_mb(cmd, stdout=out, **popen_kwargs)
+        if code != 0:
+            raise RuntimeError(f"{what} subprocess failed with exit code {code}")
+        with open(json_path) as fh:
+            res = json.loads(fh.read().strip().splitlines()[-1])
+        os.unlink(json_path)
+        if not res["complete"]:
+            raise RuntimeError("the benchmark dump did not complete")
+        rss = max(rss, peak)
+        if best is None or res["seconds"] < best["seconds"]:
+            best = res
+    return best, rss
 
 
 # --------------------------------------------------------------------------

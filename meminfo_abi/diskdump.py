@@ -28,7 +28,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from construct import (
     Adapter,
@@ -326,16 +326,26 @@ def bitmap_runs(data: bytes | bytearray | memoryview, first_bit: int = 0,
     """(start, end) runs of set bits in bitmap bytes whose bit 0 is `first_bit` (runs that
     cross piece borders are merged)."""
     mv = memoryview(data).cast("B")
+
+    def piece_runs() -> Iterator[tuple[int, int]]:
+        for base in range(0, len(mv), piece):
+            chunk = mv[base:base + piece]
+            yield from int_runs(int.from_bytes(chunk, "little"), len(chunk) * 8, first_bit + base * 8)
+
+    yield from merge_touching(piece_runs())
+
+
+def merge_touching(runs: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
+    """The ascending (start, end) runs given, with each run that starts where the one
+    before it ends merged into it."""
     pending = None
-    for base in range(0, len(mv), piece):
-        chunk = mv[base:base + piece]
-        for s, e in int_runs(int.from_bytes(chunk, "little"), len(chunk) * 8, first_bit + base * 8):
-            if pending and pending[1] == s:
-                pending = (pending[0], e)
-                continue
-            if pending:
-                yield pending
-            pending = (s, e)
+    for s, e in runs:
+        if pending and pending[1] == s:
+            pending = (pending[0], e)
+            continue
+        if pending:
+            yield pending
+        pending = (s, e)
     if pending:
         yield pending
 

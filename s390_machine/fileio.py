@@ -221,14 +221,34 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         pos = end
 
 
+def open_input(path: str, noun: str = "file", verb: str | None = None) -> int:
+    """A read-only fd on `path`.  A missing path, or a directory the OS refuses, is bad input
+    (one line, "not a NOUN"); any other refusal is a DumpIOError "cannot VERB PATH: reason"
+    when `verb` is given, else the OSError itself."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        raise BadInputError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path} is a directory, not a {noun}") from None
+    except OSError as exc:
+        if verb is None:
+            raise
+        raise DumpIOError(f"cannot {verb} {path}: {exc.strerror or exc}") from None
+
+
+def pwrite_all(fd: int, data, offset: int) -> None:
+    """Write all of `data` at `offset` (os.pwrite may write less than it was given)."""
+    mv = memoryview(data)
+    while mv:
+        n = os.pwrite(fd, mv, offset)
+        mv = mv[n:]
+        offset += n
+
+
 def sparse_copy(src: str, dst_fh: BinaryIO, chunk: int = 1 << 22, progress=None) -> int:
     """Copy `src` into the open file `dst_fh`, keeping holes; returns the size copied."""
-    try:
-        fd = os.open(src, os.O_RDONLY)
-    except FileNotFoundError:
-        raise BadInputError(f"{src} does not exist") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{src} is a directory, not a file") from None
+    fd = open_input(src)
     try:
         size = os.fstat(fd).st_size
         out = dst_fh.fileno()

@@ -66,6 +66,26 @@ def tree_digest(path: str) -> dict:
     return out
 
 
+def exercise_dump(path: str) -> None:
+    """Open a (possibly corrupted) dump and touch everything a command may read: its data
+    ranges, every page, the start of the first chunks, VMCOREINFO from memory, the attributes.
+    Only the suite's errors may escape (reads of single chunks swallow them)."""
+    from meminfo_abi.errors import DumpToolError
+    from vmcore.formats import open_dump
+    with open_dump(path) as d:
+        list(d.data_ranges())
+        for _ in d.iter_pages():
+            pass
+        for c in d.chunks[:4]:
+            try:
+                d.read(c.start, min(64, c.size))
+            except DumpToolError:
+                pass
+        d.fill_vmcoreinfo_from_memory()
+        repr(d)
+        d.attrs.to_json()
+
+
 def copy_machine(src: str, dst: str) -> str:
     """Copy a machine directory keeping memory.img sparse (shutil.copytree would fill the holes)."""
     from s390_machine.fileio import sparse_copy

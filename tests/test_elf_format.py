@@ -19,7 +19,7 @@ from dataclasses import asdict
 
 import pytest
 
-from tests.conftest import peer_drgn, peer_kdumpfile
+from tests.conftest import exercise_dump, peer_drgn, peer_kdumpfile
 from construct import Int32ul, Int64ul, Struct
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -236,6 +236,17 @@ def sample_addresses(dump: Dump, n: int, seed: int = 7) -> list[int]:
     return out
 
 
+def assert_drgn_reads_the_same(drgn, path: str) -> None:
+    """drgn takes the dump at path for an s390x Linux kernel core and reads what we read."""
+    prog = drgn.Program()
+    prog.set_core_dump(path)
+    assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL
+    assert prog.platform.arch == drgn.Architecture.S390X
+    with open_dump(path) as d:
+        for a in sample_addresses(d, 120, seed=8):
+            assert prog.read(a, 64, True) == d.read(a, 64), hex(a)
+
+
 def test_libkdumpfile_reads_the_same_bytes(written):
     """libkdumpfile (Debian python3-libkdumpfile) opens our ELF as-is: it takes the
     architecture from e_machine and the byte order from e_ident; no attributes to set."""
@@ -262,13 +273,7 @@ def test_drgn_reads_the_same_bytes(written, tmp_path):
     with kdump_like(machine) as d:
         d.attrs.set_vmcoreinfo(d.attrs.vmcoreinfo_raw + b"SYMBOL(swapper_pg_dir)=800000\n", "machine + test")
         write_dump(d, path, "elf")
-    prog = drgn.Program()
-    prog.set_core_dump(path)
-    assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL
-    assert prog.platform.arch == drgn.Architecture.S390X
-    with open_dump(path) as d:
-        for a in sample_addresses(d, 120, seed=8):
-            assert prog.read(a, 64, True) == d.read(a, 64), hex(a)
+    assert_drgn_reads_the_same(drgn, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -536,21 +541,6 @@ with open(_FUZZ_SRC, "rb") as _fh:
 _FUZZ_HEAD = _FUZZ_LAYOUT.notes_offset + len(_FUZZ_LAYOUT.notes)
 
 
-def _exercise(path: str) -> None:
-    with open_dump(path) as d:
-        list(d.data_ranges())
-        for _ in d.iter_pages():
-            pass
-        for c in d.chunks[:4]:
-            try:
-                d.read(c.start, min(64, c.size))
-            except DumpToolError:
-                pass
-        d.fill_vmcoreinfo_from_memory()
-        repr(d)
-        d.attrs.to_json()
-
-
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     edits=st.lists(st.tuples(st.integers(0, _FUZZ_HEAD - 1), st.integers(0, 255)), min_size=1, max_size=8),
@@ -570,7 +560,7 @@ def test_fuzzed_headers_raise_only_suite_errors(edits, words, truncate):
     with open(path, "wb") as fh:
         fh.write(data)
     try:
-        _exercise(path)
+        exercise_dump(path)
     except DumpToolError:
         pass
 

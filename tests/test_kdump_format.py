@@ -19,7 +19,7 @@ import zlib
 
 import pytest
 
-from tests.conftest import peer_drgn, peer_kdumpfile
+from tests.conftest import exercise_dump, peer_drgn, peer_kdumpfile
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -28,7 +28,9 @@ from meminfo_abi.errors import BadInputError, DumpToolError, IncompleteDumpError
 from s390_machine.fileio import sparse_copy
 from s390_machine.memory import PhysicalMemory
 from s390_machine.state import load_state
-from tests.test_elf_format import qemu_cpu_notes, regs_without_last_break, sample_addresses, small_dump
+from tests.test_elf_format import (
+    assert_drgn_reads_the_same, qemu_cpu_notes, regs_without_last_break, sample_addresses, small_dump,
+)
 from vmcore.formats import READERS, WRITERS, open_dump, probe_format, reader_for, write_dump
 from vmcore.formats import kdump_compressed as kc
 from vmcore.formats.flattened import FlatFile
@@ -364,13 +366,7 @@ def test_drgn_reads_the_same_bytes(machine_1g, tmp_path, flattened):
     with open_dump(machine_1g) as d:
         d.attrs.set_vmcoreinfo(d.attrs.vmcoreinfo_raw + b"SYMBOL(swapper_pg_dir)=800000\n", "machine + test")
         write_dump(d, path, "kdump", flattened=flattened, timestamp=TS)
-    prog = drgn.Program()
-    prog.set_core_dump(path)
-    assert prog.flags & drgn.ProgramFlags.IS_LINUX_KERNEL
-    assert prog.platform.arch == drgn.Architecture.S390X
-    with open_dump(path) as d:
-        for a in sample_addresses(d, 120, seed=8):
-            assert prog.read(a, 64, True) == d.read(a, 64), hex(a)
+    assert_drgn_reads_the_same(drgn, path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -705,20 +701,6 @@ _FUZZ_SPOTS = st.one_of(st.integers(0, dd.DISK_DUMP_HEADER_SIZE - 1),
                         st.integers(_FUZZ_LAYOUT.offset_desc, _FUZZ_HEAD - 1))
 
 
-def _exercise(path: str) -> None:
-    with open_dump(path) as d:
-        list(d.data_ranges())
-        for _ in d.iter_pages():
-            pass
-        for c in d.chunks[:4]:
-            try:
-                d.read(c.start, min(64, c.size))
-            except DumpToolError:
-                pass
-        repr(d)
-        d.attrs.to_json()
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     edits=st.lists(st.tuples(_FUZZ_SPOTS, st.integers(0, 255)), min_size=1, max_size=8),
@@ -746,7 +728,7 @@ def test_fuzzed_files_raise_only_suite_errors(edits, words, truncate, flat):
         else:
             fh.write(data)
     try:
-        _exercise(path)
+        exercise_dump(path)
     except DumpToolError:
         pass
     finally:

@@ -34,9 +34,11 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 from meminfo_abi.cpu import CpuRegs
+from meminfo_abi.diskdump import merge_touching
 from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
 from meminfo_abi.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from native import nonzero_ranges
+from s390_machine.fileio import open_input
 
 PAGE_SIZE = 4096
 ADDRESS_LIMIT = 1 << 64          # physical addresses are 64-bit
@@ -60,14 +62,7 @@ Range = tuple[int, int]
 def open_dump_fd(path: str, what: str = "open") -> int:
     """A read-only fd on a dump file; a missing file or a directory is bad input (one line),
     anything else the OS refuses an I/O error."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path} is a directory, not a dump") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot {what} {path}: {exc.strerror or exc}") from None
+    fd = open_input(path, "dump", what)
     if stat.S_ISDIR(os.fstat(fd).st_mode):        # os.open takes a directory without complaint
         os.close(fd)
         raise BadInputError(f"{path} is a directory, not a dump")
@@ -152,14 +147,7 @@ class FileSource(_SizedSource):
             shared = _SharedFd(file, owned=False, path=name or f"fd {file}")
         else:
             path = os.fspath(file)
-            try:
-                fd = os.open(path, os.O_RDONLY)
-            except FileNotFoundError:
-                raise BadInputError(f"{path} does not exist") from None
-            except IsADirectoryError:
-                raise BadInputError(f"{path} is a directory, not a file") from None
-            except OSError as exc:
-                raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+            fd = open_input(path, verb="open")
             shared = _SharedFd(fd, owned=True, path=path)
         try:
             self._init(shared, file_offset, size, name)
@@ -538,16 +526,7 @@ class Dump:
     def data_ranges(self, start: int = 0, end: int | None = None) -> Iterator[Range]:
         """Physical ranges that may hold non-zero bytes (ram chunks only), merged."""
         end = self.size if end is None else min(end, self.size)
-        pending: Range | None = None
-        for c, s, e in self._chunk_data(start, end, align=1):
-            if pending and pending[1] == s:
-                pending = (pending[0], e)
-                continue
-            if pending:
-                yield pending
-            pending = (s, e)
-        if pending:
-            yield pending
+        yield from merge_touching((s, e) for _c, s, e in self._chunk_data(start, end, align=1))
 
     def _chunk_data(self, start: int, end: int, align: int) -> Iterator[tuple[MemChunk, int, int]]:
         """(chunk, s, e) data ranges per ram chunk, widened to `align` inside the chunk."""

@@ -598,7 +598,7 @@ def _end_tod(tod: int, tod_end: Callable[[], int] | None) -> int:
 def _write_disk_sv(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, compress: bool, workers: int,
                    progress: ProgressFn | None, tod: int, tod_end) -> FullDumpResult:
     mibs = src.mibs
-    fd = _open_rw(dev.path)
+    fd = _open_dev(dev.path, write=True)
     w = None
     deflater = _Deflater(workers) if compress else None
     try:
@@ -644,22 +644,14 @@ def _vol(dev: DeviceInfo, volnr: int, segments: int, written: int, end_marker: b
             "end_marker": end_marker}
 
 
-def _open_rw(path: str) -> int:
+def _open_dev(path: str, write: bool = False) -> int:
+    """An fd on a dump device, read-write to dump to it; the OS's refusal is one line."""
     try:
-        return os.open(path, os.O_RDWR)
+        return os.open(path, os.O_RDWR if write else os.O_RDONLY)
     except FileNotFoundError:
-        raise BadInputError(f"dump device {path} does not exist") from None
+        raise BadInputError(f"{'dump device ' if write else ''}{path} does not exist") from None
     except OSError as exc:
-        raise DumpIOError(f"cannot open {path} for writing: {exc.strerror or exc}") from None
-
-
-def _open_ro(path: str) -> int:
-    try:
-        return os.open(path, os.O_RDONLY)
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+        raise DumpIOError(f"cannot open {path}{' for writing' if write else ''}: {exc.strerror or exc}") from None
 
 
 # -- multi-volume ------------------------------------------------------------------------------
@@ -689,7 +681,7 @@ def _write_mv(devs: list[DeviceInfo], src: _MemorySource, hdr_fields: dict, *, p
                 raise _DumperStop(ENODEVNO, f"{table.volumes[volnr].bus_id} is undefined "
                                             f"(volume {volnr} of {len(table.volumes)} not given)")
             dev = devs[volnr]
-            fd = _open_rw(dev.path)
+            fd = _open_dev(dev.path, write=True)
             fds.append(fd)
             if dev.mv_table is None or dev.mv_table.tod != table.tod:
                 raise _DumperStop(ENOTIME, f"Inconsistent time stamps ({dev.path})")
@@ -778,7 +770,7 @@ class _TapeWriter:
 
 
 def _write_tape(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, progress, tod, tod_end) -> FullDumpResult:
-    fd = _open_rw(dev.path)
+    fd = _open_dev(dev.path, write=True)
     t = _TapeWriter(fd, dev)
     blocks_done = 0
     try:
@@ -969,7 +961,7 @@ def open_dump(devices: Sequence[DeviceInfo | str] | DeviceInfo | str) -> DeviceD
     or incomplete dump -- `present`/`complete`/`reason` say what is there."""
     devs = _as_devices(devices)
     check_device_set(devs)
-    fds = [_open_ro(d.path) for d in devs]
+    fds = [_open_dev(d.path) for d in devs]
     try:
         d0 = devs[0]
         if d0.type == "tape":

@@ -61,7 +61,7 @@ from meminfo_abi.elfnotes import (
 )
 from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, UsageError
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file, Writeback
+from s390_machine.fileio import atomic_file, pwrite_all, Writeback
 from vmcore.model import (
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,
@@ -126,14 +126,6 @@ def plan_layout(dump: Dump, todpreg_size: int = 4) -> ElfLayout:
     return ElfLayout(phnum, shoff, notes_offset, notes, loads, pos)
 
 
-def _pwrite_all(fd: int, data, offset: int) -> None:
-    mv = memoryview(data)
-    while mv:
-        n = os.pwrite(fd, mv, offset)
-        mv = mv[n:]
-        offset += n
-
-
 def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
               block_size: int = DEFAULT_BLOCK, todpreg_size: int = 4) -> ElfLayout:
     """Write `dump` as an s390x ELF core file (sparse, atomic, streamed)."""
@@ -156,13 +148,13 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
         with atomic_file(path) as fh:
             fd = fh.fileno()
             wb = Writeback(fd)
-            _pwrite_all(fd, head + lay.notes, 0)
+            pwrite_all(fd, head + lay.notes, 0)
             for c, off in lay.loads:
                 done = c.start
                 if c.kind == KIND_RAM:
                     for addr, data in dump.iter_data(block_size, c.start, c.end):
                         for s, e in nonzero_ranges(data, ps):
-                            _pwrite_all(fd, memoryview(data)[s:e], off + addr - c.start + s)
+                            pwrite_all(fd, memoryview(data)[s:e], off + addr - c.start + s)
                             wb.wrote(off + addr - c.start + s, e - s)
                         if progress:
                             progress(addr + len(data) - done)

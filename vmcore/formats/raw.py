@@ -21,7 +21,7 @@ from typing import Callable
 from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file
+from s390_machine.fileio import atomic_file, pwrite_all
 from s390_machine.memory import PhysicalMemory
 from s390_machine.state import MEMORY_FILE, STATE_FILE, MachineState, load_state
 from vmcore.model import (
@@ -134,11 +134,7 @@ def write_raw(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
             done = 0
             for addr, data in dump.iter_data(block_size):
                 for s, e in nonzero_ranges(data, ps):
-                    mv = memoryview(data)[s:e]
-                    off = addr + s
-                    while mv:
-                        n = os.pwrite(fd, mv, off)
-                        mv, off = mv[n:], off + n
+                    pwrite_all(fd, memoryview(data)[s:e], addr + s)
                 if progress:
                     progress(addr + len(data) - done)
                 done = addr + len(data)

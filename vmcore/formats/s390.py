@@ -72,7 +72,7 @@ from meminfo_abi.s390dump import (
 )
 from meminfo_abi.s390dump import PAGE_SIZE as S390_PAGE_SIZE
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file
+from s390_machine.fileio import atomic_file, pwrite_all
 from vmcore.model import (
     DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, PAGE_SIZE, Dump, DumpAttrs, FileSource,
     MappedSource, MemChunk, _SizedSource, read_head,
@@ -929,14 +929,6 @@ def _read_or_zero(dump: Dump, addr: int, length: int) -> bytes:
     return bytes(out)
 
 
-def _pwrite_all(fd: int, data, offset: int) -> None:
-    mv = memoryview(data)
-    while mv:
-        n = os.pwrite(fd, mv, offset)
-        mv = mv[n:]
-        offset += n
-
-
 def plan_cpus(dump: Dump, mem_size: int) -> tuple[list[tuple[CpuRegs, int]], list[str]]:
     """(CPU, prefix) pairs whose registers go into the output, and why the others cannot."""
     keep: list[tuple[CpuRegs, int]] = []
@@ -1004,21 +996,21 @@ def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int =
     try:
         with atomic_file(path) as fh:
             fd = fh.fileno()
-            _pwrite_all(fd, header, 0)
+            pwrite_all(fd, header, 0)
             for c in dump.chunks:
                 done = c.start
                 if c.kind == KIND_RAM:
                     for addr, data in dump.iter_data(block_size, c.start, c.end):
                         for s, e in nonzero_ranges(data, ps):
-                            _pwrite_all(fd, memoryview(data)[s:e], DF_S390_HDR_SIZE + addr + s)
+                            pwrite_all(fd, memoryview(data)[s:e], DF_S390_HDR_SIZE + addr + s)
                         if progress:
                             progress(addr + len(data) - done)
                         done = addr + len(data)
                 if progress and c.end > done:
                     progress(c.end - done)
             for addr, data in overlays:
-                _pwrite_all(fd, data, DF_S390_HDR_SIZE + addr)
-            _pwrite_all(fd, build_end_marker(end_tod), DF_S390_HDR_SIZE + mem_size)
+                pwrite_all(fd, data, DF_S390_HDR_SIZE + addr)
+            pwrite_all(fd, build_end_marker(end_tod), DF_S390_HDR_SIZE + mem_size)
             file_size = DF_S390_HDR_SIZE + mem_size + DF_S390_EM_SIZE
             os.ftruncate(fd, file_size)
     except DumpToolError:
