@@ -459,12 +459,15 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
     if not verify_segments:
         return rep
     # the SHA-256 digest (the long pole: one stream) runs beside the CKSMs on a memory image
-    digest_job = _DigestJob(mem, table.segments) if _parallel_safe(mem) and _segments_inside(
-        table.segments, mi.crashkernel_addr, ck_end, mem) else None
+    def inside(seg: KexecSegment) -> bool:
+        return mi.crashkernel_addr <= seg.mem and seg.mem + seg.memsz <= ck_end and _readable(mem, seg.mem, seg.memsz)
+
+    digest_job = (_DigestJob(mem, table.segments)
+                  if _parallel_safe(mem) and all(inside(s) for s in table.segments) else None)
     all_ok = True
     for i, s in enumerate(table.segments):
         name = f"segment {i} ({s.kind_name})"
-        if s.mem < mi.crashkernel_addr or s.mem + s.memsz > ck_end or not _readable(mem, s.mem, s.memsz):
+        if not inside(s):
             add(Check(name, False, f"0x{s.mem:x}+0x{s.memsz:x} is outside the crashkernel memory",
                       EKDUMP_SEGMENT_RANGE))
             all_ok = False
@@ -489,10 +492,6 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
               None if ok else EKDUMP_DIGEST))
     rep.kdump_intact = ok
     return rep
-
-
-def _segments_inside(segments, lo: int, hi: int, mem: Readable) -> bool:
-    return all(lo <= s.mem and s.mem + s.memsz <= hi and _readable(mem, s.mem, s.memsz) for s in segments)
 
 
 class _DigestJob:
