@@ -53,15 +53,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def run_one(target, data: bytes) -> None:
-    """Run one input through `target` and check the promises (raises on a violation)."""
-    global _count
+def _timed(target, data: bytes) -> float:
+    """Seconds `target(data)` took; DumpToolError is the one allowed outcome besides success."""
     start = time.monotonic()
     try:
         target(data)
     except DumpToolError:
         pass
-    elapsed = time.monotonic() - start
+    return time.monotonic() - start
+
+
+def run_one(target, data: bytes) -> None:
+    """Run one input through `target` and check the promises (raises on a violation)."""
+    global _count
+    elapsed = _timed(target, data)
     _count += 1
     if _count == WARMUP or (LIMITS.baseline_mb is None and _count > WARMUP):
         LIMITS.baseline_mb = peak_rss_mb()
@@ -76,12 +81,7 @@ def run_one(target, data: bytes) -> None:
 
 def replay(target, data: bytes) -> None:
     """run_one without the warm-up bookkeeping: for regression tests."""
-    start = time.monotonic()
-    try:
-        target(data)
-    except DumpToolError:
-        pass
-    elapsed = time.monotonic() - start
+    elapsed = _timed(target, data)
     if elapsed > LIMITS.seconds * 5:
         raise SlowInput(f"input of {len(data)} bytes took {elapsed:.2f} s")
 

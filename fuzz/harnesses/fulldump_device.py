@@ -4,17 +4,11 @@ reason), the summary `sadump show` prints and the first units of memory.
 Input: fuzz/sparse.py (one file per volume)."""
 
 from fuzz import sparse
-from fuzz.harnesses import _files
+from fuzz.harnesses import S390_DUMP_TOKENS, _files
 from zipl_sadump.fulldump import open_dump
 
 MAX_LEN = 0x20000
-DICT = (  # libFuzzer dictionary tokens (-dict)
-    b"\xa8\x19\x01\x73\x61\x8f\x23\xfe",
-    b"\xa8\x19\x01\x73\x61\x8f\x23\xfd",
-    b"DUMP_END",
-    b"\xff\xff\xff\xff\xff\xff\xff\xff",
-    b"\x80\x00\x00\x00",
-    b"\x78\x01",
+DICT = S390_DUMP_TOKENS + (  # libFuzzer dictionary tokens (-dict)
     b"zIPL",
     b"XECKD64",
     b"XMULT64",

@@ -1,19 +1,12 @@
 """s390 dump files (flat ...23fd and extended ...23fe streams) through vmcore.formats.open_dump,
 the reader in vmcore/formats/s390.py.  Input: fuzz/sparse.py."""
 
-from fuzz.harnesses import _files
+from fuzz.harnesses import S390_DUMP_TOKENS, _files, extracted_dump_seeds
 from fuzz.harnesses.elf_dump import exercise
 from vmcore.formats import open_dump
 
 MAX_LEN = 0x10000
-DICT = (  # libFuzzer dictionary tokens (-dict)
-    b"\xa8\x19\x01\x73\x61\x8f\x23\xfe",
-    b"\xa8\x19\x01\x73\x61\x8f\x23\xfd",
-    b"DUMP_END",
-    b"\xff\xff\xff\xff\xff\xff\xff\xff",
-    b"\x80\x00\x00\x00",
-    b"\x78\x01",
-)
+DICT = S390_DUMP_TOKENS  # libFuzzer dictionary tokens (-dict)
 
 
 def target(data: bytes) -> None:
@@ -21,7 +14,4 @@ def target(data: bytes) -> None:
 
 
 def seeds(ctx):
-    from fuzz import sparse
-    for name, kind, compress in (("v-z", "eckd", True), ("v-raw", "eckd", False), ("v-tape", "tape", False)):
-        devs = ctx.dumped_device(name, kind, compress)
-        yield sparse.encode_files([ctx.extracted(name + ".s390", devs)])
+    return extracted_dump_seeds(ctx, (("v-z", "eckd", True), ("v-raw", "eckd", False), ("v-tape", "tape", False)))

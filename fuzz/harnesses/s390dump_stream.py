@@ -4,17 +4,11 @@ units (raw, or zlib streams that must inflate to exactly 1 MiB).  Input: fuzz/sp
 
 import os
 
-from fuzz.harnesses import _files
+from fuzz.harnesses import S390_DUMP_TOKENS, _files, extracted_dump_seeds
 from meminfo_abi.s390dump import ExtStreamWalker, read_header, read_unit
 
 MAX_LEN = 0x10000
-DICT = (  # libFuzzer dictionary tokens (-dict)
-    b"\xa8\x19\x01\x73\x61\x8f\x23\xfe",
-    b"\xa8\x19\x01\x73\x61\x8f\x23\xfd",
-    b"DUMP_END",
-    b"\xff\xff\xff\xff\xff\xff\xff\xff",
-    b"\x80\x00\x00\x00",
-    b"\x78\x01",
+DICT = S390_DUMP_TOKENS + (  # libFuzzer dictionary tokens (-dict)
     b"\x78\x9c",
     b"\x00\x10\x00\x00",
     b"\x00\x00\x10\x00",
@@ -42,8 +36,5 @@ def target(data: bytes) -> None:
 
 
 def seeds(ctx):
-    from fuzz import sparse
-    for name, kind, compress in (("s-z", "eckd", True), ("s-raw", "eckd", False), ("s-fba", "fba", False),
-                                 ("s-mv", "mv", False), ("s-tape", "tape", False)):
-        devs = ctx.dumped_device(name, kind, compress)
-        yield sparse.encode_files([ctx.extracted(name + ".s390", devs)])
+    return extracted_dump_seeds(ctx, (("s-z", "eckd", True), ("s-raw", "eckd", False), ("s-fba", "fba", False),
+                                      ("s-mv", "mv", False), ("s-tape", "tape", False)))
