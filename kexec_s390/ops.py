@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meminfo_abi.errors import BadInputError
+from meminfo_abi.errors import BadInputError, UsageError
 from meminfo_abi.meminfo import MeminfoReport
 from kexec_s390 import syscall
 from kexec_s390.image import KernelImage, read_kernel_image
@@ -30,7 +30,7 @@ def parse_crash_range(text: str) -> tuple[int, int]:
     elif "@" in text:
         size, base = text.split("@", 1)
     else:
-        raise BadInputError(f"crashkernel {text!r} must be BASE:SIZE or SIZE@BASE")
+        raise UsageError(f"crashkernel {text!r} must be BASE:SIZE or SIZE@BASE")
     return parse_size(base, "crashkernel base"), parse_size(size, "crashkernel size")
 
 

@@ -19,11 +19,55 @@ Functions (all accept any contiguous bytes-like object and do not copy it):
 * ``is_zero(buffer) -> bool``
 
 ``native.reference`` holds slow pure-Python versions that define the expected
-results.
+results.  When the C extension was not built (no compiler at install time),
+``native._fallback`` serves the same functions in pure Python: the suite still
+works, only slower, and the first call of a hot path says so once on stderr;
+``BUILT`` and ``describe()`` tell which is in use (``--version`` prints it).
 """
-try:
-    from ._native import csum_partial, is_zero, nonzero_ranges, zero_ranges
-except ImportError as exc:  # pragma: no cover - depends on the build
-    raise ImportError("native extension not built: run `make install`") from exc
+from __future__ import annotations
 
-__all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero"]
+import functools
+import os
+import sys
+
+try:
+    if os.environ.get("S390_DUMPTOOLS_NO_NATIVE", "") not in ("", "0"):
+        raise ImportError("S390_DUMPTOOLS_NO_NATIVE is set")
+    from . import _native as _impl
+    BUILT = True
+except ImportError:  # no compiler when the package was installed (or the fallback was asked for)
+    from . import _fallback as _impl
+    BUILT = False
+
+__all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero", "BUILT", "describe"]
+
+_warned = False
+
+
+def describe() -> str:
+    """One line on the implementation in use, for --version."""
+    if BUILT:
+        return f"native extension: built ({_impl.__file__})"
+    return "native extension: not built, using the pure-Python fallback (slower)"
+
+
+def _warn_once(func):
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        global _warned
+        if not _warned:
+            _warned = True
+            print("warning: the native extension (native._native) is not built; checksums and page "
+                  "scans use the pure-Python fallback and are slower (reinstall with a C compiler)",
+                  file=sys.stderr)
+        return func(*args, **kwargs)
+    return wrapper
+
+
+if BUILT:
+    csum_partial, zero_ranges, nonzero_ranges, is_zero = (
+        _impl.csum_partial, _impl.zero_ranges, _impl.nonzero_ranges, _impl.is_zero)
+else:
+    csum_partial, zero_ranges, nonzero_ranges, is_zero = (
+        _warn_once(_impl.csum_partial), _warn_once(_impl.zero_ranges),
+        _warn_once(_impl.nonzero_ranges), _warn_once(_impl.is_zero))

@@ -8,12 +8,11 @@ import typer
 from rich.table import Table
 
 from s390_machine import ops
-from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
+from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from s390_machine.synth import SynthOptions, data_mibs, validate
 from s390_machine.units import human, parse_crashkernel, parse_size
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Simulated s390x machines: a raw memory image (QEMU pmemsave compatible) plus CPU state.")
+app = new_app(help="Simulated s390x machines: a raw memory image (QEMU pmemsave compatible) plus CPU state.")
 
 
 @app.command()

@@ -13,7 +13,6 @@ import os
 import sys
 from typing import Any, Callable, Iterator
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import (
@@ -30,6 +29,44 @@ stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
 
 
+# typer up to 0.25 re-exports click's exceptions, later releases carry their own copy of
+# click; both keep click's class names, so the base of every usage error is found by name.
+_CLICK_EXCEPTION = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+_EXIT = tuple({typer.Exit, *(c for c in typer.BadParameter.__mro__ if c.__name__ == "Exit")})
+
+
+def new_app(help: str) -> typer.Typer:
+    """The Typer app of one CLI: -h and --help everywhere, --version, help when called bare."""
+    app = typer.Typer(add_completion=False, no_args_is_help=True, help=help,
+                      context_settings={"help_option_names": ["-h", "--help"]})
+
+    def show_version(ctx: typer.Context, value: bool) -> None:
+        if value:
+            print(version_text(ctx.find_root().info_name or "s390-dumptools"))
+            raise typer.Exit(0)
+
+    @app.callback()
+    def _root(version: bool = typer.Option(False, "--version", is_eager=True, expose_value=False,
+                                           callback=show_version,
+                                           help="show the version and the native extension's state")) -> None:
+        pass
+
+    return app
+
+
+def version_text(prog: str) -> str:
+    import native
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+        try:
+            ver = version("s390-dumptools")
+        except PackageNotFoundError:
+            ver = "unknown (running from a source tree that is not installed)"
+    except ImportError:  # pragma: no cover - Python < 3.8
+        ver = "unknown"
+    return f"{prog} (s390-dumptools) {ver}\n{native.describe()}"
+
+
 def run(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
     """Run a typer app; map the suite's errors to one stderr line and an exit code."""
     try:
@@ -38,13 +75,17 @@ def run(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
     except DumpToolError as exc:
         _error_line(prog, str(exc))
         return exc.exit_code
-    except click.exceptions.Exit as exc:
+    except _EXIT as exc:
         return exc.exit_code
-    except click.exceptions.Abort:
+    except typer.Abort:
         _error_line(prog, "aborted")
         return 130
-    except click.ClickException as exc:
-        _error_line(prog, exc.format_message())
+    except _CLICK_EXCEPTION as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":   # called with nothing: typer showed the help
+            return EXIT_USAGE
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else prog
+        _error_line(where, f"{exc.format_message()} (see '{where} -h')")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _error_line(prog, "interrupted")

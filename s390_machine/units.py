@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from meminfo_abi.errors import BadInputError
+from meminfo_abi.errors import UsageError
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
 _RE = re.compile(r"^\s*(0x[0-9a-fA-F]+|\d+)\s*([KMGTP]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -15,7 +15,7 @@ MIB = 1 << 20
 def parse_size(text: str, what: str = "size") -> int:
     m = _RE.match(str(text))
     if not m:
-        raise BadInputError(f"{what} {text!r} is not a size (examples: 1G, 256M, 0x10000000)")
+        raise UsageError(f"{what} {text!r} is not a size (examples: 1G, 256M, 0x10000000)")
     return int(m.group(1), 0) * _UNITS[m.group(2).upper()]
 
 

@@ -99,7 +99,6 @@ def test_every_meminfo_byte_flip_makes_show_invalid(machine_1g, tmp_path):
     (["--memory", "1G", "--crashkernel", "4M@0"], "overlaps the lowcore"),
     (["--memory", "1G", "--crashkernel", "256M@128M"], "overlaps [0, 0x10000000)"),
     (["--memory", "1G", "--crashkernel", "100K"], "not a multiple of 1 MiB"),
-    (["--memory", "lots"], "not a size"),
     (["--memory", "1G", "--cpus", "0"], "cpu count"),
 ])
 def test_create_bad_input(tmp_path, args, message):
@@ -110,6 +109,12 @@ def test_create_bad_input(tmp_path, args, message):
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "Traceback" not in proc.stderr
     assert os.listdir(tmp_path) == []   # nothing left behind, not even a temporary
+
+
+def test_create_size_that_is_not_a_size_is_a_usage_error(tmp_path):
+    proc = run_cli("s390_machine.cli", "create", str(tmp_path / "m"), "--memory", "lots")
+    assert proc.returncode == 2 and "not a size" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and os.listdir(tmp_path) == []
 
 
 def test_show_rejects_what_is_not_a_machine(tmp_path, machine_1g):

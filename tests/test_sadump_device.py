@@ -333,7 +333,7 @@ def test_cli_multi_volume_round_trip_and_fit(tmp_path, machine_1g):
 @pytest.mark.parametrize("args,code,message", [
     (["build", "--device", "{d}/x.img", "--type", "dasd", "--size", "20M"], 3, "unknown device type"),
     (["build", "--device", "{d}/x.img", "--size", "1M"], 3, "too small"),
-    (["build", "--device", "{d}/x.img", "--size", "lots"], 3, "is not a size"),
+    (["build", "--device", "{d}/x.img", "--size", "lots"], 2, "is not a size"),
     (["build", "--device", "{d}/x.img"], 3, "does not exist"),
     (["build", "--size", "20M"], 2, "exactly one of"),
     (["show", "--device", "{d}/missing.img"], 3, "does not exist"),

@@ -8,15 +8,14 @@ import typer
 from rich.table import Table
 
 from meminfo_abi.errors import EXIT_INCOMPLETE, BadInputError, UsageError
-from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
+from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from s390_machine.units import human, parse_size
 from vmcore import inspect
 from vmcore.dmesg import format_dmesg
 from vmcore.formats import open_dump, write_dump
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Save, inspect and convert s390x dumps: ELF, s390 (flat/extended), kdump-compressed, "
-                       "raw memory images, and a kdump kernel's /proc/vmcore.")
+app = new_app(help="Save, inspect and convert s390x dumps: ELF, s390 (flat/extended), kdump-compressed, "
+             "raw memory images, and a kdump kernel's /proc/vmcore.")
 
 FORMAT_HELP = "output format: elf, kdump (kdump-compressed), s390 (flat s390 dump)"
 SELECT_HELP = ("a kdump kernel caught by a stand-alone dump: prod (the production system, swap undone; "

@@ -15,15 +15,14 @@ from rich.table import Table
 
 from meminfo_abi.errors import BadInputError, UsageError
 from meminfo_abi.s390dump import tod_text
-from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
+from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from s390_machine.units import human, parse_size
 from zipl_sadump.device import (
     DeviceInfo, build_device, build_multi_volume, fits, parse_device_list, read_devices,
 )
 from zipl_sadump.fulldump import extract_dump, open_dump
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Stand-alone dump devices: build (zipl -d / -M), show, extract the dump.")
+app = new_app(help="Stand-alone dump devices: build (zipl -d / -M), show, extract the dump.")
 
 
 @app.command()

@@ -103,7 +103,7 @@ UTS_MACHINE = "s390x"
 # codecs
 # ---------------------------------------------------------------------------------------------
 
-_PIP_NAMES = {"lzo": "python-lzo", "snappy": "python-snappy", "zstd": "zstandard"}
+_PIP_NAMES = {"lzo": "python-lzo", "snappy": "python-snappy", "zstd": "zstandard"}   # extra -> module
 
 
 def _import_codec(name: str):
@@ -119,8 +119,8 @@ def _import_codec(name: str):
         else:
             raise UsageError(f"unknown compression {name!r} (zlib, lzo, snappy, zstd or none)")
     except ImportError:
-        raise BadInputError(f"{name} pages need the Python module {_PIP_NAMES.get(name, name)} "
-                            f"(pip install {_PIP_NAMES.get(name, name)})") from None
+        raise BadInputError(f"{name} pages need {_PIP_NAMES.get(name, name)}, which is not installed: "
+                            f"pip install 's390-dumptools[{name}]'") from None
     return mod
 
 
