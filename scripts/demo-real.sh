@@ -22,7 +22,7 @@ run $PY -m vmcore.cli info "$RUN/vmcore"
 
 step "our chain on the real production kernel's memory"
 run $PY -m s390_machine.cli import "$OUT/machine" --memory "$RUN/memory.raw" --cpus-from "$RUN/qemu.elf"
-$PY -c "from tests.realdata import make_initrd; make_initrd('$OUT/initrd.img')"
+$PY -m tests.initrd initrd "$OUT/initrd.img" >/dev/null
 run $PY -m kexec_s390.cli load -p "$KERNEL" --initrd "$OUT/initrd.img" --reuse-cmdline --machine "$OUT/machine"
 run $PY -m zipl_sadump.cli build --device "$OUT/dasd.img" --type eckd --size 2G
 run $PY -m zipl_sadump.cli ipl --device "$OUT/dasd.img" --machine "$OUT/machine"

@@ -7,13 +7,19 @@ CACHE=${S390_DUMPTOOLS_CACHE:-$HOME/.cache/s390-dumptools}
 mkdir -p "$CACHE/debs" "$CACHE/root"
 cd "$CACHE/debs"
 
+fail() { echo "fetch-s390x-debs: $*" >&2; exit 1; }
+command -v apt-get >/dev/null && command -v dpkg >/dev/null \
+    || fail "apt-get and dpkg not found: the real s390x packages come from Debian's archive (a Debian or Ubuntu host)"
+root=0; [ "$(id -u)" = 0 ] && root=1
 updated=0
 update() {
     [ $updated = 1 ] && return 0
-    apt-get update -qq >/dev/null 2>&1 || { echo "fetch-s390x-debs: apt-get update failed" >&2; exit 1; }
+    [ $root = 1 ] || fail "Debian's package lists lack the s390x packages and refreshing them needs root: run 'apt-get update' as root once"
+    apt-get update -qq >/dev/null 2>&1 || fail "apt-get update failed (is Debian's archive reachable?)"
     updated=1
 }
 if ! dpkg --print-foreign-architectures | grep -qx s390x; then
+    [ $root = 1 ] || fail "Debian's s390x architecture is not enabled and enabling it needs root: run 'dpkg --add-architecture s390x && apt-get update' as root once"
     dpkg --add-architecture s390x
     update
 fi
