@@ -19,6 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.realworld import harness, initramfs
+from tests.realworld.qemu import parse_info_registers
 
 PAGE = 4096
 
@@ -51,6 +52,12 @@ class Run:
 
     def path(self, key: str) -> str:
         return os.path.join(self.dir, self.manifest["files"][key])
+
+    def qemu_registers(self, key: str = "registers") -> list[dict]:
+        """`info registers -a` of a snapshot, parsed anew (manifests of older harness runs lack
+        the condition-code state that psw_masks_agree needs)."""
+        with open(self.path(key)) as fh:
+            return parse_info_registers(fh.read())
 
     def has(self, key: str) -> bool:
         return key in self.manifest["files"]
