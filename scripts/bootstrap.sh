@@ -25,11 +25,12 @@ declare -A APT_PROBE=(
     [python3-libkdumpfile]=/usr/lib/python3/dist-packages/kdumpfile
     [librsvg2-bin]=/usr/bin/rsvg-convert
     [qemu-user-static]=/usr/bin/qemu-s390x-static
+    [fuse3]=/usr/bin/fusermount3
 )
 case $what in
     demo) wanted=(gcc) ;;
     test) wanted=(gcc make liblzo2-dev elfutils binutils gdb-multiarch python3-libkdumpfile librsvg2-bin
-                  qemu-user-static) ;;
+                  qemu-user-static fuse3) ;;
     *) say "usage: bootstrap.sh demo|test"; exit 2 ;;
 esac
 missing=()
@@ -58,7 +59,7 @@ $PY -m pip --version >/dev/null 2>&1 || { say "$PY has no pip: apt-get install p
 if [ "$what" = demo ]; then
     $PY -m pip install -q -e .
 else
-    extras=test,snappy,zstd
+    extras=test,snappy,zstd,mount
     [ -e /usr/include/lzo/lzo1x.h ] && extras=$extras,lzo
     $PY -m pip install -q -c constraints/ci.txt -e ".[$extras]"
 fi

@@ -28,16 +28,22 @@ def _module_files():
                 yield pkg, os.path.join(folder, name)
 
 
+def _catches_import_error(handler: ast.ExceptHandler) -> bool:
+    types = handler.type.elts if isinstance(handler.type, ast.Tuple) else [handler.type]
+    return any(isinstance(t, ast.Name) and t.id in ("ImportError", "ModuleNotFoundError") for t in types)
+
+
 def _imports(path: str) -> set[tuple[str, bool]]:
-    """(top-level module, guarded by try/except ImportError) of every absolute import in a file."""
+    """(top-level module, optional) of every absolute import in a file: optional where the import
+    is guarded by `except ImportError` or made only when a function runs (an extra's feature)."""
     tree = ast.parse(open(path, encoding="utf-8").read(), path)
     guarded: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.Try) and any(
-                isinstance(h.type, ast.Name) and h.type.id in ("ImportError", "ModuleNotFoundError")
-                for h in node.handlers):
+        if isinstance(node, ast.Try) and any(_catches_import_error(h) for h in node.handlers):
             for inner in node.body:
                 guarded.update(id(n) for n in ast.walk(inner))
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            guarded.update(id(n) for n in ast.walk(node))
     found = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
@@ -49,11 +55,11 @@ def _imports(path: str) -> set[tuple[str, bool]]:
 
 def test_every_run_time_import_is_declared():
     """A module the product imports is the standard library, the suite itself, a declared
-    dependency, or (behind `except ImportError`) an optional extra's codec."""
+    dependency, or (behind `except ImportError`, or inside a function) an optional extra's."""
     dists = importlib.metadata.packages_distributions()
     required = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     extras = PYPROJECT["project"]["optional-dependencies"]
-    optional = {_requirement_name(r) for name in ("lzo", "snappy", "zstd") for r in extras[name]}
+    optional = {_requirement_name(r) for name in ("lzo", "snappy", "zstd", "mount") for r in extras[name]}
     undeclared = []
     for _pkg, path in _module_files():
         for module, is_guarded in _imports(path):

@@ -288,6 +288,39 @@ def verify(
         raise typer.Exit(rep.exit_code)
 
 
+@app.command()
+def mount(
+    dump: str = typer.Argument(..., help="dump file, device image, or FILE1,FILE2,... (multi-volume)"),
+    directory: str = typer.Argument(..., help="an empty directory: the dump appears there as dump.elf"),
+    out_fmt: str = typer.Option("elf", "--format", "-f", help="the mounted file's format: elf"),
+    in_fmt: Optional[str] = typer.Option(None, "--input-format", help="force the input format (e.g. raw)"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
+    foreground: bool = typer.Option(False, "--foreground", help="serve in this process until unmounted"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """zgetdump -m: the dump as a read-only file DIR/dump.elf, made on demand (no copy)."""
+    from vmcore.mount import mount as do_mount
+    res = do_mount(lambda: _open(dump, in_fmt, select=select), directory, out_fmt, foreground=foreground)
+    if as_json:
+        emit_json(res)
+    elif not foreground:
+        stdout.print(f"{dump} mounted: {res['file']} (vmcore umount {res['mountpoint']})")
+
+
+@app.command()
+def umount(
+    directory: str = typer.Argument(..., help="the mount point of a vmcore mount"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """End a vmcore mount."""
+    from vmcore.mount import umount as do_umount
+    res = do_umount(directory)
+    if as_json:
+        emit_json(res)
+    else:
+        stdout.print(f"{res['mountpoint']} unmounted")
+
+
 def _cpu_counts(extra: dict) -> str:
     """s390 dumps: CPUs in lc_vec vs all CPUs that stored status."""
     real = extra.get("real_cpu_cnt")

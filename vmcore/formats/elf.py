@@ -126,11 +126,9 @@ def plan_layout(dump: Dump, todpreg_size: int = 4) -> ElfLayout:
     return ElfLayout(phnum, shoff, notes_offset, notes, loads, pos)
 
 
-def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
-              block_size: int = DEFAULT_BLOCK, todpreg_size: int = 4) -> ElfLayout:
-    """Write `dump` as an s390x ELF core file (sparse, atomic, streamed)."""
-    path = os.fspath(path)
-    lay = plan_layout(dump, todpreg_size)
+def file_head(dump: Dump, lay: ElfLayout) -> bytes:
+    """The ELF header, the program headers (and the PN_XNUM section header) of a layout: the
+    bytes before the notes, for the writer and for a mounted view alike."""
     headers = [ehdr_bytes(lay.phnum, shoff=lay.shoff, shnum=1 if lay.shoff else 0)]
     headers.append(phdr_bytes(PT_NOTE, lay.notes_offset, 0, 0, len(lay.notes), len(lay.notes)))
     for c, off in lay.loads:
@@ -143,6 +141,15 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
                                              sh_entsize=0)))
     head = b"".join(headers)
     assert len(head) == lay.notes_offset
+    return head
+
+
+def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
+              block_size: int = DEFAULT_BLOCK, todpreg_size: int = 4) -> ElfLayout:
+    """Write `dump` as an s390x ELF core file (sparse, atomic, streamed)."""
+    path = os.fspath(path)
+    lay = plan_layout(dump, todpreg_size)
+    head = file_head(dump, lay)
     ps = dump.attrs.page_size or PAGE_SIZE
     try:
         with atomic_file(path) as fh:
