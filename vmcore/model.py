@@ -603,6 +603,19 @@ class Dump:
         self.attrs.set_vmcoreinfo(found.raw, f"{found.source} at 0x{found.address:x}")
         return True
 
+    @property
+    def vmcoreinfo(self) -> dict[str, str] | None:
+        """VMCOREINFO as KEY -> value text (found in memory when the format carries none)."""
+        self.fill_vmcoreinfo_from_memory()
+        return dict(self.attrs.vmcoreinfo.entries) if self.attrs.vmcoreinfo is not None else None
+
+    # -- output ---------------------------------------------------------------------------
+    def write(self, path: str | os.PathLike, fmt: str = "elf", progress: Callable[[int], None] | None = None,
+              **opts: Any) -> Any:
+        """Write this dump in another format: elf, kdump or s390 (vmcore.formats.write_dump)."""
+        from vmcore.formats import write_dump
+        return write_dump(self, path, fmt, progress=progress, **opts)
+
     # -- lifetime -------------------------------------------------------------------------
     def close(self) -> None:
         if self._closed:
