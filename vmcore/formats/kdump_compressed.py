@@ -1463,7 +1463,7 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
     except DumpToolError as exc:
         attrs.extra["notes_error"] = str(exc)
         vn = None
-    attrs.extra["notes"] = notes_count
+    attrs.extra["elf_notes"] = notes_count
     dump = Dump(chunks, cpus, attrs, resources=parts)
     try:
         raw = first.vmcoreinfo()
