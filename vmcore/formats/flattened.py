@@ -10,14 +10,18 @@ a pipe.  Reading: `FlatFile` streams through the file once and keeps an index
 of where each range of the rebuilt file lies (three integer arrays, last
 writer wins), then serves `pread` from the flattened file itself: nothing is
 rebuilt on disk.  Ranges no record covers read as zeros, as they would in a
-rebuilt (sparse) file.
+rebuilt (sparse) file.  Records in increasing order (what makedumpfile writes
+but for a few header rewrites) are appended as they come; any other order is
+indexed once at the end, in O(N log N) (a sort and a sweep with a heap).
 """
 
 from __future__ import annotations
 
 import bisect
+import heapq
 import os
 from array import array
+from itertools import islice
 
 from meminfo_abi.diskdump import (
     FLAT_END_RECORD,
@@ -62,6 +66,51 @@ class FlatSink:
         self.fh.write(FLAT_END_RECORD)
 
 
+def _resolve(starts: list[int], ends: list[int], fpos: list[int]) -> tuple[list[int], list[int], list[int]]:
+    """The sorted, non-overlapping index of records given in stream order, the last writer
+    winning where they overlap: O(N log N) for N records, whatever their order."""
+    n = len(starts)
+    order = sorted(range(n), key=starts.__getitem__)
+    if all(ends[a] <= starts[b] for a, b in zip(order, order[1:])):
+        # only out of order, nothing overlaps: the sort is the index
+        return [starts[r] for r in order], [ends[r] for r in order], [fpos[r] for r in order]
+    # sweep the boundaries left to right; the heap holds the records that started, the latest on
+    # top (-index); a record whose end is passed is dropped when it surfaces
+    sorted_starts = [starts[r] for r in order]
+    sorted_starts.append(FILE_LIMIT + 1)         # a sentinel: no record starts there
+    latest_first = [-r for r in order]
+    points = sorted(set(starts).union(ends))
+    push, pop = heapq.heappush, heapq.heappop
+    heap: list[int] = []
+    new_s: list[int] = []
+    new_e: list[int] = []
+    new_f: list[int] = []
+    k = 0
+    next_start = sorted_starts[0]
+    last = -1                                   # the record of the last index entry, if it ends at x
+    for x, nxt in zip(points, islice(points, 1, None)):
+        while next_start <= x:
+            push(heap, latest_first[k])
+            k += 1
+            next_start = sorted_starts[k]
+        while heap:
+            r = -heap[0]
+            if ends[r] > x:
+                break
+            pop(heap)
+        else:
+            last = -1                           # a gap no record covers
+            continue
+        if r == last:
+            new_e[-1] = nxt                     # the same record goes on
+            continue
+        new_s.append(x)
+        new_e.append(nxt)
+        new_f.append(fpos[r] + (x - starts[r]))
+        last = r
+    return new_s, new_e, new_f
+
+
 class FlatFile:
     """Random access to the rebuilt file of a flattened stream, without rebuilding it.
 
@@ -89,62 +138,59 @@ class FlatFile:
             raise BadInputError(f"{self.path} is not a flattened makedumpfile stream")
         if len(head) < MDF_HEADER_SIZE:
             raise BadInputError(f"{self.path} ends inside the flattened header ({len(head)} bytes)")
-        self.starts, self.ends, self.fpos = array("q"), array("q"), array("q")
+        # the records in stream order (the hot loop: 600,000 records must take well under a second)
+        starts: list[int] = []
+        ends: list[int] = []
+        fpos: list[int] = []
+        ordered = True                # every record so far starts where the ones before it end
+        top = 0                       # the end of the furthest record so far
         self.truncated = False
-        self.records = 0
+        unpack = MDF_DATA_HEADER.unpack_from
         pos = MDF_HEADER_SIZE
         buf = b""
         buf_at = pos
+        buf_end = pos
         while True:
-            if pos + MDF_DATA_HEADER_SIZE > buf_at + len(buf):
+            if pos + MDF_DATA_HEADER_SIZE > buf_end:
                 try:
                     buf = os.pread(self.fd, 1 << 20, pos)
                 except OSError as exc:
                     raise DumpIOError(f"cannot read {self.path}: {exc.strerror or exc}") from None
                 buf_at = pos
+                buf_end = pos + len(buf)
                 if len(buf) < MDF_DATA_HEADER_SIZE:
                     self.truncated = True
                     break
-            offset, size = MDF_DATA_HEADER.unpack_from(buf, pos - buf_at)
+            offset, size = unpack(buf, pos - buf_at)
             if offset == MDF_END_FLAG:
                 break
             if offset < 0 or size <= 0 or size > MAX_RECORD or offset + size > FILE_LIMIT:
                 raise BadInputError(f"{self.path}: flattened record at file offset 0x{pos:x} has offset "
                                     f"{offset} and size {size}")
-            self.records += 1
-            if self.records > MAX_RECORDS:
+            if len(starts) >= MAX_RECORDS:
                 raise BadInputError(f"{self.path}: more than {MAX_RECORDS} flattened records")
             data = pos + MDF_DATA_HEADER_SIZE
-            avail = min(size, file_size - data)
-            if avail > 0:
-                self._paint(offset, offset + avail, data)
-            if avail < size:
-                self.truncated = True
-                break
             pos = data + size
-        self.size = self.ends[-1] if self.ends else 0
-
-    def _paint(self, start: int, end: int, fpos: int) -> None:
-        """Record [start, end) -> fpos, overriding what earlier records said about that range."""
-        starts, ends = self.starts, self.ends
-        if not starts or start >= ends[-1]:        # the usual case: records in increasing order
-            starts.append(start)
+            if pos > file_size:
+                self.truncated = True
+                size = file_size - data
+                if size <= 0:
+                    break
+            end = offset + size
+            if offset < top:
+                ordered = False       # out of order or overlapping: sorted out once, at the end
+            elif end > top:
+                top = end
+            starts.append(offset)
             ends.append(end)
-            self.fpos.append(fpos)
-            return
-        # out of order or overlapping: split the entries it touches
-        i = bisect.bisect_right(ends, start)
-        j = bisect.bisect_left(starts, end)
-        new_s, new_e, new_f = [], [], []
-        if i < j and starts[i] < start:
-            new_s.append(starts[i]); new_e.append(start); new_f.append(self.fpos[i])
-        new_s.append(start); new_e.append(end); new_f.append(fpos)
-        if i < j and ends[j - 1] > end:
-            k = j - 1
-            new_s.append(end); new_e.append(ends[k]); new_f.append(self.fpos[k] + (end - starts[k]))
-        starts[i:j] = array("q", new_s)
-        ends[i:j] = array("q", new_e)
-        self.fpos[i:j] = array("q", new_f)
+            fpos.append(data)
+            if self.truncated:
+                break
+        self.records = len(starts)
+        if not ordered:
+            starts, ends, fpos = _resolve(starts, ends, fpos)
+        self.starts, self.ends, self.fpos = array("q", starts), array("q", ends), array("q", fpos)
+        self.size = ends[-1] if ends else 0
 
     def pread(self, length: int, offset: int) -> bytes:
         """Bytes [offset, offset+length) of the rebuilt file (short at its end, zeros where no record is)."""
