@@ -211,6 +211,21 @@ class FlatFile:
             i += 1
         return bytes(out)
 
+    def data_extents(self, offset: int, length: int) -> list[tuple[int, int]]:
+        """The ranges of [offset, offset+length) of the rebuilt file that records cover (the rest
+        reads as zeros); adjacent ones merged."""
+        end = min(offset + length, self.size)
+        out: list[tuple[int, int]] = []
+        i = bisect.bisect_right(self.ends, offset)
+        while i < len(self.starts) and self.starts[i] < end:
+            s, e = max(self.starts[i], offset), min(self.ends[i], end)
+            if out and out[-1][1] == s:
+                out[-1] = (out[-1][0], e)
+            else:
+                out.append((s, e))
+            i += 1
+        return out
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
