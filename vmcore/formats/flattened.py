@@ -11,8 +11,11 @@ of where each range of the rebuilt file lies (three integer arrays, last
 writer wins), then serves `pread` from the flattened file itself: nothing is
 rebuilt on disk.  Ranges no record covers read as zeros, as they would in a
 rebuilt (sparse) file.  Records in increasing order (what makedumpfile writes
-but for a few header rewrites) are appended as they come; any other order is
-indexed once at the end, in O(N log N) (a sort and a sweep with a heap).
+but for a few header rewrites) are appended as they come.  A record that starts
+below the end of one before it ("late") is kept aside; at the end the late
+records are indexed on their own in O(K log K) (a sort and a sweep with a heap)
+and laid over the ordered ones, which they override (a record after them never
+overlaps them), with bisection and array slices: O(N + K log N) in all.
 """
 
 from __future__ import annotations
@@ -38,6 +41,10 @@ from vmcore.model import open_dump_fd
 FILE_LIMIT = (1 << 63) - 1
 MAX_RECORD = 1 << 30          # a record larger than this is taken as corruption
 MAX_RECORDS = 1 << 26         # 64 Mi records: 1.5 GiB of index would be needed beyond
+# records that start below the end of a record before them: makedumpfile writes a handful (the
+# header and bitmaps rewritten at the end); indexing one costs ~2 us and ~150 bytes while it lasts
+MAX_LATE_RECORDS = 1 << 20
+SPLICE_LATE = 64              # up to this many late index entries are spliced into the index
 
 
 class FlatSink:
@@ -114,6 +121,64 @@ def _resolve(starts: array, ends: array, fpos: array) -> tuple[array, array, arr
     return new_s, new_e, new_f
 
 
+def _overlay(index: tuple[array, array, array], late: tuple[array, array, array]) -> tuple[array, array, array]:
+    """`late` (sorted, non-overlapping) laid over `index` (the same), winning where they overlap."""
+    ms, me, mf = index
+    n = len(ms)
+    if len(late[0]) <= SPLICE_LATE:              # a few rewrites: splice them in place
+        for s, e, f in zip(*late):
+            j = bisect.bisect_right(me, s)       # index entries before j end at or before s
+            k = bisect.bisect_right(me, e, j)    # entries j..k-1 end at or before e
+            new = []
+            if j < len(ms) and ms[j] < s:        # entry j starts before s: its left part stays
+                new.append((ms[j], s, mf[j]))
+            new.append((s, e, f))
+            if k < len(ms) and ms[k] < e:        # entry k reaches past e: its right part stays
+                new.append((e, me[k], mf[k] + (e - ms[k])))
+                k += 1
+            ms[j:k] = array("q", (x[0] for x in new))
+            me[j:k] = array("q", (x[1] for x in new))
+            mf[j:k] = array("q", (x[2] for x in new))
+        return ms, me, mf
+    ls, le, lf = late
+    nl = len(ls)
+    out_s, out_e, out_f = array("q"), array("q"), array("q")
+
+    def take(src: tuple[array, array, array], a: int, b: int) -> None:
+        out_s.extend(src[0][a:b])
+        out_e.extend(src[1][a:b])
+        out_f.extend(src[2][a:b])
+
+    i = t = 0                                    # next index entry, next late entry to place
+    while t < nl:
+        j = bisect.bisect_right(me, ls[t], i)    # index entries that end before late entry t
+        take(index, i, j)
+        i = j
+        if i == n:
+            break
+        u = bisect.bisect_right(le, ms[i], t)    # late entries that end before index entry i
+        if u > t:
+            take(late, t, u)
+            t = u
+            continue
+        s, e, f = ls[t], le[t], lf[t]            # late entry t overlaps index entry i
+        if ms[i] < s:                            # whose left part stays
+            out_s.append(ms[i])
+            out_e.append(s)
+            out_f.append(mf[i])
+        out_s.append(s)
+        out_e.append(e)
+        out_f.append(f)
+        t += 1
+        i = bisect.bisect_right(me, e, i)        # index entries it covers are gone
+        if i < n and ms[i] < e:                  # the right part of the next one stays
+            mf[i] += e - ms[i]
+            ms[i] = e
+    take(late, t, nl)
+    take(index, i, n)
+    return out_s, out_e, out_f
+
+
 class FlatFile:
     """Random access to the rebuilt file of a flattened stream, without rebuilding it.
 
@@ -143,7 +208,7 @@ class FlatFile:
             raise BadInputError(f"{self.path} ends inside the flattened header ({len(head)} bytes)")
         # the records in stream order (the hot loop: 600,000 records must take well under a second)
         starts, ends, fpos = array("q"), array("q"), array("q")
-        ordered = True                # every record so far starts where the ones before it end
+        late_s, late_e, late_f = array("q"), array("q"), array("q")    # records out of order
         top = 0                       # the end of the furthest record so far
         self.truncated = False
         unpack = MDF_DATA_HEADER.unpack_from
@@ -168,7 +233,7 @@ class FlatFile:
             if offset < 0 or size <= 0 or size > MAX_RECORD or offset + size > FILE_LIMIT:
                 raise BadInputError(f"{self.path}: flattened record at file offset 0x{pos:x} has offset "
                                     f"{offset} and size {size}")
-            if len(starts) >= MAX_RECORDS:
+            if len(starts) + len(late_s) >= MAX_RECORDS:
                 raise BadInputError(f"{self.path}: more than {MAX_RECORDS} flattened records")
             data = pos + MDF_DATA_HEADER_SIZE
             pos = data + size
@@ -178,18 +243,26 @@ class FlatFile:
                 if size <= 0:
                     break
             end = offset + size
-            if offset < top:
-                ordered = False       # out of order or overlapping: sorted out once, at the end
-            elif end > top:
+            if offset >= top:             # in order: overlaps no record before it
+                starts.append(offset)
+                ends.append(end)
+                fpos.append(data)
                 top = end
-            starts.append(offset)
-            ends.append(end)
-            fpos.append(data)
+            else:
+                if len(late_s) >= MAX_LATE_RECORDS:
+                    raise BadInputError(f"{self.path}: more than {MAX_LATE_RECORDS} flattened records out of "
+                                        f"order (the next at file offset 0x{pos - size - MDF_DATA_HEADER_SIZE:x}); "
+                                        "makedumpfile writes a few")
+                late_s.append(offset)
+                late_e.append(end)
+                late_f.append(data)
+                if end > top:
+                    top = end
             if self.truncated:
                 break
-        self.records = len(starts)
-        if not ordered:
-            starts, ends, fpos = _resolve(starts, ends, fpos)
+        self.records = len(starts) + len(late_s)
+        if late_s:
+            starts, ends, fpos = _overlay((starts, ends, fpos), _resolve(late_s, late_e, late_f))
         self.starts, self.ends, self.fpos = starts, ends, fpos
         self.size = ends[-1] if ends else 0
 
