@@ -18,9 +18,18 @@ from __future__ import annotations
 import struct
 from typing import Any, Mapping
 
-from construct import Array, Bytes, Construct, FormatField, Padded, Pass, Renamed, Struct
+from construct import Array, Bytes, Construct, Default, FormatField, Padded, Pass, Renamed, Struct
 
-_SCALAR, _BYTES, _ARRAY = 0, 1, 2
+_SCALAR, _BYTES, _ARRAY, _STRUCT = 0, 1, 2, 3
+
+
+def _unwrap(sub: Construct) -> Construct:
+    """The construct under a field's name and its Default (a default changes building from
+    nothing, not the wire form)."""
+    inner = sub.subcon if isinstance(sub, Renamed) else sub
+    while isinstance(inner, Default):
+        inner = inner.subcon
+    return inner
 
 
 def field_names(layout: Struct) -> tuple[str, ...]:
@@ -32,18 +41,19 @@ class FlatLayout:
     """parse(data) -> {field: value}; build({field: value}) -> bytes, with one struct.Struct.
 
     Scalars are ints, Bytes fields bytes, arrays of integers lists of ints, arrays of
-    structs lists of tuples (element fields in declaration order, `element_fields`)."""
+    structs lists of tuples (element fields in declaration order, `element_fields`), nested
+    structs dicts of their own fields."""
 
     def __init__(self, layout: Struct):
         self.layout = layout
         self.element_fields: dict[str, tuple[str, ...]] = {}
-        self._plan: list[tuple[str, int, int, int, int]] = []   # name, kind, first value, count, width
+        self._plan: list[tuple] = []   # name, kind, first value, count, width (nested: its FlatLayout)
         fmt: list[str] = []
         order = None
         nvalues = 0
         for sub in layout.subcons:
             name = sub.name
-            inner = sub.subcon if isinstance(sub, Renamed) else sub
+            inner = _unwrap(sub)
             if isinstance(inner, Padded) and isinstance(inner.subcon, type(Pass)):
                 fmt.append(f"{inner.length}x")
                 continue
@@ -58,12 +68,24 @@ class FlatLayout:
                 fmt.append(f"{inner.length}s")
                 self._plan.append((name, _BYTES, nvalues, inner.length, 1))
                 nvalues += 1
+            elif isinstance(inner, Struct):
+                nested = FlatLayout(inner)
+                if nested.nvalues:
+                    order = _same_order(order, nested.struct.format[0])
+                fmt.append(nested.struct.format[1:])
+                self._plan.append((name, _STRUCT, nvalues, nested.nvalues, nested))
+                nvalues += nested.nvalues
             elif isinstance(inner, Array) and isinstance(inner.count, int):
-                element = inner.subcon
+                element = _unwrap(inner.subcon)
+                if type(element) is Bytes and isinstance(element.length, int):
+                    fmt.append(f"{element.length}s" * inner.count)      # a list of byte strings
+                    self._plan.append((name, _ARRAY, nvalues, inner.count, 0))
+                    nvalues += inner.count
+                    continue
                 if isinstance(element, FormatField):
                     parts = [element]
                 elif isinstance(element, Struct):
-                    parts = [sc.subcon if isinstance(sc, Renamed) else sc for sc in element.subcons]
+                    parts = [_unwrap(sc) for sc in element.subcons]
                     if not all(isinstance(p, FormatField) for p in parts) or not all(
                             sc.name for sc in element.subcons):
                         raise ValueError(f"array {name!r}: elements must be structs of named integers")
@@ -78,16 +100,21 @@ class FlatLayout:
                 nvalues += inner.count * len(parts)
             else:
                 raise ValueError(f"field {name!r} ({type(inner).__name__}) has no flat struct form")
+        self.nvalues = nvalues
         self.struct = struct.Struct((order or ">") + "".join(fmt))
         self.size = self.struct.size
         if self.size != layout.sizeof():
             raise ValueError(f"flat form has {self.size} bytes, the layout {layout.sizeof()}")
 
     def parse(self, data, offset: int = 0) -> dict[str, Any]:
-        values = self.struct.unpack_from(data, offset)
+        return self._fields(self.struct.unpack_from(data, offset))
+
+    def _fields(self, values) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name, kind, first, count, width in self._plan:
-            if kind != _ARRAY:
+            if kind == _STRUCT:
+                out[name] = width._fields(values[first:first + count])
+            elif kind != _ARRAY:
                 out[name] = values[first]
             elif width == 0:
                 out[name] = list(values[first:first + count])
@@ -97,9 +124,15 @@ class FlatLayout:
         return out
 
     def build(self, fields: Mapping[str, Any]) -> bytes:
+        return self.struct.pack(*self._flatten(fields))
+
+    def _flatten(self, fields: Mapping[str, Any]) -> list:
         flat: list = []
         for name, kind, _first, count, width in self._plan:
             value = fields[name]
+            if kind == _STRUCT:
+                flat.extend(width._flatten(value))
+                continue
             if kind == _SCALAR:
                 flat.append(value)
                 continue
@@ -115,11 +148,11 @@ class FlatLayout:
                     if len(element) != width:
                         raise ValueError(f"{name}: an element has {len(element)} fields, the layout {width}")
                     flat.extend(element)
-        return self.struct.pack(*flat)
+        return flat
 
 
-def _same_order(order: str | None, field: Construct) -> str:
-    o = field.fmtstr[0]
+def _same_order(order: str | None, field: Construct | str) -> str:
+    o = field if isinstance(field, str) else field.fmtstr[0]
     if o not in "<>=!":
         raise ValueError(f"format {field.fmtstr!r} has no fixed byte order")
     if order not in (None, o):

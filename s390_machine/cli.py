@@ -10,7 +10,7 @@ from rich.table import Table
 from s390_machine import ops
 from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from s390_machine.synth import SynthOptions, data_mibs, validate
-from s390_machine.units import human, parse_crashkernel, parse_size
+from s390_machine.units import human, parse_crashkernel, parse_memory_size
 
 app = new_app(help="Simulated s390x machines: a raw memory image (QEMU pmemsave compatible) plus CPU state.")
 
@@ -32,7 +32,7 @@ def create(
 ) -> None:
     """Synthesize a booted production system (lowcores, VMCOREINFO, printk log, meminfo, data)."""
     ck_size, ck_base = parse_crashkernel(crashkernel) if crashkernel else (0, None)
-    opts = SynthOptions(memory_size=parse_size(memory, "memory size"), cpus=cpus, crashkernel_size=ck_size,
+    opts = SynthOptions(memory_size=parse_memory_size(memory, "memory size"), cpus=cpus, crashkernel_size=ck_size,
                         crashkernel_base=ck_base, fill=fill, printk=printk, vector=not no_vector,
                         release=release, reipl_clear=reipl_clear, reipl_devno=None if no_reipl else 0)
     total = len(data_mibs(opts, validate(opts))) << 20      # gigabytes on a big machine: show them
@@ -104,7 +104,7 @@ def hotplug(
     from s390_machine.machine import Machine
     done = {}
     if add_memory is not None:
-        done["memory_size"] = hp.add_memory(directory, parse_size(add_memory, "memory increment"))
+        done["memory_size"] = hp.add_memory(directory, parse_memory_size(add_memory, "memory increment"))
     if add_cpu or remove_cpu is not None:
         with Machine.open(directory, writable=True) as m:
             if add_cpu:

@@ -493,6 +493,56 @@ def test_flattened_records_out_of_order_and_overwritten(tmp_path):
         assert page_digests(k) == page_digests(d)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_flattened_index_of_random_records_is_the_rebuilt_file(tmp_path, seed):
+    """Issue 16: the O(N log N) index gives what writing the records in order into a file gives
+    (last writer wins, holes are zeros), for records in any order, overlapping or not, few out of
+    order (spliced into the index) or many (merged with it)."""
+    rnd = random.Random(seed)
+    size = 3000
+    rebuilt = bytearray(size)
+    covered = 0
+    flat = tmp_path / "r.flat"
+    with open(flat, "wb") as fh:
+        fh.write(dd.flat_header_bytes())
+        ascending = seed % 3 == 0             # mostly in order, as makedumpfile writes
+        for i in range(rnd.choice((5, 60, 400, 3000))):
+            off = rnd.randrange(size - 1)
+            if ascending and rnd.random() < 0.9:
+                off = min(size - 2, i * size // 3000)
+            n = rnd.randrange(1, min(size - off, rnd.choice((4, 40, 700))) + 1)
+            data = rnd.randbytes(n)
+            rebuilt[off:off + n] = data
+            covered = max(covered, off + n)
+            fh.write(dd.flat_record_header(off, n) + data)
+        fh.write(dd.FLAT_END_RECORD)
+    f = FlatFile(str(flat))
+    try:
+        assert f.size == covered
+        assert f.pread(size, 0) == bytes(rebuilt[:covered])
+        assert all(e <= s for e, s in zip(f.ends, f.starts[1:]))      # sorted, no overlap
+        for _ in range(50):
+            a = rnd.randrange(covered)
+            n = rnd.randrange(1, 200)
+            assert f.pread(n, a) == bytes(rebuilt[a:min(a + n, covered)])
+    finally:
+        f.close()
+
+
+def test_too_many_flattened_records_out_of_order_are_refused(tmp_path, monkeypatch):
+    """Issue 16: records out of order are bounded (MAX_LATE_RECORDS, 1 Mi; 10 here)."""
+    from vmcore.formats import flattened as fl
+    monkeypatch.setattr(fl, "MAX_LATE_RECORDS", 10)
+    flat = tmp_path / "late.flat"
+    with open(flat, "wb") as fh:
+        fh.write(dd.flat_header_bytes())
+        for off in range(100, 0, -1):
+            fh.write(dd.flat_record_header(off * 8, 8) + bytes(8))
+        fh.write(dd.FLAT_END_RECORD)
+    with pytest.raises(BadInputError, match="more than 10 flattened records out of order"):
+        FlatFile(str(flat))
+
+
 def test_a_flattened_elf_is_not_claimed(tmp_path):
     p = tmp_path / "flat.elf"
     p.write_bytes(dd.flat_header_bytes() + dd.flat_record_header(0, 64) + b"\x7fELF" + bytes(60) + dd.FLAT_END_RECORD)

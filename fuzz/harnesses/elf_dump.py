@@ -19,6 +19,7 @@ DICT = (  # libFuzzer dictionary tokens (-dict)
     b"IDENTITYBASE=",
     b"PAGESIZE=",
     b"\xff\xff\xff\xff\xff\xff\xff\xff",
+    b"\x00\x00\x00\x04\x00\x00\x00\x00",  # a PT_NOTE program header (issue 16: many over one note area)
 )
 READ = 0x2000
 
@@ -48,3 +49,5 @@ def seeds(ctx):
     yield sparse.encode_files([ctx.elf_file("e1.elf")])
     yield sparse.encode_files([ctx.elf_file("e2.elf", gaps=True, todpreg_size=8)])
     yield sparse.encode_files([ctx.elf_file("e3.elf", vmcoreinfo=False, vector=False, cpus=1)])
+    from fuzz import crafted               # the note bomb of issue 16, 2000 headers instead of 65,000
+    yield sparse.encode_files([crafted.note_bomb_bytes(headers=2000)])

@@ -12,6 +12,7 @@ DICT = (  # libFuzzer dictionary tokens (-dict)
     b"\x00\x00\x03\x09",
     b"\x00\x00\x03\x0a",
     b"\xff\xff\xff\xff",
+    b"\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01",  # an empty note (issue 16: millions of them)
 )
 
 
@@ -30,3 +31,5 @@ def seeds(ctx):
         with ctx.dump_model(**kw) as d:
             yield build_notes(d)
             yield build_notes(d, todpreg_size=8)
+    from fuzz import crafted
+    yield crafted.EMPTY_NOTE * (MAX_LEN // len(crafted.EMPTY_NOTE))     # the note bomb's note area

@@ -14,6 +14,7 @@ DICT = (  # libFuzzer dictionary tokens (-dict)
     b"\xff\xff\xff\xff\xff\xff\xff\xff",
     b"\x00\x00\x10\x00",
     b"VMCOREINFO\x00",
+    b"\x00\x3f\xff\xfe",                  # bitmap_blocks of two 8 GiB bitmaps (issue 16: on a sparse file)
 )
 
 
@@ -26,3 +27,6 @@ def seeds(ctx):
     for name, opts in (("k-be", {}), ("k-le", {"byteorder": "<"}), ("k-raw", {"compress": "none"}),
                        ("k-split", {"gaps": True, "exclude_zero": True})):
         yield sparse.encode_files([ctx.kdump_file(name, **opts)])
+    from fuzz import crafted               # issue 16: bitmaps claiming a whole sparse file (64 MiB here)
+    path = ctx.tmp("bitmap-claim.kdump")
+    yield sparse.encode_files([crafted.sparse_bitmap_claim(path, sparse.SIZE_CAP)])

@@ -236,7 +236,7 @@ def read_elf(path: str | os.PathLike) -> Dump:
         for i, regs in enumerate(cpus):
             regs.address = i
         attrs = DumpAttrs(format=FORMAT_NAME, origin=path)
-        attrs.extra["notes"] = len(notes)
+        attrs.extra["elf_notes"] = len(notes)
         attrs.extra["program_headers"] = len(headers.phdrs)
         quirks = _quirks(headers.ehdr, notes)
         if quirks:

@@ -41,6 +41,7 @@ incomplete dump naming the physical ranges.  Several files of a split dump
 from __future__ import annotations
 
 import bisect
+import errno
 import os
 import struct
 import threading
@@ -840,6 +841,29 @@ class _PlainFile:
             left -= len(data)
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def data_extents(self, offset: int, length: int) -> list[Range]:
+        """The ranges of [offset, offset+length) that hold data (SEEK_DATA / SEEK_HOLE): holes of a
+        sparse file read as zeros and cost nothing to skip.  Without SEEK_DATA all of it is data."""
+        pos, end = offset, min(offset + length, self.size)
+        out: list[Range] = []
+        while pos < end:
+            try:
+                data = os.lseek(self.fd, pos, os.SEEK_DATA)
+            except OSError as exc:
+                if exc.errno == errno.ENXIO:          # nothing but a hole up to the end of the file
+                    break
+                out.append((pos, end))
+                break
+            if data >= end:
+                break
+            try:
+                hole = os.lseek(self.fd, data, os.SEEK_HOLE)
+            except OSError:
+                hole = end
+            out.append((data, min(hole, end)))
+            pos = hole
+        return out
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
@@ -1017,65 +1041,91 @@ class KdumpPart:
             return 0
         return ((1 << (e - s)) - 1) << s
 
+    def _blocks_to_scan(self, first_blk: int, last_blk: int) -> list[Range]:
+        """Rank blocks [a, b) of [first_blk, last_blk) where a bitmap holds data, and the block where
+        the file ends inside either bitmap.  Every other block is a hole in both bitmaps (no page
+        in either): the scan skips it, so its cost follows the bytes stored, not the bitmap size
+        the header claims (a 16 GiB sparse file with 12 KiB on disk once took 18 s to scan)."""
+        runs: list[Range] = []
+        size = self.file.size
+        for base in (self.off_bitmap1, self.off_bitmap2):
+            lo_b, hi_b = base + first_blk * RANK_BLOCK, base + last_blk * RANK_BLOCK
+            for s, e in self.file.data_extents(lo_b, hi_b - lo_b):
+                runs.append(((s - base) // RANK_BLOCK, -(-(e - base) // RANK_BLOCK)))
+            if size < hi_b:                     # what the file lacks is unknown, not zero: scan the edge
+                edge = max(first_blk, (size - base) // RANK_BLOCK)
+                runs.append((edge, edge + 1))
+        return [(max(a, first_blk), min(b, last_blk)) for a, b in _merge(runs) if a < last_blk and b > first_blk]
+
     def scan(self) -> None:
-        """Read both bitmaps of [lo, hi): present runs, the rank index, excluded runs, where they end."""
+        """Read both bitmaps of [lo, hi): present runs, the rank index, excluded runs, where they end.
+
+        The rank index holds one entry per rank block scanned (`rank_blocks`, the pages of bitmap 2
+        before each in `ranks`); blocks skipped as holes of both bitmaps have no entry."""
         lo, hi = self.lo, self.hi
-        self.first_blk = lo // RANK_BITS
+        first_blk = lo // RANK_BITS
         last_blk = -(-hi // RANK_BITS)
-        ranks = array("q", [0])
+        blocks = array("q")
+        ranks = array("q")
         present: list[Range] = []
         excluded: list[Range] = []
         unknown_from = None               # first pfn whose bitmap bits the file lacks
         total = 0
         step = BITMAP_PIECE // RANK_BLOCK
-        for piece in range(self.first_blk, last_blk, step):
-            end_blk = min(piece + step, last_blk)
-            n_bytes = min((end_blk - piece) * RANK_BLOCK, -(-(self.max_mapnr - piece * RANK_BITS) // 8))
-            raw1 = self.file.pread(n_bytes, self.off_bitmap1 + piece * RANK_BLOCK)
-            raw2 = self.file.pread(n_bytes, self.off_bitmap2 + piece * RANK_BLOCK)
-            if not raw1 and not raw2:
-                if unknown_from is None:
-                    unknown_from = max(lo, piece * RANK_BITS)
-                break                             # the file ends before the rest of both bitmaps
-            for blk in range(piece, end_blk):
-                at = (blk - piece) * RANK_BLOCK
-                first = blk * RANK_BITS
-                if (lo <= first and first + RANK_BITS <= min(hi, self.max_mapnr)
-                        and len(raw1) - at >= RANK_BLOCK and len(raw2) - at >= RANK_BLOCK):
-                    # fast path for a whole block of one value in each bitmap (the bulk of a large
-                    # machine: 17 TiB has 139264 blocks); the same result as the general path below
-                    b1, b2 = raw1[at:at + RANK_BLOCK], raw2[at:at + RANK_BLOCK]
-                    o1, o2 = b1 == _RANK_ONES, b2 == _RANK_ONES
-                    if (o1 or b1 == _RANK_ZEROS) and (o2 or b2 == _RANK_ZEROS):
-                        if o2:
-                            total += RANK_BITS
-                        ranks.append(total)
-                        if o1 or o2:
-                            _add_run(present, first, first + RANK_BITS)
-                        if o1 and not o2 and not self.zero_excluded:
-                            _add_run(excluded, first, first + RANK_BITS)
-                        continue
-                nbits = min(RANK_BITS, self.max_mapnr - first)
-                known1 = max(0, min(nbits, (len(raw1) - at) * 8))
-                known2 = max(0, min(nbits, (len(raw2) - at) * 8))
-                mask = self._mask(blk, lo, hi)
-                v1 = int.from_bytes(raw1[at:at + RANK_BLOCK], "little") & mask & ((1 << known1) - 1)
-                v2 = int.from_bytes(raw2[at:at + RANK_BLOCK], "little") & mask & ((1 << known2) - 1)
-                if known2 < nbits and unknown_from is None and first + known2 < hi:
-                    unknown_from = max(lo, first + known2)
-                total += v2.bit_count()
-                ranks.append(total)
-                for s, e in dd.int_runs(v1 | v2, RANK_BITS, first):
-                    if present and present[-1][1] == s:
-                        present[-1] = (present[-1][0], e)
-                    else:
-                        present.append((s, e))
-                if not self.zero_excluded:
-                    for s, e in dd.int_runs(v1 & ~v2, RANK_BITS, first):
-                        if excluded and excluded[-1][1] == s:
-                            excluded[-1] = (excluded[-1][0], e)
+        ended = False
+        for run_a, run_b in self._blocks_to_scan(first_blk, last_blk):
+            for piece in range(run_a, run_b, step):
+                end_blk = min(piece + step, run_b)
+                n_bytes = min((end_blk - piece) * RANK_BLOCK, -(-(self.max_mapnr - piece * RANK_BITS) // 8))
+                raw1 = self.file.pread(n_bytes, self.off_bitmap1 + piece * RANK_BLOCK)
+                raw2 = self.file.pread(n_bytes, self.off_bitmap2 + piece * RANK_BLOCK)
+                if not raw1 and not raw2:
+                    if unknown_from is None:
+                        unknown_from = max(lo, piece * RANK_BITS)
+                    ended = True
+                    break                             # the file ends before the rest of both bitmaps
+                for blk in range(piece, end_blk):
+                    at = (blk - piece) * RANK_BLOCK
+                    first = blk * RANK_BITS
+                    blocks.append(blk)
+                    ranks.append(total)
+                    if (lo <= first and first + RANK_BITS <= min(hi, self.max_mapnr)
+                            and len(raw1) - at >= RANK_BLOCK and len(raw2) - at >= RANK_BLOCK):
+                        # fast path for a whole block of one value in each bitmap (the bulk of a large
+                        # machine: 17 TiB has 139264 blocks); the same result as the general path below
+                        b1, b2 = raw1[at:at + RANK_BLOCK], raw2[at:at + RANK_BLOCK]
+                        o1, o2 = b1 == _RANK_ONES, b2 == _RANK_ONES
+                        if (o1 or b1 == _RANK_ZEROS) and (o2 or b2 == _RANK_ZEROS):
+                            if o2:
+                                total += RANK_BITS
+                            if o1 or o2:
+                                _add_run(present, first, first + RANK_BITS)
+                            if o1 and not o2 and not self.zero_excluded:
+                                _add_run(excluded, first, first + RANK_BITS)
+                            continue
+                    nbits = min(RANK_BITS, self.max_mapnr - first)
+                    known1 = max(0, min(nbits, (len(raw1) - at) * 8))
+                    known2 = max(0, min(nbits, (len(raw2) - at) * 8))
+                    mask = self._mask(blk, lo, hi)
+                    v1 = int.from_bytes(raw1[at:at + RANK_BLOCK], "little") & mask & ((1 << known1) - 1)
+                    v2 = int.from_bytes(raw2[at:at + RANK_BLOCK], "little") & mask & ((1 << known2) - 1)
+                    if known2 < nbits and unknown_from is None and first + known2 < hi:
+                        unknown_from = max(lo, first + known2)
+                    total += v2.bit_count()
+                    for s, e in dd.int_runs(v1 | v2, RANK_BITS, first):
+                        if present and present[-1][1] == s:
+                            present[-1] = (present[-1][0], e)
                         else:
-                            excluded.append((s, e))
+                            present.append((s, e))
+                    if not self.zero_excluded:
+                        for s, e in dd.int_runs(v1 & ~v2, RANK_BITS, first):
+                            if excluded and excluded[-1][1] == s:
+                                excluded[-1] = (excluded[-1][0], e)
+                            else:
+                                excluded.append((s, e))
+            if ended:
+                break
+        self.rank_blocks = blocks
         self.ranks = ranks
         self.num_dumpable = total
         self.present = present
@@ -1106,13 +1156,19 @@ class KdumpPart:
         return v
 
     def rank(self, pfn: int) -> int:
+        """Pages of bitmap 2 before `pfn`."""
         blk = pfn // RANK_BITS
+        i = bisect.bisect_left(self.rank_blocks, blk)
+        if i == len(self.rank_blocks):
+            return self.num_dumpable
+        if self.rank_blocks[i] != blk:              # a block skipped as a hole: no page in it
+            return self.ranks[i]
         v = self._b2(blk)
-        return self.ranks[blk - self.first_blk] + (v & ((1 << (pfn - blk * RANK_BITS)) - 1)).bit_count()
+        return self.ranks[i] + (v & ((1 << (pfn - blk * RANK_BITS)) - 1)).bit_count()
 
     def pfn_of_rank(self, r: int) -> int:
         i = bisect.bisect_right(self.ranks, r) - 1
-        blk = self.first_blk + i
+        blk = self.rank_blocks[i]
         left = r - self.ranks[i]
         for s, e in dd.int_runs(self._b2(blk), RANK_BITS, blk * RANK_BITS):
             if left < e - s:
@@ -1122,13 +1178,18 @@ class KdumpPart:
 
     def dumped_runs(self, p0: int, p1: int) -> Iterator[tuple[int, int, int]]:
         """(start, end, rank of start) of the runs of bitmap 2 in [p0, p1)."""
-        for blk in range(p0 // RANK_BITS, (p1 - 1) // RANK_BITS + 1):
+        blocks = self.rank_blocks
+        i = bisect.bisect_left(blocks, p0 // RANK_BITS)
+        last = (p1 - 1) // RANK_BITS
+        while i < len(blocks) and blocks[i] <= last:
+            blk = blocks[i]
             first = blk * RANK_BITS
             v = self._b2(blk)
-            base = self.ranks[blk - self.first_blk]
+            base = self.ranks[i]
             sel = v & self._mask(blk, p0, p1)
             for s, e in dd.int_runs(sel, RANK_BITS, first):
                 yield s, e, base + (v & ((1 << (s - first)) - 1)).bit_count()
+            i += 1
 
     # -- descriptors ----------------------------------------------------------------------
     def descs(self, r0: int, n: int) -> bytes:
@@ -1463,7 +1524,7 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
     except DumpToolError as exc:
         attrs.extra["notes_error"] = str(exc)
         vn = None
-    attrs.extra["notes"] = notes_count
+    attrs.extra["elf_notes"] = notes_count
     dump = Dump(chunks, cpus, attrs, resources=parts)
     try:
         raw = first.vmcoreinfo()
@@ -1484,19 +1545,22 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
 
 
 def _bitmap1_runs(part: KdumpPart, lo: int, hi: int) -> list[Range]:
+    """Runs of bitmap 1 in pfns [lo, hi), read where the file holds data (holes are zeros); the
+    bits the file lacks are one unknown run."""
     runs: list[Range] = []
-    step = BITMAP_PIECE * 8
-    for a in range(lo - lo % 8, hi, step):
-        b = min(hi, a + step)
-        raw = part.file.pread(-(-(b - a) // 8), part.off_bitmap1 + a // 8)
-        for s, e in dd.bitmap_runs(raw, a):
-            s, e = max(s, lo), min(e, hi)
-            if s < e:
-                runs.append((s, e))
-        if len(raw) * 8 < b - a:                        # the bitmap ends here: the rest is unknown
-            runs.append((max(lo, a + len(raw) * 8), hi))
-            break
+    base = part.off_bitmap1
+    byte_lo, byte_hi = base + (lo - lo % 8) // 8, base + -(-hi // 8)
+    for s, e in part.file.data_extents(byte_lo, byte_hi - byte_lo):
+        for pos in range(s, e, BITMAP_PIECE):
+            raw = part.file.pread(min(BITMAP_PIECE, e - pos), pos)
+            for a, b in dd.bitmap_runs(raw, (pos - base) * 8):
+                a, b = max(a, lo), min(b, hi)
+                if a < b:
+                    runs.append((a, b))
+    if byte_hi > part.file.size:                        # the bitmap ends here: the rest is unknown
+        runs.append((max(lo, (part.file.size - base) * 8), hi))
     return _merge(runs)
+
 
 
 def _describe(attrs: DumpAttrs, p: KdumpPart, parts: list[KdumpPart]) -> None:
