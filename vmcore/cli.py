@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from meminfo_abi.errors import EXIT_INCOMPLETE, BadInputError, UsageError
+from meminfo_abi.errors import EXIT_BAD_INPUT, EXIT_INCOMPLETE, BadInputError, UsageError
 from s390_machine.clikit import emit_json, main_for, progress_bar, stdout
 from s390_machine.units import human, parse_size
 from vmcore import inspect
@@ -99,6 +99,10 @@ def info(
                                 f"0x{caught['oldmem_base']:x}, {human(caught['oldmem_size'])}); showing "
                                 f"{sel}: {caught['systems'][sel]} (-s prod|kdump|all)")
         t.add_row("complete", "[green]yes[/]" if data["complete"] else f"[red]no[/]: {data['incomplete_reason']}")
+        if data["filtered"]:
+            t.add_row("filtered", data["filtered"])
+        if data["notes_error"]:
+            t.add_row("notes", f"[red]DAMAGED[/]: {data['notes_error']}")
         vi = data["vmcoreinfo"]
         t.add_row("VMCOREINFO", "none" if vi is None else
                   f"{vi['osrelease']}, page size {vi['page_size']}, KERNELOFFSET {vi['kerneloffset']} "
@@ -106,6 +110,8 @@ def info(
         mi = data["meminfo"]
         t.add_row("meminfo", ("valid" if mi.get("header_valid") else "invalid") + f" - {mi['reason']}")
         stdout.print(t)
+    if data["notes_error"]:
+        raise typer.Exit(EXIT_BAD_INPUT)
     if not data["complete"]:
         raise typer.Exit(EXIT_INCOMPLETE)
 
@@ -284,7 +290,9 @@ def verify(
             t.add_row(c["check"], "ok" if ok else ("[red]FAILED[/]" if ok is False else "-"), str(c.get("detail", "")))
         stdout.print(t)
         colour = {"verified": "green", "incomplete": "yellow"}.get(rep.status, "red")
-        stdout.print(f"[{colour}]{rep.status}[/]" + (f": {rep.reason}" if rep.status == "incomplete" else ""))
+        filtered = d.attrs.filtered_text() if rep.status == "verified" else None
+        stdout.print(f"[{colour}]{rep.status}[/]" + (f": {rep.reason}" if rep.status == "incomplete" else "")
+                     + (f" (filtered: {filtered})" if filtered else ""))
     if rep.exit_code:
         raise typer.Exit(rep.exit_code)
 
