@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "raw memory images, and a kdump kernel's /proc/vmcore.")
 
 FORMAT_HELP = "output format: elf, kdump (kdump-compressed), s390 (flat s390 dump)"
+ALLOW_INCOMPLETE_HELP = ("write a dump that was cut short anyway: what is missing stays missing and the "
+                         "result is marked incomplete (without it: refused, exit 4)")
 SELECT_HELP = ("a kdump kernel caught by a stand-alone dump: prod (the production system, swap undone; "
                "the default), kdump (the kdump kernel's memory), all (everything as dumped)")
 
@@ -49,6 +51,7 @@ def save(
     compress: str = typer.Option("zlib", "--compress", help="kdump format: zlib or none"),
     level: int = typer.Option(1, "--level", help="zlib level"),
     exclude_zero: bool = typer.Option(False, "--exclude-zero", help="kdump format: leave zero pages out"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -61,15 +64,17 @@ def save(
     with Machine.open(machine) as m:
         dump = kdump_dump(m)
         with dump, progress_bar(dump.present_bytes, f"saving {fmt}", progress) as advance:
-            write_dump(dump, output, fmt, progress=advance, **opts)
+            write_dump(dump, output, fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
         result = {"output": output, "format": fmt, "memory": dump.size, "cpus": len(dump.cpus),
+                  "complete": dump.attrs.complete, "incomplete_reason": dump.attrs.incomplete_reason,
                   "vmcoreinfo": dump.attrs.vmcoreinfo_source,
                   "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded")}
     if as_json:
         emit_json(result)
     else:
         stdout.print(f"saved {human(result['memory'])} of old memory, {result['cpus']} CPUs, "
-                     f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})")
+                     f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})"
+                     + ("" if result["complete"] else f", INCOMPLETE: {result['incomplete_reason']}"))
 
 
 @app.command()
@@ -216,6 +221,7 @@ def convert(
     exclude_zero: bool = typer.Option(False, "--exclude-zero",
                                       help="kdump format: leave zero pages out (else each has a descriptor, "
                                            "24 bytes a page: ~100 GiB for 16 TiB)"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -227,14 +233,17 @@ def convert(
         raise UsageError("--exclude-zero applies to -f kdump only")
     with _open(dump, fmt, cpus_from, select) as d:
         with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
-            write_dump(d, output, out_fmt, progress=advance, **opts)
+            write_dump(d, output, out_fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
         res = {"input": dump, "input_format": d.attrs.format, "output": output, "format": out_fmt,
-               "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete}
+               "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete,
+               "incomplete_reason": d.attrs.incomplete_reason, "filtered": d.attrs.filtered_text()}
     if as_json:
         emit_json(res)
     else:
         stdout.print(f"{dump} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
-                     f"{res['cpus']} CPUs")
+                     f"{res['cpus']} CPUs"
+                     + (f", filtered: {res['filtered']}" if res["filtered"] else "")
+                     + ("" if res["complete"] else f", written INCOMPLETE: {res['incomplete_reason']}"))
 
 
 @app.command("map")

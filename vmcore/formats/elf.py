@@ -8,7 +8,9 @@ Writer (ref-abi.md §4.2-4.4, the layout the s390 kdump kernel gives /proc/vmcor
   every CPU (boot CPU first, pr_pid 1, 2, ...), the VMCOREINFO note.  With 65535
   or more program headers e_phnum is PN_XNUM and section header 0 holds the
   count (sh_info).  Zero pages and source holes become file holes; the file is
-  written under a temporary name and renamed when complete.
+  written under a temporary name and renamed when complete.  Absent ranges (filtered
+  or missing) are left out of the PT_LOADs; an incomplete source sets e_flags
+  DUMP_ELF_INCOMPLETE (0x1, makedumpfile's and crash's flag), which the reader reports.
 
 Reader: accepts the above and QEMU's output, including QEMU 7.2's quirks
 (section headers before the program headers, the second one little-endian;
@@ -28,6 +30,7 @@ from typing import BinaryIO, Callable
 from construct import ConstructError
 
 from meminfo_abi.elfcore import (
+    DUMP_ELF_INCOMPLETE,
     EHDR_SIZE,
     EM_S390,
     ET_CORE,
@@ -131,7 +134,10 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
     """Write `dump` as an s390x ELF core file (sparse, atomic, streamed)."""
     path = os.fspath(path)
     lay = plan_layout(dump, todpreg_size)
-    headers = [ehdr_bytes(lay.phnum, shoff=lay.shoff, shnum=1 if lay.shoff else 0)]
+    # what the source lacks (absent chunks) is left out of the PT_LOADs, as makedumpfile leaves out
+    # excluded pages; an incomplete source is flagged in e_flags, as makedumpfile and crash do
+    flags = 0 if dump.attrs.complete else DUMP_ELF_INCOMPLETE
+    headers = [ehdr_bytes(lay.phnum, shoff=lay.shoff, shnum=1 if lay.shoff else 0, flags=flags)]
     headers.append(phdr_bytes(PT_NOTE, lay.notes_offset, 0, 0, len(lay.notes), len(lay.notes)))
     for c, off in lay.loads:
         headers.append(phdr_bytes(PT_LOAD, off, c.start, c.start, c.size, c.size,
@@ -235,6 +241,9 @@ def read_elf(path: str | os.PathLike) -> Dump:
         if quirks:
             attrs.extra["quirks"] = quirks
         missing = _load_chunks(base, headers, path, chunks)
+        if headers.ehdr.e_flags & DUMP_ELF_INCOMPLETE:
+            attrs.mark_incomplete(f"{path} was written incomplete (e_flags DUMP_ELF_INCOMPLETE): memory its "
+                                  "source lacked is left out of its PT_LOADs")
         if missing:
             attrs.mark_incomplete(f"{path} is truncated: " + "; ".join(missing[:3])
                                   + (f"; and {len(missing) - 3} more" if len(missing) > 3 else ""))

@@ -850,6 +850,9 @@ def write_split(dump: Dump, paths: list, progress: Progress = None, **opts) -> l
     if n < 1 or n > max_mapnr:
         raise UsageError(f"cannot split {max_mapnr} pages into {n} files")
     bounds = [max_mapnr * i // n for i in range(n + 1)]
+    # the parts share one disk_dump_header (makedumpfile --reassemble compares them byte for byte)
+    if opts.get("timestamp") is None:
+        opts["timestamp"] = dump.attrs.timestamp or time.time()
     if opts.get("exclude_zero"):
         # every part carries the whole bitmap 2: the non-zero pages of the whole dump (one more read)
         _runs, missing, _absent = _present_runs(dump, ps, opts.get("allow_incomplete", False))
@@ -1048,7 +1051,9 @@ class KdumpPart:
                 s, e = vals["start_pfn_64"], vals["end_pfn_64"]
             else:
                 s, e = vals["start_pfn"], vals["end_pfn"]
-            if not (0 <= s < e) or s >= max_mapnr:
+            # makedumpfile writes empty parts (start_pfn == end_pfn) when a set has more files than
+            # its dumpable pages fill; they hold no pages and reassemble fine
+            if not (0 <= s <= e) or s > max_mapnr:
                 raise BadInputError(f"{self.path}: split part with pfn range {s}-{e} (max_mapnr {max_mapnr})")
             self.split = True
             self.lo, self.hi = s, min(e, max_mapnr)
@@ -1496,7 +1501,7 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
         if (p.bs, p.max_mapnr) != (first.bs, first.max_mapnr):
             raise BadInputError(f"{p.path} does not belong to the split dump of {first.path} (block size or "
                                 "max_mapnr differ)")
-    parts.sort(key=lambda p: p.lo)
+    parts.sort(key=lambda p: (p.lo, p.hi))
     for a, b in zip(parts, parts[1:]):
         if b.lo < a.hi:
             raise BadInputError(f"{b.path} (pfn {b.lo}-{b.hi}) overlaps {a.path} (pfn {a.lo}-{a.hi})")
