@@ -300,7 +300,9 @@ def verify(
         stdout.print(t)
         colour = {"verified": "green", "incomplete": "yellow"}.get(rep.status, "red")
         filtered = d.attrs.filtered_text() if rep.status == "verified" else None
-        stdout.print(f"[{colour}]{rep.status}[/]" + (f": {rep.reason}" if rep.status == "incomplete" else "")
+        why = rep.reason if rep.status == "incomplete" else d.attrs.extra.get("notes_error") \
+            if rep.status == "notes damaged" else None
+        stdout.print(f"[{colour}]{rep.status}[/]" + (f": {why}" if why else "")
                      + (f" (filtered: {filtered})" if filtered else ""))
     if rep.exit_code:
         raise typer.Exit(rep.exit_code)

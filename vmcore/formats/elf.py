@@ -57,8 +57,8 @@ from meminfo_abi.elfnotes import (
     NT_PRSTATUS,
     PRSTATUS_PID_OFFSET,
     cpu_notes,
-    cpus_from_notes,
-    iter_notes,
+    cpus_from_intact_notes,
+    read_notes,
     prpsinfo_note,
     vmcoreinfo_note,
 )
@@ -229,14 +229,16 @@ def read_elf(path: str | os.PathLike) -> Dump:
             if not probe_head(fh.read(64)):
                 raise BadInputError(f"{path} is not an s390x ELF core dump (ELF64 big-endian ET_CORE EM_S390)")
             headers = read_core_headers(fh, path)
-            notes = list(iter_notes(read_note_segments(fh, headers, path)))
+            notes, notes_error = read_notes(read_note_segments(fh, headers, path), f"{path} PT_NOTE")
             base = FileSource(path, 0, headers.file_size, name=path)
-        cpus = cpus_from_notes(notes)
+        cpus, cpu_error = cpus_from_intact_notes(notes, f"{path} PT_NOTE")
         for i, regs in enumerate(cpus):
             regs.address = i
         attrs = DumpAttrs(format=FORMAT_NAME, origin=path)
         attrs.extra["notes"] = len(notes)
         attrs.extra["program_headers"] = len(headers.phdrs)
+        if notes_error or cpu_error:        # damaged notes are named and counted, never dropped silently
+            attrs.extra["notes_error"] = "; ".join(e for e in (notes_error, cpu_error) if e)
         quirks = _quirks(headers.ehdr, notes)
         if quirks:
             attrs.extra["quirks"] = quirks

@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterator
 from construct import ConstructError
 
 from meminfo_abi import diskdump as dd
-from meminfo_abi.elfnotes import NOTE_NAME_VMCOREINFO, cpus_from_notes, iter_notes
+from meminfo_abi.elfnotes import NOTE_NAME_VMCOREINFO, cpus_from_intact_notes, iter_notes, read_notes
 from meminfo_abi.elfcore import MAX_NOTES_BYTES
 from meminfo_abi.errors import (
     BadInputError,
@@ -1564,20 +1564,25 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
     attrs.excluded = _merge(attrs.excluded)
     _describe(attrs, first, parts)
     cpus, notes_count = [], 0
+    vn = None
+    errors: list[str] = []
     try:
         notes = first.notes()
-        if notes is not None:
-            nl = list(iter_notes(notes))
-            notes_count = len(nl)
-            cpus = cpus_from_notes(nl)
-            for i, regs in enumerate(cpus):
-                regs.address = i
-            vn = next((n for n in nl if n.name == NOTE_NAME_VMCOREINFO), None)
-        else:
-            vn = None
     except DumpToolError as exc:
-        attrs.extra["notes_error"] = str(exc)
-        vn = None
+        notes = None
+        errors.append(str(exc))
+    if notes is not None:
+        # damaged notes are named and counted (as the ELF reader does), never dropped silently
+        where = f"{first.path} notes at 0x{first.sub['offset_note']:x}"
+        nl, bad = read_notes(notes, where)
+        notes_count = len(nl)
+        cpus, cpu_bad = cpus_from_intact_notes(nl, where, expected=first.header.nr_cpus)
+        errors += [e for e in (bad, cpu_bad) if e]
+        for i, regs in enumerate(cpus):
+            regs.address = i
+        vn = next((n for n in nl if n.name == NOTE_NAME_VMCOREINFO), None)
+    if errors:
+        attrs.extra["notes_error"] = "; ".join(errors)
     attrs.extra["notes"] = notes_count
     dump = Dump(chunks, cpus, attrs, resources=parts)
     try:
