@@ -113,7 +113,12 @@ def info(
                   f"{vi['osrelease']}, page size {vi['page_size']}, KERNELOFFSET {vi['kerneloffset']} "
                   f"(from {data['vmcoreinfo_source']})")
         mi = data["meminfo"]
-        t.add_row("meminfo", ("valid" if mi.get("header_valid") else "invalid") + f" - {mi['reason']}")
+        if "block" in mi:           # three separate truths: the os_info block, the crashkernel, kdump
+            t.add_row("os_info block", mi["block"])
+            t.add_row("crashkernel", mi["crashkernel_state"])
+            t.add_row("kdump", mi["kdump"])
+        else:
+            t.add_row("os_info block", f"unreadable - {mi['reason']}")
         stdout.print(t)
     if data["notes_error"]:
         raise typer.Exit(EXIT_BAD_INPUT)
