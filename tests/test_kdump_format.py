@@ -279,6 +279,19 @@ def test_unaligned_chunks_zero_chunks_and_streams(tmp_path):
         assert k.missing_ranges() == [(8192, 16384)]
         assert not k.attrs.complete and "status flag" in k.attrs.incomplete_reason
         assert "never written" in k.attrs.incomplete_reason and k.read(16384, 4) == b"bbbb"
+    # gaps in the middle and at the end, the file then cut inside the page data: the pages
+    # between the gaps stay readable, everything missing is named
+    gaps = Dump([MemChunk(0, 8192, BytesSource(b"a" * 8192)), MemChunk(8192, 8192, None, "absent"),
+                 MemChunk(16384, 8192, BytesSource(os.urandom(8192))), MemChunk(24576, 8192, None, "absent")])
+    g2 = str(tmp_path / "g2.kdump")
+    write_dump(gaps, g2, "kdump", allow_incomplete=True, compress="none")
+    with open_dump(g2) as k:
+        assert k.missing_ranges() == [(8192, 16384), (24576, 32768)]
+        assert k.read(16384, 8192) == gaps.read(16384, 8192)
+    os.truncate(g2, os.path.getsize(g2) - 4096)          # the last data page is lost
+    with open_dump(g2) as k:
+        assert k.missing_ranges() == [(8192, 16384), (20480, 32768)]
+        assert k.read(16384, 4096) == gaps.read(16384, 4096)
     buf = io.BytesIO()
     write_dump(d, buf, "kdump", flattened=True, timestamp=0)
     write_dump(d, str(tmp_path / "f.kdump"), "kdump", flattened=True, timestamp=0)

@@ -1229,9 +1229,18 @@ class KdumpPart:
             self.zero_desc = self.pack.pack(offset_data, self.bs, 0, 0)
             self.zero_run = self.zero_desc * 4096
 
+    def _skip_empty(self, d: tuple) -> bool:
+        """An empty descriptor in a file flagged incomplete: a page never written, wherever it
+        lies (found by _empty_descriptor_runs); the cut is looked for among the others."""
+        return self.incomplete_flag and d[0] == 0 and d[1] == 0
+
     def _bad(self, d: tuple) -> bool:
-        """A descriptor that was never written or whose data lies past the end of the file."""
+        """A descriptor that was never written or whose data lies past the end of the file.
+        In a file flagged incomplete, never-written pages may sit anywhere (a writer carrying a
+        source's gaps): those are found by _empty_descriptor_runs, only data past the end cuts."""
         off, size = d[0], d[1]
+        if self.incomplete_flag and off == 0 and size == 0:
+            return False
         return off == 0 or off + size > self.file.size
 
     def _first_nonzero(self, i: int, k: int) -> tuple[int, tuple | None]:
@@ -1240,7 +1249,7 @@ class KdumpPart:
             n = min(DESC_SCAN, k - i)
             buf = self.descs(i, n)
             for j, d in enumerate(self.pack.iter_unpack(buf)):
-                if d[:3] != self.zero_key:
+                if d[:3] != self.zero_key and not self._skip_empty(d):
                     return i + j, d
             i += n
         return k, None
@@ -1252,7 +1261,7 @@ class KdumpPart:
             buf = self.descs(i - n, n)
             ds = list(self.pack.iter_unpack(buf))
             for j in range(len(ds) - 1, -1, -1):
-                if ds[j][:3] != self.zero_key:
+                if ds[j][:3] != self.zero_key and not self._skip_empty(ds[j]):
                     return i - n + j, ds[j]
             i -= n
         return -1, None
