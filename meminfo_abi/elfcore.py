@@ -86,11 +86,15 @@ assert _PHDR_BULK.size == Elf64_Phdr.sizeof() == PHDR_SIZE
 ElfIdent = Struct("magic" / Bytes(4), "ei_class" / Int8ub, "ei_data" / Int8ub)
 
 
-def ehdr_bytes(phnum: int, phoff: int = EHDR_SIZE, shoff: int = 0, shnum: int = 0) -> bytes:
+# e_flags of a core file that lacks memory of the dumped system (makedumpfile and crash use bit 0)
+DUMP_ELF_INCOMPLETE = 0x1
+
+
+def ehdr_bytes(phnum: int, phoff: int = EHDR_SIZE, shoff: int = 0, shnum: int = 0, flags: int = 0) -> bytes:
     return Elf64_Ehdr.build(dict(
         e_ident_class=ELFCLASS64, e_ident_data=ELFDATA2MSB, e_ident_version=EV_CURRENT,
         e_ident_osabi=ELFOSABI_NONE, e_ident_abiversion=0, e_type=ET_CORE, e_machine=EM_S390,
-        e_version=EV_CURRENT, e_entry=0, e_phoff=phoff, e_shoff=shoff, e_flags=0,
+        e_version=EV_CURRENT, e_entry=0, e_phoff=phoff, e_shoff=shoff, e_flags=flags,
         e_ehsize=EHDR_SIZE, e_phentsize=PHDR_SIZE, e_phnum=min(phnum, PN_XNUM),
         e_shentsize=SHDR_SIZE if shnum else 0, e_shnum=shnum, e_shstrndx=0,
     ))

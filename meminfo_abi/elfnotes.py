@@ -296,6 +296,32 @@ def iter_notes(data: bytes | bytearray | memoryview, limit: int = MAX_NOTES) -> 
         off = min(desc_off + _align4(descsz), end)
 
 
+def read_notes(data: bytes | bytearray | memoryview, where: str) -> tuple[list[Note], str | None]:
+    """Every note up to the first damaged one, and the damage (None when there is none): named
+    by offset and counted, so a reader keeps what is intact and reports the rest, whatever the
+    dump format."""
+    notes: list[Note] = []
+    try:
+        for n in iter_notes(data):
+            notes.append(n)
+    except BadInputError as exc:
+        return notes, f"{where}: {exc}; {len(notes)} notes read before it, the rest dropped"
+    return notes, None
+
+
+def cpus_from_intact_notes(notes: list[Note], where: str, expected: int | None = None
+                           ) -> tuple[list[CpuRegs], str | None]:
+    """cpus_from_notes, with damage reported instead of raised: ([], why) when a CPU note cannot
+    be parsed; a count below `expected` (the CPU count a header promises) is damage too."""
+    try:
+        cpus = cpus_from_notes(notes)
+    except BadInputError as exc:
+        return [], f"{where}: {exc}"
+    if expected and len(cpus) < expected:
+        return cpus, f"{where}: {len(cpus)} CPUs in the notes, the header counts {expected}"
+    return cpus, None
+
+
 # -- per-CPU notes (write) ------------------------------------------------------------
 def _prstatus_desc(regs: CpuRegs, pid: int) -> bytes:
     return NtPrstatus.build(

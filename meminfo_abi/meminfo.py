@@ -302,8 +302,10 @@ class MeminfoReport:
     meminfo: MemInfo | None = None
     table: KexecSegmentTable | None = None
     checks: list[Check] = field(default_factory=list)
-    header_valid: bool = False
+    header_valid: bool = False              # the block is intact and names a crashkernel
     kdump_intact: bool = False
+    block_intact: bool = False              # pointer, magic, header checksum and version hold
+    crash_evidence: str | None = None       # what says a kdump kernel was loaded (VMCOREINFO CRASHTIME)
 
     @property
     def first_failure(self) -> Check | None:
@@ -316,6 +318,45 @@ class MeminfoReport:
             return "meminfo valid, kdump intact" if self.kdump_intact else "meminfo valid"
         return f"{f.name}: {f.detail}"
 
+    # three separate truths: the block, the crashkernel, kdump
+    @property
+    def block_text(self) -> str:
+        if self.block_intact:
+            mi = self.meminfo
+            return f"intact (os_info {mi.version_major}.{mi.version_minor})"
+        f = self.first_failure
+        return f"invalid - {f.name}: {f.detail}" if f else "not checked"
+
+    @property
+    def crashkernel_text(self) -> str:
+        if not self.block_intact:
+            return "unknown (no intact os_info block)"
+        mi = self.meminfo
+        if not mi.crashkernel_addr:
+            return "none: this kernel has no crashkernel"
+        return (f"0x{mi.crashkernel_addr:x}-0x{mi.crashkernel_addr + mi.crashkernel_size - 1:x} "
+                f"({mi.crashkernel_size >> 20} MiB)")
+
+    @property
+    def kdump_text(self) -> str:
+        if not self.block_intact:
+            return "unknown (no intact os_info block)"
+        if not self.meminfo.crashkernel_addr:
+            return "not possible without a crashkernel"
+        if self.kdump_intact:
+            return "loaded and intact"
+        f = self.first_failure
+        if f is None:
+            return "not checked"
+        if f.name == "kdump loaded":
+            return f.detail
+        return f"damaged - {f.name}: {f.detail}"
+
+    @property
+    def summary(self) -> str:
+        """One line, the three truths apart: 'os_info block intact (1.1); crashkernel ...; kdump ...'."""
+        return f"block {self.block_text}; crashkernel {self.crashkernel_text}; kdump {self.kdump_text}"
+
     def to_json(self) -> dict:
         mi = self.meminfo
         return {
@@ -323,6 +364,9 @@ class MeminfoReport:
             "header_valid": self.header_valid,
             "kdump_intact": self.kdump_intact,
             "reason": self.reason,
+            "block_intact": self.block_intact,
+            "block": self.block_text, "crashkernel_state": self.crashkernel_text, "kdump": self.kdump_text,
+            "summary": self.summary, "crash_evidence": self.crash_evidence,
             "crashkernel": None if mi is None else
             {"base": f"0x{mi.crashkernel_addr:x}", "size": f"0x{mi.crashkernel_size:x}"},
             "checks": [c.to_json() for c in self.checks],
@@ -360,7 +404,24 @@ def segments_digest(mem: Readable, segments: Iterable[KexecSegment], chunk: int 
     return h.digest()
 
 
-def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int | None = None) -> MeminfoReport:
+def _crash_evidence(mem: Readable, vmcoreinfo=None) -> str | None:
+    """'VMCOREINFO CRASHTIME=...' when the kernel wrote it (it does so only on its way into a
+    loaded kdump kernel), else None."""
+    vi = vmcoreinfo if vmcoreinfo is not None else getattr(getattr(mem, "attrs", None), "vmcoreinfo", None)
+    if vi is None:
+        from meminfo_abi.locate import find_vmcoreinfo
+        from meminfo_abi.vmcoreinfo import parse_vmcoreinfo
+        try:
+            found = find_vmcoreinfo(mem)
+            vi = parse_vmcoreinfo(found.raw) if found is not None else None
+        except (DumpToolError, ValueError):
+            return None
+    t = vi.get("CRASHTIME") if vi is not None else None
+    return f"VMCOREINFO CRASHTIME={t}: the kernel crashed into a loaded kdump kernel" if t else None
+
+
+def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int | None = None,
+                  vmcoreinfo=None) -> MeminfoReport:
     """Validate the meminfo block reachable from absolute 0xE18 of `mem`, as the dumper does:
     pointer, alignment, readability, magic, header checksum, version, crashkernel, the data
     entries' checksums, then the kexec segment table, every segment's CKSM and the digest."""
@@ -408,6 +469,7 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
                   f"{OS_INFO_VERSION_MAJOR_SUPPORTED}.x", EOS_INFO_VERSION))
         return rep
     add(Check("version", True, f"{mi.version_major}.{mi.version_minor}"))
+    rep.block_intact = True
     if mi.crashkernel_addr == 0:
         add(Check("crashkernel", False, "no crashkernel memory reserved", EOS_INFO_NOCRASHKERNEL))
         return rep
@@ -433,7 +495,14 @@ def check_meminfo(mem: Readable, *, verify_segments: bool = True, pointer: int |
     # the seed's part: kexec segments
     te = mi.entries[MEMINFO_KEXEC_SEGMENTS]
     if te.empty:
-        add(Check("kdump loaded", False, "no kexec segment table (kdump not loaded)", EKDUMP_NOT_LOADED))
+        # real kernels never write the segment table: its absence proves nothing when the
+        # kernel's own VMCOREINFO says it crashed into a loaded kdump kernel
+        rep.crash_evidence = _crash_evidence(mem, vmcoreinfo)
+        if rep.crash_evidence:
+            add(Check("kdump loaded", False, f"kdump state unknown to the dumper (no segment table; "
+                                             f"{rep.crash_evidence})", EKDUMP_NOT_LOADED))
+        else:
+            add(Check("kdump loaded", False, "kdump not loaded (no kexec segment table)", EKDUMP_NOT_LOADED))
         return rep
     if te.size < KEXEC_SEGTAB_HEADER_SIZE or te.size > KexecSegmentTable.size_for(KEXEC_MAX_SEGMENTS) \
             or not _readable(mem, te.addr, te.size):

@@ -140,8 +140,8 @@ def _show(directory: str, as_json: bool) -> None:
     t.add_row("vmcoreinfo", "not found" if vi is None else
               f"{vi['osrelease']} via {vi['source']} at 0x{vi['address']:x} ({vi['keys']} keys)")
     mi = d["meminfo"]
-    verdict = ("[green]valid[/]" if mi["header_valid"] else "[red]invalid[/]") + f" - {mi['reason']}"
-    t.add_row("meminfo", f"{verdict} (0xE18 -> {mi['pointer']})")
+    t.add_row("os_info block", f"{mi['block']} (0xE18 -> {mi['pointer']})")
+    t.add_row("kdump", mi["kdump"])
     stdout.print(t)
 
     c = Table(title=f"{len(d['cpus'])} CPUs")

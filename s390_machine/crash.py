@@ -15,7 +15,9 @@ from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.errors import BadInputError
 from meminfo_abi.locate import find_vmcoreinfo, read_meminfo
 from meminfo_abi.lowcore import LC_MCESAD, LC_OS_INFO, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK
-from meminfo_abi.meminfo import OS_INFO_VMCOREINFO, SEGMENT_KIND_PURGATORY, MeminfoReport, check_meminfo
+from meminfo_abi.meminfo import (
+    MEMINFO_KEXEC_SEGMENTS, OS_INFO_VMCOREINFO, SEGMENT_KIND_PURGATORY, MeminfoReport, check_meminfo,
+)
 from meminfo_abi.parmarea import IMAGE_ENTRY_KDUMP, PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE
 from meminfo_abi.vmcoreinfo import parse_vmcoreinfo
 from s390_machine.machine import Machine
@@ -173,7 +175,10 @@ def panic(machine: Machine, cpu: int = 0, message: str = "sysrq triggered crash"
     panicking = st.cpu(cpu)
     now = datetime.now(timezone.utc)
     log_panic(machine, cpu, message)
-    crash_save_vmcoreinfo(machine, now)
+    # the kernel appends CRASHTIME only on its way into a loaded kdump kernel (__crash_kexec)
+    mi = read_meminfo(machine.memory)
+    if mi is not None and not mi.entries[MEMINFO_KEXEC_SEGMENTS].empty:
+        crash_save_vmcoreinfo(machine, now)
     # machine_kexec: purgatory(0) - the checksum test only
     report = check_meminfo(machine.memory)
     st.record("panic", f"Kernel panic - not syncing: {message} (cpu {cpu})")

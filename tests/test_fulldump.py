@@ -300,7 +300,18 @@ def test_cli_extract_single_volume_and_refuses_incomplete(tmp_path, machine):
     bad = str(tmp_path / "bad.s390")
     proc = run_cli("zipl_sadump.cli", "extract", "--device", small.path, "-o", bad)
     assert proc.returncode == 4 and "not complete" in proc.stderr and proc.stderr.count("\n") == 1
+    assert "--allow-incomplete" in proc.stderr
     assert not os.path.exists(bad) and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+    # --allow-incomplete: a deliberate choice, and the extracted file still says incomplete
+    proc = run_cli("zipl_sadump.cli", "extract", "--device", small.path, "-o", bad, "--allow-incomplete", check=True)
+    assert "INCOMPLETE" in proc.stdout
+    with open(bad, "rb") as fh:
+        w = ExtStreamWalker(fh)
+        assert list(w) and not w.status.complete and not w.status.end_marker
+    info = run_cli("vmcore.cli", "info", bad)
+    assert info.returncode == 4 and "no" in info.stdout
+    verify = run_cli("vmcore.cli", "verify", bad)
+    assert verify.returncode == 4 and "incomplete" in verify.stdout
 
 
 def test_extract_converts_a_tape_dump(tmp_path, machine, memory_pages):

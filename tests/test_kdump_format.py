@@ -254,7 +254,7 @@ def test_exclude_zero_leaves_zero_pages_out_of_bitmap_2(written, machine_ref, tm
 
 def test_unaligned_chunks_zero_chunks_and_streams(tmp_path):
     """Chunks that start or end inside a page fill whole pages; a zero chunk is present and zero;
-    absent ranges are refused unless allowed (then left out and flagged); the flattened form
+    absent ranges are refused unless allowed (then carried as missing and flagged); the flattened form
     can go to any binary stream."""
     import io
     data = bytes(range(256)) * 40
@@ -273,8 +273,25 @@ def test_unaligned_chunks_zero_chunks_and_streams(tmp_path):
         write_dump(gap, str(tmp_path / "g.kdump"), "kdump")
     write_dump(gap, str(tmp_path / "g.kdump"), "kdump", allow_incomplete=True)
     with open_dump(str(tmp_path / "g.kdump")) as k:
-        assert [(c.start, c.size) for c in k.chunks] == [(0, 8192), (16384, 4096)]
+        # the gap travels as a gap: in bitmap 2 with empty descriptors, read back as missing
+        assert [(c.start, c.size, c.kind) for c in k.chunks] == [(0, 8192, "ram"), (8192, 8192, "absent"),
+                                                                  (16384, 4096, "ram")]
+        assert k.missing_ranges() == [(8192, 16384)]
         assert not k.attrs.complete and "status flag" in k.attrs.incomplete_reason
+        assert "never written" in k.attrs.incomplete_reason and k.read(16384, 4) == b"bbbb"
+    # gaps in the middle and at the end, the file then cut inside the page data: the pages
+    # between the gaps stay readable, everything missing is named
+    gaps = Dump([MemChunk(0, 8192, BytesSource(b"a" * 8192)), MemChunk(8192, 8192, None, "absent"),
+                 MemChunk(16384, 8192, BytesSource(os.urandom(8192))), MemChunk(24576, 8192, None, "absent")])
+    g2 = str(tmp_path / "g2.kdump")
+    write_dump(gaps, g2, "kdump", allow_incomplete=True, compress="none")
+    with open_dump(g2) as k:
+        assert k.missing_ranges() == [(8192, 16384), (24576, 32768)]
+        assert k.read(16384, 8192) == gaps.read(16384, 8192)
+    os.truncate(g2, os.path.getsize(g2) - 4096)          # the last data page is lost
+    with open_dump(g2) as k:
+        assert k.missing_ranges() == [(8192, 16384), (20480, 32768)]
+        assert k.read(16384, 4096) == gaps.read(16384, 4096)
     buf = io.BytesIO()
     write_dump(d, buf, "kdump", flattened=True, timestamp=0)
     write_dump(d, str(tmp_path / "f.kdump"), "kdump", flattened=True, timestamp=0)
@@ -593,7 +610,9 @@ def _patch_sub(path: str, **fields) -> None:
         fh.write(L.kdump_sub_header.build(vals))
 
 
-def test_pages_filtered_by_dump_level_31_are_absent(tmp_path):
+def test_pages_filtered_by_dump_level_31_are_absent_and_the_dump_complete(tmp_path):
+    """Filtered is not incomplete: a dump level 31 file is complete at its level, its excluded
+    pages are absent (read as 'filtered out', never as zeros) and named by the dump level."""
     with small_dump() as d:
         p = str(tmp_path / "ez.kdump")
         write_dump(d, p, "kdump", exclude_zero=True, timestamp=TS)
@@ -601,9 +620,11 @@ def test_pages_filtered_by_dump_level_31_are_absent(tmp_path):
         assert k.attrs.complete and k.read(0x1000, 16) == bytes(16)
     _patch_sub(p, dump_level=31)
     with open_dump(p) as k:
-        assert not k.attrs.complete and "dump level 31 excluded" in k.attrs.incomplete_reason
+        assert k.attrs.complete and k.missing_ranges() == []
+        assert k.attrs.filtered_text().startswith("dump level 31, ")
+        assert "(zero, cache, cache private, user, free)" in k.attrs.filtered_text()
         assert k.read(0x6000, 16) == b"low memory data!"
-        with pytest.raises(IncompleteDumpError):
+        with pytest.raises(BadInputError, match="filtered out"):
             k.read(0x1000, 16)
         assert any(c.kind == "absent" and c.start <= 0x1000 < c.end for c in k.chunks)
 

@@ -30,7 +30,7 @@ def test_create_reports_valid_meminfo_crashkernel_and_cpus(machine_1g):
     assert d["vmcoreinfo"]["source"] == "meminfo entry 0"
     # the default, human table form names the same facts
     out = run_cli("s390_machine.cli", "show", machine_1g, check=True).stdout
-    assert "valid" in out and "0x30000000-0x3fffffff" in out and "2 CPUs" in out
+    assert "intact (os_info 1.1)" in out and "0x30000000-0x3fffffff" in out and "2 CPUs" in out
 
 
 def test_create_is_sparse(machine_1g):

@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from meminfo_abi.errors import EXIT_INCOMPLETE, BadInputError, UsageError
+from meminfo_abi.errors import EXIT_BAD_INPUT, EXIT_INCOMPLETE, BadInputError, UsageError
 from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from s390_machine.units import human, parse_size
 from vmcore import inspect
@@ -18,6 +18,8 @@ app = new_app(help="Save, inspect and convert s390x dumps: ELF, s390 (flat/exten
              "raw memory images, and a kdump kernel's /proc/vmcore.")
 
 FORMAT_HELP = "output format: elf, kdump (kdump-compressed), s390 (flat s390 dump)"
+ALLOW_INCOMPLETE_HELP = ("write a dump that was cut short anyway: what is missing stays missing and the "
+                         "result is marked incomplete (without it: refused, exit 4)")
 SELECT_HELP = ("a kdump kernel caught by a stand-alone dump: prod (the production system, swap undone; "
                "the default), kdump (the kdump kernel's memory), all (everything as dumped)")
 
@@ -48,6 +50,7 @@ def save(
     compress: str = typer.Option("zlib", "--compress", help="kdump format: zlib or none"),
     level: int = typer.Option(1, "--level", help="zlib level"),
     exclude_zero: bool = typer.Option(False, "--exclude-zero", help="kdump format: leave zero pages out"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -60,15 +63,17 @@ def save(
     with Machine.open(machine) as m:
         dump = kdump_dump(m)
         with dump, progress_bar(dump.present_bytes, f"saving {fmt}", progress) as advance:
-            write_dump(dump, output, fmt, progress=advance, **opts)
+            write_dump(dump, output, fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
         result = {"output": output, "format": fmt, "memory": dump.size, "cpus": len(dump.cpus),
+                  "complete": dump.attrs.complete, "incomplete_reason": dump.attrs.incomplete_reason,
                   "vmcoreinfo": dump.attrs.vmcoreinfo_source,
                   "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded")}
     if as_json:
         emit_json(result)
     else:
         stdout.print(f"saved {human(result['memory'])} of old memory, {result['cpus']} CPUs, "
-                     f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})")
+                     f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})"
+                     + ("" if result["complete"] else f", INCOMPLETE: {result['incomplete_reason']}"))
 
 
 @app.command()
@@ -98,13 +103,24 @@ def info(
                                 f"0x{caught['oldmem_base']:x}, {human(caught['oldmem_size'])}); showing "
                                 f"{sel}: {caught['systems'][sel]} (-s prod|kdump|all)")
         t.add_row("complete", "[green]yes[/]" if data["complete"] else f"[red]no[/]: {data['incomplete_reason']}")
+        if data["filtered"]:
+            t.add_row("filtered", data["filtered"])
+        if data["notes_error"]:
+            t.add_row("notes", f"[red]DAMAGED[/]: {data['notes_error']}")
         vi = data["vmcoreinfo"]
         t.add_row("VMCOREINFO", "none" if vi is None else
                   f"{vi['osrelease']}, page size {vi['page_size']}, KERNELOFFSET {vi['kerneloffset']} "
                   f"(from {data['vmcoreinfo_source']})")
         mi = data["meminfo"]
-        t.add_row("meminfo", ("valid" if mi.get("header_valid") else "invalid") + f" - {mi['reason']}")
+        if "block" in mi:           # three separate truths: the os_info block, the crashkernel, kdump
+            t.add_row("os_info block", mi["block"])
+            t.add_row("crashkernel", mi["crashkernel_state"])
+            t.add_row("kdump", mi["kdump"])
+        else:
+            t.add_row("os_info block", f"unreadable - {mi['reason']}")
         stdout.print(t)
+    if data["notes_error"]:
+        raise typer.Exit(EXIT_BAD_INPUT)
     if not data["complete"]:
         raise typer.Exit(EXIT_INCOMPLETE)
 
@@ -209,6 +225,7 @@ def convert(
     exclude_zero: bool = typer.Option(False, "--exclude-zero",
                                       help="kdump format: leave zero pages out (else each has a descriptor, "
                                            "24 bytes a page: ~100 GiB for 16 TiB)"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
@@ -220,14 +237,17 @@ def convert(
         raise UsageError("--exclude-zero applies to -f kdump only")
     with _open(dump, fmt, cpus_from, select) as d:
         with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
-            write_dump(d, output, out_fmt, progress=advance, **opts)
+            write_dump(d, output, out_fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
         res = {"input": dump, "input_format": d.attrs.format, "output": output, "format": out_fmt,
-               "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete}
+               "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete,
+               "incomplete_reason": d.attrs.incomplete_reason, "filtered": d.attrs.filtered_text()}
     if as_json:
         emit_json(res)
     else:
         stdout.print(f"{dump} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
-                     f"{res['cpus']} CPUs")
+                     f"{res['cpus']} CPUs"
+                     + (f", filtered: {res['filtered']}" if res["filtered"] else "")
+                     + ("" if res["complete"] else f", written INCOMPLETE: {res['incomplete_reason']}"))
 
 
 @app.command("map")
@@ -283,7 +303,11 @@ def verify(
             t.add_row(c["check"], "ok" if ok else ("[red]FAILED[/]" if ok is False else "-"), str(c.get("detail", "")))
         stdout.print(t)
         colour = {"verified": "green", "incomplete": "yellow"}.get(rep.status, "red")
-        stdout.print(f"[{colour}]{rep.status}[/]" + (f": {rep.reason}" if rep.status == "incomplete" else ""))
+        filtered = d.attrs.filtered_text() if rep.status == "verified" else None
+        why = rep.reason if rep.status == "incomplete" else d.attrs.extra.get("notes_error") \
+            if rep.status == "notes damaged" else None
+        stdout.print(f"[{colour}]{rep.status}[/]" + (f": {why}" if why else "")
+                     + (f" (filtered: {filtered})" if filtered else ""))
     if rep.exit_code:
         raise typer.Exit(rep.exit_code)
 

@@ -12,15 +12,20 @@ from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO, LOWCORE_SIZE
 from meminfo_abi.errors import DumpToolError
 from vmcore.model import KIND_ABSENT, KIND_ZERO, Dump
 
-# category -> (glyph, rich style, svg colour, legend)
+# category -> (glyph, rich style, svg colour, legend): what a cell holds
 CATEGORIES = {
     "data": ("█", "green", "#2e8b57", "present, holds data"),
     "zero": ("░", "bright_black", "#d0d0d0", "present, all zero"),
-    "excluded": ("▒", "yellow", "#e6c229", "excluded (zero pages filtered out)"),
-    "absent": ("·", "red", "#c0392b", "absent from the dump"),
-    "crashkernel": ("▓", "magenta", "#8e44ad", "crashkernel memory (kdump dumps leave it out)"),
-    "swapped": ("▚", "cyan", "#2980b9", "swapped with the crashkernel (read through the swap)"),
+    "excluded": ("▒", "yellow", "#e6c229", "excluded by the dump level (filtered out)"),
+    "absent": ("·", "red", "#c0392b", "absent from the dump (missing)"),
+    "crashkernel": ("▓", "magenta", "#8e44ad", "crashkernel memory left out (as kdump dumps do)"),
     "gap": (" ", "", "#ffffff", "no memory"),
+}
+# overlay -> (rich background, svg outline colour, legend): where a present cell lies; the cell
+# keeps its own glyph (data or zero stays visible under the overlay)
+OVERLAYS = {
+    "crashkernel": ("on dark_magenta", "#8e44ad", "in the crashkernel (its data is in the dump)"),
+    "swapped": ("on dark_cyan", "#2980b9", "swapped with the crashkernel (read through the swap)"),
 }
 MARKERS = {"lowcore": "L", "meminfo": "M", "vmcoreinfo": "V"}
 
@@ -33,9 +38,14 @@ class MapModel:
     marks: dict[int, str]            # cell index -> marker letters
     anchors: list[tuple[str, int, int]]   # (name, address, length)
     regions: list[tuple[str, int, int]]   # (category, start, end) of the special regions
+    overlays: list[str | None] = None     # overlay per cell (crashkernel, swapped) or None
+
+    def __post_init__(self) -> None:
+        if self.overlays is None:
+            self.overlays = [None] * len(self.cells)
 
     def to_json(self) -> dict:
-        return {"size": self.size, "cell_size": self.cell_size, "cells": self.cells,
+        return {"size": self.size, "cell_size": self.cell_size, "cells": self.cells, "overlays": self.overlays,
                 "marks": {str(k): v for k, v in self.marks.items()},
                 "anchors": [{"name": n, "address": a, "length": l} for n, a, l in self.anchors],
                 "regions": [{"kind": k, "start": s, "end": e} for k, s, e in self.regions]}
@@ -78,37 +88,42 @@ def build_map(dump: Dump, cells: int) -> MapModel:
     cell = -(-size // cells)
     cell = -(-cell // 4096) * 4096
     n = -(-size // cell)
-    cats = []
+    cats: list[str] = []
+    overlays: list[str | None] = []
     chunks = dump.chunks
     ci = 0
     for i in range(n):
         start, end = i * cell, min(size, (i + 1) * cell)
-        region = next((k for k, s, e in regions if k == "crashkernel" and s < end and start < e), None)
+        in_ck = any(k == "crashkernel" and s < end and start < e for k, s, e in regions)
+        in_swap = any(k == "swapped" and s < end and start < e for k, s, e in regions)
         while ci < len(chunks) and chunks[ci].end <= start:
             ci += 1
         covering = [c for c in chunks[ci:] if c.start < end] if ci < len(chunks) else []
         kinds = {c.kind for c in covering}
-        if region:
-            cat = region
-        elif not covering:
+        if not covering:
             cat = "gap" if not dump.chunks or start >= dump.size else "absent"
         elif kinds == {KIND_ABSENT}:
-            cat = "absent"
+            cat = "excluded" if all(dump.is_excluded(max(c.start, start)) for c in covering) else "absent"
         elif any(True for _ in dump.data_ranges(start, end)):
             cat = "data"
-        elif kinds == {KIND_ZERO}:
-            cat = "excluded"
         else:
-            cat = "zero"
-        if cat in ("data", "zero") and any(k == "swapped" and s < end and start < e for k, s, e in regions):
-            cat = "swapped"
+            cat = "zero"               # zero pages and zero chunks are present: zero, never "excluded"
+        over = None
+        if in_ck:
+            if cat in ("gap", "absent"):
+                cat = "crashkernel"    # left out of the dump, as kdump dumps do
+            elif cat in ("data", "zero"):
+                over = "crashkernel"   # a full dump holds it
+        if over is None and in_swap and cat in ("data", "zero"):
+            over = "swapped"
         cats.append(cat)
+        overlays.append(over)
     marks: dict[int, str] = {}
     anchors = _anchors(dump)
     for name, addr, _length in anchors:
         idx = min(addr // cell, n - 1)
         marks[idx] = marks.get(idx, "") + MARKERS[name]
-    return MapModel(size, cell, cats, marks, anchors, regions)
+    return MapModel(size, cell, cats, marks, anchors, regions, overlays)
 
 
 def render_text(model: MapModel, width: int):
@@ -120,10 +135,11 @@ def render_text(model: MapModel, width: int):
         t.append(f"{row * model.cell_size:016x}  ", style="dim")
         for i in range(row, min(row + per_row, len(model.cells))):
             glyph, style, _c, _l = CATEGORIES[model.cells[i]]
+            over = model.overlays[i]
             if i in model.marks:
                 t.append(model.marks[i][0], style="bold white on blue")
             else:
-                t.append(glyph, style=style)
+                t.append(glyph, style=f"{style} {OVERLAYS[over][0]}".strip() if over else style)
         t.append("\n")
     t.append(f"one cell = {_human(model.cell_size)}; ", style="dim")
     used = sorted(set(model.cells), key=list(CATEGORIES).index)
@@ -131,6 +147,9 @@ def render_text(model: MapModel, width: int):
         glyph, style, _c, legend = CATEGORIES[cat]
         t.append(glyph, style=style)
         t.append(f" {legend}  ")
+    for over in sorted({o for o in model.overlays if o}, key=list(OVERLAYS).index):
+        t.append(" ", style=OVERLAYS[over][0])
+        t.append(f" {OVERLAYS[over][2]}  ")
     t.append("\n")
     for name, addr, length in model.anchors:
         t.append(MARKERS[name], style="bold white on blue")
@@ -143,7 +162,8 @@ def render_svg(model: MapModel, title: str, columns: int = 128) -> str:
     rows = -(-len(model.cells) // columns)
     legend_top = top + rows * pitch + 20
     used = sorted(set(model.cells), key=list(CATEGORIES).index)
-    height = legend_top + 18 * (len(used) + len(model.anchors)) + 20
+    used_over = sorted({o for o in model.overlays if o}, key=list(OVERLAYS).index)
+    height = legend_top + 18 * (len(used) + len(used_over) + len(model.anchors)) + 20
     width = label_w + columns * (px + 1) + 20
     # cells are px wide (1 px gap); rows are `pitch` apart so the address labels do not touch
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
@@ -160,6 +180,9 @@ def render_svg(model: MapModel, title: str, columns: int = 128) -> str:
             colour = CATEGORIES[model.cells[i]][2]
             x = label_w + c * (px + 1)
             out.append(f'<rect x="{x}" y="{y}" width="{px}" height="{px}" fill="{colour}"/>')
+            over = model.overlays[i]
+            if over:                   # the overlay as a band: the cell's own colour stays visible
+                out.append(f'<rect x="{x}" y="{y + px - 3}" width="{px}" height="3" fill="{OVERLAYS[over][1]}"/>')
             if i in model.marks:
                 out.append(f'<rect x="{x}" y="{y}" width="{px}" height="{px}" fill="none" stroke="black" '
                            f'stroke-width="2"><title>{escape(model.marks[i])}</title></rect>')
@@ -168,6 +191,10 @@ def render_svg(model: MapModel, title: str, columns: int = 128) -> str:
     for cat in used:
         out.append(f'<rect x="10" y="{y}" width="10" height="10" fill="{CATEGORIES[cat][2]}" stroke="#888"/>')
         out.append(f'<text x="26" y="{y + 9}">{escape(CATEGORIES[cat][3])}</text>')
+        y += 18
+    for over in used_over:
+        out.append(f'<rect x="10" y="{y + 7}" width="10" height="3" fill="{OVERLAYS[over][1]}"/>')
+        out.append(f'<text x="26" y="{y + 9}">{escape(OVERLAYS[over][2])}</text>')
         y += 18
     for name, addr, _l in model.anchors:
         out.append(f'<rect x="10" y="{y}" width="10" height="10" fill="none" stroke="black" stroke-width="2"/>')

@@ -46,6 +46,11 @@ FILE_LIMIT = (1 << 63) - 1       # off_t
 MAX_READ = 1 << 30               # one read() returns at most 1 GiB; stream bigger ranges
 DEFAULT_BLOCK = 4 << 20          # block size of iter_data: a few MiB keeps RSS bounded
 
+# makedumpfile's dump level bits and what each leaves out (the -d help's words)
+DUMP_LEVEL_CLASSES = ((0x01, "zero"), (0x02, "cache"), (0x04, "cache private"), (0x08, "user"),
+                      (0x10, "free"))
+DL_ZERO_ONLY = 0x01
+
 KIND_RAM = "ram"
 KIND_ZERO = "zero"
 KIND_ABSENT = "absent"
@@ -394,6 +399,11 @@ class DumpAttrs:
     incomplete_reason: str | None = None
     origin: str | None = None                # path the dump was read from
     extra: dict = field(default_factory=dict)
+    # filtering (makedumpfile -d N): pages left out on purpose are not missing.  `excluded` holds
+    # the physical ranges of absent chunks that the dump level left out; a dump with only those
+    # absent ranges is complete at its dump level.
+    dump_level: int | None = None
+    excluded: list = field(default_factory=list)
 
     def set_vmcoreinfo(self, raw: bytes, source: str) -> None:
         """Record the VMCOREINFO text; PAGESIZE and CRASHTIME fill page_size and timestamp."""
@@ -415,6 +425,18 @@ class DumpAttrs:
             except (DumpToolError, ValueError, OverflowError, OSError):
                 pass
 
+    @property
+    def excluded_pages(self) -> int:
+        ps = self.page_size or PAGE_SIZE
+        return sum(-(-(e - s) // ps) for s, e in self.excluded)
+
+    def filtered_text(self) -> str | None:
+        """'dump level N, M pages excluded (zero, cache, ...)', or None for an unfiltered dump."""
+        if not self.dump_level or self.dump_level <= DL_ZERO_ONLY and not self.excluded:
+            return None
+        classes = ", ".join(name for bit, name in DUMP_LEVEL_CLASSES if self.dump_level & bit)
+        return f"dump level {self.dump_level}, {self.excluded_pages} pages excluded ({classes})"
+
     def mark_incomplete(self, reason: str) -> None:
         self.complete = False
         self.incomplete_reason = reason if not self.incomplete_reason else f"{self.incomplete_reason}; {reason}"
@@ -430,6 +452,9 @@ class DumpAttrs:
             "timestamp": self.timestamp.isoformat() if self.timestamp else None,
             "complete": self.complete,
             "incomplete_reason": self.incomplete_reason,
+            "dump_level": self.dump_level,
+            "excluded_pages": self.excluded_pages,
+            "filtered": self.filtered_text(),
             "origin": self.origin,
             "extra": self.extra,
         }
@@ -459,9 +484,9 @@ class Dump:
                                     "(chunks must be sorted and must not overlap)")
             prev = c
         self._starts = [c.start for c in self.chunks]
-        absent = self.absent_ranges()
-        if absent and self.attrs.complete:
-            self.attrs.mark_incomplete("missing " + _ranges_text(absent))
+        missing = self.missing_ranges()
+        if missing and self.attrs.complete:
+            self.attrs.mark_incomplete("missing " + _ranges_text(missing))
 
     # -- shape ----------------------------------------------------------------------------
     @property
@@ -475,7 +500,15 @@ class Dump:
         return sum(c.size for c in self.chunks if c.kind != KIND_ABSENT)
 
     def absent_ranges(self) -> list[Range]:
+        """Every range not in the dump although the system had it: missing or filtered out."""
         return [(c.start, c.end) for c in self.chunks if c.kind == KIND_ABSENT]
+
+    def missing_ranges(self) -> list[Range]:
+        """Absent ranges the dump level does not explain: cut short, unreadable, lost."""
+        return subtract_ranges(self.absent_ranges(), sorted(self.attrs.excluded))
+
+    def is_excluded(self, addr: int) -> bool:
+        return any(s <= addr < e for s, e in self.attrs.excluded)
 
     def chunk_at(self, addr: int) -> MemChunk | None:
         i = bisect.bisect_right(self._starts, addr) - 1
@@ -515,6 +548,9 @@ class Dump:
                 out.append(c.source.read(pos - c.start, n))
             elif c.kind == KIND_ZERO:
                 out.append(bytes(n))
+            elif self.is_excluded(pos):
+                raise BadInputError(f"physical range 0x{pos:x}-0x{pos + n - 1:x} was filtered out of the dump "
+                                    f"(dump level {self.attrs.dump_level})")
             else:
                 why = f" ({self.attrs.incomplete_reason})" if self.attrs.incomplete_reason else ""
                 raise IncompleteDumpError(f"physical range 0x{pos:x}-0x{pos + n - 1:x} is missing from the "
@@ -638,6 +674,24 @@ class Dump:
     def __repr__(self) -> str:
         return (f"Dump({self.attrs.format}, {len(self.chunks)} chunks, size 0x{self.size:x}, "
                 f"{len(self.cpus)} CPUs{'' if self.attrs.complete else ', incomplete'})")
+
+
+def subtract_ranges(runs: list[Range], holes: list[Range]) -> list[Range]:
+    """Sorted, non-overlapping `runs` minus sorted `holes`."""
+    out = []
+    j = 0
+    for a, b in runs:
+        while j < len(holes) and holes[j][1] <= a:
+            j += 1
+        k, pos = j, a
+        while k < len(holes) and holes[k][0] < b:
+            if holes[k][0] > pos:
+                out.append((pos, holes[k][0]))
+            pos = max(pos, holes[k][1])
+            k += 1
+        if pos < b:
+            out.append((pos, b))
+    return out
 
 
 def _ranges_text(ranges: list[Range], limit: int = 3) -> str:

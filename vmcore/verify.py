@@ -339,6 +339,8 @@ class VerifyReport:
     def status(self) -> str:
         if self.errors:
             return "unreadable"
+        if any(c.get("check") == "notes" and c.get("ok") is False for c in self.checks):
+            return "notes damaged"
         if self.manifest_check is not None and not self.manifest_check.ok:
             return "mismatch"
         if not self.complete:
@@ -360,7 +362,7 @@ class VerifyReport:
 def _generic_checks(dump: Dump) -> list[dict]:
     a = dump.attrs
     checks = [dict(c) for c in a.extra.get("checks", []) if isinstance(c, dict)]
-    absent = dump.absent_ranges()
+    absent = dump.missing_ranges()
     if absent:
         rng = ", ".join(f"0x{s:x}-0x{e - 1:x}" for s, e in absent[:3]) + (
             f" and {len(absent) - 3} more" if len(absent) > 3 else "")
@@ -368,7 +370,13 @@ def _generic_checks(dump: Dump) -> list[dict]:
     else:
         checks.append({"check": "memory present", "ok": True,
                        "detail": f"0x{dump.present_bytes:x} bytes in {len(dump.chunks)} chunks"})
+    filtered = a.filtered_text()
+    if filtered:
+        checks.append({"check": "filtered", "ok": True, "detail": filtered})
     checks.append({"check": "complete", "ok": a.complete, "detail": a.incomplete_reason or "complete"})
+    notes_error = a.extra.get("notes_error")
+    if notes_error:
+        checks.append({"check": "notes", "ok": False, "detail": notes_error})
     return checks
 
 
@@ -377,7 +385,7 @@ def verify_dump(dump: Dump, manifest: str | os.PathLike | None = None,
     """Completeness, readability of every data range, and (optionally) the pages against a
     manifest or written into one."""
     rep = VerifyReport(dump.attrs.complete, dump.attrs.incomplete_reason, _generic_checks(dump),
-                       dump.absent_ranges())
+                       dump.missing_ranges())
     counted = [0]
 
     def count(n: int) -> None:

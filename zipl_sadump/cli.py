@@ -91,6 +91,9 @@ def show(
 def extract(
     device: str = typer.Option(..., "--device", "-d", help="dump device image, or FILE1,FILE2,... (multi-volume)"),
     output: str = typer.Option(..., "--output", "-o", help="dump file to write (s390_ext stream)"),
+    allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
+                                          help="extract a dump that was cut short anyway: its valid segments, "
+                                               "without end marker, so it still reads as incomplete"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="progress bar (default: when stderr is a terminal)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
@@ -106,12 +109,13 @@ def extract(
         else:
             total = sum(seg.next_offset - seg.header_offset for _, seg in d.segments)
     with progress_bar(max(total, 1), "extracting", progress) as advance:
-        res = extract_dump(devs, output, progress=advance)
+        res = extract_dump(devs, output, progress=advance, allow_incomplete=allow_incomplete)
     if as_json:
         emit_json(res)
         return
     stdout.print(f"{res.path}: {human(res.size)} ({res.size} bytes), {res.segments} segments, "
-                 f"memory {human(res.mem_size)}, from {res.source}")
+                 f"memory {human(res.mem_size)}, from {res.source}"
+                 + ("" if res.complete else f", INCOMPLETE (no end marker): {res.reason}"))
 
 
 @app.command()

@@ -1084,6 +1084,8 @@ class ExtractResult:
     segments: int
     mem_size: int
     source: str
+    complete: bool = True
+    reason: str = "complete"
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -1131,31 +1133,37 @@ class _TapeSource:
         return buf
 
 
-def extract_dump(devices, out_path: str, progress: ProgressFn | None = None) -> ExtractResult:
+def extract_dump(devices, out_path: str, progress: ProgressFn | None = None,
+                 allow_incomplete: bool = False) -> ExtractResult:
     """Write the dump as the extended stream zgetdump reads from a partition (header + segments +
     end marker); a multi-volume set is merged into one stream, a tape's flat dump converted.
-    Atomic; an absent or incomplete dump is an error."""
+    Atomic; an absent dump is an error, an incomplete one too unless allow_incomplete: then the
+    valid segments are written without an end marker, so the file still reads as incomplete."""
     with open_dump(devices) as dump:
         where = ",".join(d.path for d in dump.devices)
         if not dump.present:
             raise BadInputError(f"{where}: {dump.reason}")
-        if not dump.complete:
-            raise IncompleteDumpError(f"{where}: dump is not complete: {dump.reason}")
+        if not dump.complete and not allow_incomplete:
+            raise IncompleteDumpError(f"{where}: dump is not complete: {dump.reason} (--allow-incomplete writes "
+                                      "what is there, without end marker)")
+        if not dump.complete and (dump.layout != "ext" or not dump.segments):
+            raise IncompleteDumpError(f"{where}: dump is not complete: {dump.reason}; only the segments of an "
+                                      "extended dump can be extracted incomplete")
         with atomic_file(out_path, "wb") as fh:
             out = fh.fileno()
             if dump.layout == "flat":
                 size, nseg = _extract_tape(dump, out, progress)
             elif dump.devices[0].multi_volume:
-                size, nseg = _extract_mv(dump, out, progress)
+                size, nseg = _extract_mv(dump, out, progress, end_marker=dump.complete)
             else:
                 d0 = dump.devices[0]
                 size = _copy_range(dump.fds[0], d0.dump_offset, dump.end_offset, out, 0, progress)
                 nseg = len(dump.segments)
             os.ftruncate(out, size)
-        return ExtractResult(os.fspath(out_path), size, nseg, dump.mem_size, where)
+        return ExtractResult(os.fspath(out_path), size, nseg, dump.mem_size, where, dump.complete, dump.reason)
 
 
-def _extract_mv(dump: DeviceDump, out: int, progress) -> tuple[int, int]:
+def _extract_mv(dump: DeviceDump, out: int, progress, end_marker: bool = True) -> tuple[int, int]:
     h = dict(dump.header)
     h.update(volnr=0, mvdump=0, mvdump_sign=0, mvdump_zipl_time=0)
     h.pop("_io", None)
@@ -1163,6 +1171,8 @@ def _extract_mv(dump: DeviceDump, out: int, progress) -> tuple[int, int]:
     pos = DF_S390_HDR_SIZE
     for vol, seg in dump.segments:
         pos = _copy_range(dump.fds[vol], seg.header_offset, seg.next_offset, out, pos, progress)
+    if not end_marker:
+        return pos, len(dump.segments)
     _pwrite_all(out, build_end_marker(dump.end_marker_tod), pos, "the output")
     return pos + DF_S390_EM_SIZE, len(dump.segments)
 

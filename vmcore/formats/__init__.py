@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Protocol
 
-from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, UsageError
+from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
 from vmcore.model import Dump
 
 PROBE_BYTES = 4096
@@ -163,6 +163,18 @@ def open_dump(path: str | os.PathLike | list, fmt: str | None = None, **opts: An
 
 
 def write_dump(dump: Dump, path: str | os.PathLike, fmt: str,
-               progress: Callable[[int], None] | None = None, **opts: Any) -> Any:
-    """Write `dump` in format `fmt`; progress(n) is called as n more bytes of memory are done."""
-    return writer_for(fmt).write(dump, path, progress, **opts)
+               progress: Callable[[int], None] | None = None, allow_incomplete: bool = False,
+               **opts: Any) -> Any:
+    """Write `dump` in format `fmt`; progress(n) is called as n more bytes of memory are done.
+
+    An incomplete dump (cut short, ranges missing) is refused unless `allow_incomplete`; then
+    every writer carries the missing ranges as missing and marks its output incomplete (ELF:
+    e_flags DUMP_ELF_INCOMPLETE, kdump: the incomplete status flag, s390: no end marker).
+    A filtered dump is complete: its excluded pages stay left out."""
+    writer = writer_for(fmt)
+    if not dump.attrs.complete and not allow_incomplete:
+        raise IncompleteDumpError(f"the dump is incomplete ({dump.attrs.incomplete_reason}); writing it anyway "
+                                  "needs --allow-incomplete (the result then says incomplete)")
+    if fmt in ("kdump", "raw", "s390"):
+        opts["allow_incomplete"] = allow_incomplete
+    return writer.write(dump, path, progress, **opts)

@@ -8,7 +8,9 @@ Writer (ref-abi.md §4.2-4.4, the layout the s390 kdump kernel gives /proc/vmcor
   every CPU (boot CPU first, pr_pid 1, 2, ...), the VMCOREINFO note.  With 65535
   or more program headers e_phnum is PN_XNUM and section header 0 holds the
   count (sh_info).  Zero pages and source holes become file holes; the file is
-  written under a temporary name and renamed when complete.
+  written under a temporary name and renamed when complete.  Absent ranges (filtered
+  or missing) are left out of the PT_LOADs; an incomplete source sets e_flags
+  DUMP_ELF_INCOMPLETE (0x1, makedumpfile's and crash's flag), which the reader reports.
 
 Reader: accepts the above and QEMU's output, including QEMU 7.2's quirks
 (section headers before the program headers, the second one little-endian;
@@ -28,6 +30,7 @@ from typing import BinaryIO, Callable
 from construct import ConstructError
 
 from meminfo_abi.elfcore import (
+    DUMP_ELF_INCOMPLETE,
     EHDR_SIZE,
     EM_S390,
     ET_CORE,
@@ -54,8 +57,8 @@ from meminfo_abi.elfnotes import (
     NT_PRSTATUS,
     PRSTATUS_PID_OFFSET,
     cpu_notes,
-    cpus_from_notes,
-    iter_notes,
+    cpus_from_intact_notes,
+    read_notes,
     prpsinfo_note,
     vmcoreinfo_note,
 )
@@ -129,7 +132,10 @@ def plan_layout(dump: Dump, todpreg_size: int = 4) -> ElfLayout:
 def file_head(dump: Dump, lay: ElfLayout) -> bytes:
     """The ELF header, the program headers (and the PN_XNUM section header) of a layout: the
     bytes before the notes, for the writer and for a mounted view alike."""
-    headers = [ehdr_bytes(lay.phnum, shoff=lay.shoff, shnum=1 if lay.shoff else 0)]
+    # what the source lacks (absent chunks) is left out of the PT_LOADs, as makedumpfile leaves out
+    # excluded pages; an incomplete source is flagged in e_flags, as makedumpfile and crash do
+    flags = 0 if dump.attrs.complete else DUMP_ELF_INCOMPLETE
+    headers = [ehdr_bytes(lay.phnum, shoff=lay.shoff, shnum=1 if lay.shoff else 0, flags=flags)]
     headers.append(phdr_bytes(PT_NOTE, lay.notes_offset, 0, 0, len(lay.notes), len(lay.notes)))
     for c, off in lay.loads:
         headers.append(phdr_bytes(PT_LOAD, off, c.start, c.start, c.size, c.size,
@@ -230,18 +236,23 @@ def read_elf(path: str | os.PathLike) -> Dump:
             if not probe_head(fh.read(64)):
                 raise BadInputError(f"{path} is not an s390x ELF core dump (ELF64 big-endian ET_CORE EM_S390)")
             headers = read_core_headers(fh, path)
-            notes = list(iter_notes(read_note_segments(fh, headers, path)))
+            notes, notes_error = read_notes(read_note_segments(fh, headers, path), f"{path} PT_NOTE")
             base = FileSource(path, 0, headers.file_size, name=path)
-        cpus = cpus_from_notes(notes)
+        cpus, cpu_error = cpus_from_intact_notes(notes, f"{path} PT_NOTE")
         for i, regs in enumerate(cpus):
             regs.address = i
         attrs = DumpAttrs(format=FORMAT_NAME, origin=path)
         attrs.extra["elf_notes"] = len(notes)
         attrs.extra["program_headers"] = len(headers.phdrs)
+        if notes_error or cpu_error:        # damaged notes are named and counted, never dropped silently
+            attrs.extra["notes_error"] = "; ".join(e for e in (notes_error, cpu_error) if e)
         quirks = _quirks(headers.ehdr, notes)
         if quirks:
             attrs.extra["quirks"] = quirks
         missing = _load_chunks(base, headers, path, chunks)
+        if headers.ehdr.e_flags & DUMP_ELF_INCOMPLETE:
+            attrs.mark_incomplete(f"{path} was written incomplete (e_flags DUMP_ELF_INCOMPLETE): memory its "
+                                  "source lacked is left out of its PT_LOADs")
         if missing:
             attrs.mark_incomplete(f"{path} is truncated: " + "; ".join(missing[:3])
                                   + (f"; and {len(missing) - 3} more" if len(missing) > 3 else ""))

@@ -57,7 +57,7 @@ from typing import Any, Callable, Iterator
 from construct import ConstructError
 
 from meminfo_abi import diskdump as dd
-from meminfo_abi.elfnotes import NOTE_NAME_VMCOREINFO, cpus_from_notes, iter_notes
+from meminfo_abi.elfnotes import NOTE_NAME_VMCOREINFO, cpus_from_intact_notes, iter_notes, read_notes
 from meminfo_abi.elfcore import MAX_NOTES_BYTES
 from meminfo_abi.errors import (
     BadInputError,
@@ -288,25 +288,49 @@ class _BitmapStream:
         self._flush()
 
 
-def _present_runs(dump: Dump, ps: int, allow_incomplete: bool) -> tuple[list[Range], bool]:
-    """pfn runs of every page a ram or zero chunk touches; True when absent chunks were left out."""
+def _present_runs(dump: Dump, ps: int, allow_incomplete: bool) -> tuple[list[Range], list[Range], bool]:
+    """(bitmap 1 runs, missing runs, absent) in pfns: bitmap 1 holds every page of the system a
+    chunk touches, missing pages are those of absent chunks the dump level does not explain (they
+    go into bitmap 2 with empty descriptors, as makedumpfile leaves the pages it never wrote);
+    filtered pages are in bitmap 1 only."""
     runs: list[list[int]] = []
-    absent = False
     for c in dump.chunks:
-        if c.kind == KIND_ABSENT:
-            absent = True
-            continue
         a, b = c.start // ps, -(-c.end // ps)
         if runs and a <= runs[-1][1]:
             runs[-1][1] = max(runs[-1][1], b)
         else:
             runs.append([a, b])
-    if absent and not allow_incomplete:
-        s, e = dump.absent_ranges()[0]
-        raise IncompleteDumpError(f"the dump lacks physical 0x{s:x}-0x{e - 1:x} (and "
-                                  f"{len(dump.absent_ranges()) - 1} more ranges); a kdump file would "
-                                  "leave them out (allow_incomplete to accept)")
-    return [(a, b) for a, b in runs], absent
+    missing_bytes = dump.missing_ranges()
+    if (missing_bytes or not dump.attrs.complete) and not allow_incomplete:
+        what = (f"lacks physical 0x{missing_bytes[0][0]:x}-0x{missing_bytes[0][1] - 1:x}"
+                + (f" and {len(missing_bytes) - 1} more ranges" if len(missing_bytes) > 1 else "")
+                if missing_bytes else f"is incomplete ({dump.attrs.incomplete_reason})")
+        raise IncompleteDumpError(f"the dump {what}; writing it anyway needs --allow-incomplete "
+                                  "(the kdump file is then flagged incomplete)")
+    missing: list[Range] = []
+    for s, e in missing_bytes:
+        _add_run(missing, s // ps, -(-e // ps))
+    return [(a, b) for a, b in runs], missing, bool(missing_bytes)
+
+
+def _data_runs(dump: Dump, ps: int, lo: int, hi: int, missing: list[Range]) -> list[tuple[int, int, bool]]:
+    """(start, end, missing) pfn runs of bitmap 2 in [lo, hi): the ram and zero chunks' pages, and
+    the missing pages (True)."""
+    out: list[tuple[int, int, bool]] = []
+    held: list[Range] = []
+    for c in dump.chunks:
+        if c.kind == KIND_ABSENT:
+            continue
+        a, b = c.start // ps, -(-c.end // ps)
+        if held and a <= held[-1][1]:
+            held[-1] = (held[-1][0], max(held[-1][1], b))
+        else:
+            held.append((a, b))
+    held = _clip_runs(held, lo, hi)
+    miss = _subtract(_clip_runs(missing, lo, hi), held)
+    out = [(a, b, False) for a, b in held] + [(a, b, True) for a, b in miss]
+    out.sort()
+    return out
 
 
 def _add_run(runs: list[Range], s: int, e: int) -> None:
@@ -380,13 +404,15 @@ def _timestamp(dump: Dump, timestamp) -> tuple[int, int]:
 
 def plan_kdump(dump: Dump, *, exclude_zero: bool = False, split: Range | None = None, byteorder: str = ">",
                compress_flag: int = 0, allow_incomplete: bool = False,
-               runs: list[Range] | None = None, absent: bool = False) -> tuple[KdumpLayout, bytes]:
+               runs: list[Range] | None = None, missing: list[Range] | None = None,
+               absent: bool = False) -> tuple[KdumpLayout, bytes]:
     """The layout of a kdump file of `dump` and its notes (nothing is read but data ranges)."""
     ps = dump.attrs.page_size or PAGE_SIZE
     if ps < dd.MIN_BLOCK_SIZE or ps > dd.MAX_BLOCK_SIZE or ps & (ps - 1):
         raise BadInputError(f"page size {ps} cannot be a kdump block size")
     if runs is None:
-        runs, absent = _present_runs(dump, ps, allow_incomplete)
+        runs, missing, absent = _present_runs(dump, ps, allow_incomplete)
+    missing = missing or []
     max_mapnr = max(1, -(-dump.size // ps))
     start_pfn, end_pfn = (0, max_mapnr) if split is None else split
     if not (0 <= start_pfn < end_pfn <= max_mapnr):
@@ -402,11 +428,13 @@ def plan_kdump(dump: Dump, *, exclude_zero: bool = False, split: Range | None = 
     sub_hdr_size = -(-(dd.KDUMP_SUB_HEADER_SIZE + len(notes)) // ps)
     offset_bitmap1 = (dd.DISKDUMP_HEADER_BLOCKS + sub_hdr_size) * ps
     offset_desc = offset_bitmap1 + 2 * half * ps
-    data_runs = _clip_runs(runs, start_pfn, end_pfn)
+    data_runs = _data_runs(dump, ps, start_pfn, end_pfn, missing)
+    held = [(a, b) for a, b, m in data_runs if not m]
+    lost = sum(b - a for a, b, m in data_runs if m)
     if exclude_zero:
-        slots = _data_pages_bound(dump, data_runs, ps)
+        slots = _data_pages_bound(dump, held, ps) + lost
     else:
-        slots = sum(b - a for a, b in data_runs)
+        slots = sum(b - a for a, b in held) + lost
     lay = KdumpLayout(
         byteorder=byteorder, block_size=ps, sub_hdr_size=sub_hdr_size, bitmap_blocks=2 * half,
         max_mapnr=max_mapnr, offset_note=offset_note, size_note=len(notes),
@@ -414,8 +442,9 @@ def plan_kdump(dump: Dump, *, exclude_zero: bool = False, split: Range | None = 
         offset_bitmap1=offset_bitmap1, offset_bitmap2=offset_bitmap1 + half * ps, offset_desc=offset_desc,
         desc_slots=slots, offset_data=offset_desc + slots * dd.PAGE_DESC_SIZE,
         start_pfn=start_pfn, end_pfn=end_pfn, split=split is not None,
-        dump_level=dd.DL_EXCLUDE_ZERO,
-        status=compress_flag | (dd.DUMP_DH_COMPRESSED_INCOMPLETE if absent else 0),
+        # a filtered source keeps its dump level: its excluded pages stay excluded, not zero
+        dump_level=dd.DL_EXCLUDE_ZERO | ((dump.attrs.dump_level or 0) & dd.DL_MAX if dump.attrs.excluded else 0),
+        status=compress_flag | (dd.DUMP_DH_COMPRESSED_INCOMPLETE if absent or not dump.attrs.complete else 0),
     )
     if lay.offset_data + slots * ps > (1 << 63):
         raise BadInputError("the kdump file would pass the largest file offset")
@@ -516,6 +545,16 @@ class _PageWriter:
             if len(self.desc) >= DESC_FLUSH:
                 self._flush_desc()
 
+    def missing_pages(self, n: int) -> None:
+        """Pages the source lacks: empty descriptors (offset 0, size 0), what makedumpfile leaves
+        for the pages it never wrote; readers report them missing."""
+        self.desc += bytes(n * dd.PAGE_DESC_SIZE)
+        self.rank += n
+        if self.rank > self.lay.desc_slots:
+            raise DumpIOError("more pages than the descriptor table holds")    # pragma: no cover
+        if len(self.desc) >= DESC_FLUSH:
+            self._flush_desc()
+
     def _packer(self, n: int) -> struct.Struct:
         p = self.packers.get(n)
         if p is None:
@@ -548,6 +587,8 @@ class _PageWriter:
         for seg in segments:
             if isinstance(seg, int):
                 self.zero_pages(seg)
+            elif seg[0] is None:
+                self.missing_pages(seg[1])
             else:
                 k = seg[1] * dd.PAGE_DESC_SIZE
                 self.desc += descs[at:at + k]
@@ -641,11 +682,13 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
                 exclude_zero: bool = False, flattened: bool = False, threads: int | None = None,
                 split: Range | None = None, byteorder: str = ">", timestamp=None,
                 allow_incomplete: bool = False, batch_pages: int = 256, window: int | None = None,
-                block_size: int = DEFAULT_BLOCK) -> KdumpLayout:
+                block_size: int = DEFAULT_BLOCK, bitmap2: list[Range] | None = None) -> KdumpLayout:
     """Write `dump` as a kdump-compressed file (or its flattened stream) at `path`.
 
     `path` may also be an open binary stream when flattened (written sequentially,
-    not atomically).  `split=(start_pfn, end_pfn)` writes one part of a split dump.
+    not atomically).  `split=(start_pfn, end_pfn)` writes one part of a split dump; its bitmap 2
+    covers the whole dump, as makedumpfile's parts do (`bitmap2`: the whole dump's pfn runs of
+    bitmap 2 when exclude_zero, else they are known from the chunks).
     progress(n) is called as n more bytes of memory are done.
     """
     if byteorder not in (">", "<"):
@@ -654,9 +697,9 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
         raise UsageError(f"batch_pages must be a positive integer, not {batch_pages!r}")
     flag, fn = compressor(compress, level)
     ps = dump.attrs.page_size or PAGE_SIZE
-    runs, absent = _present_runs(dump, ps, allow_incomplete)
+    runs, missing, absent = _present_runs(dump, ps, allow_incomplete)
     lay, notes = plan_kdump(dump, exclude_zero=exclude_zero, split=split, byteorder=byteorder,
-                            compress_flag=flag, runs=runs, absent=absent)
+                            compress_flag=flag, runs=runs, missing=missing, absent=absent)
     head, sub = _header_bytes(dump, lay, timestamp)
     stream = hasattr(path, "write")
     if stream and not flattened:
@@ -670,13 +713,13 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
         _check_room(label, lay, exclude_zero)
     try:
         if stream:
-            _write(dump, FlatSink(path), lay, head, sub, notes, runs, fn, flag, exclude_zero, threads, window,
-                   batch_pages, block_size, progress)
+            _write(dump, FlatSink(path), lay, head, sub, notes, runs, missing, bitmap2, fn, flag, exclude_zero,
+                   threads, window, batch_pages, block_size, progress)
         else:
             with atomic_file(label) as fh:
                 sink = FlatSink(fh) if flattened else _FileSink(fh)
-                _write(dump, sink, lay, head, sub, notes, runs, fn, flag, exclude_zero, threads, window,
-                       batch_pages, block_size, progress)
+                _write(dump, sink, lay, head, sub, notes, runs, missing, bitmap2, fn, flag, exclude_zero,
+                       threads, window, batch_pages, block_size, progress)
     except DumpToolError:
         raise
     except OSError as exc:
@@ -685,8 +728,8 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
 
 
 def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: bytes, runs: list[Range],
-           fn, flag: int, exclude_zero: bool, threads: int, window: int, batch_pages: int, block_size: int,
-           progress: Progress) -> None:
+           missing: list[Range], bitmap2: list[Range] | None, fn, flag: int, exclude_zero: bool, threads: int,
+           window: int, batch_pages: int, block_size: int, progress: Progress) -> None:
     ps = lay.block_size
     sink.put(0, head)
     sink.put(ps, sub + notes)
@@ -696,12 +739,16 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
     for a, b in runs:
         bm1.set_run(a, b)
     bm1.finish()
-    data_runs = _clip_runs(runs, lay.start_pfn, lay.end_pfn)
+    data_runs = _data_runs(dump, ps, lay.start_pfn, lay.end_pfn, missing)
+    # bitmap 2 of the whole dump in every part (makedumpfile --reassemble takes part 1's)
     bm2 = _BitmapStream(sink, lay.offset_bitmap2, half)
     if not exclude_zero:
-        for a, b in data_runs:
+        for a, b, _m in _data_runs(dump, ps, 0, lay.max_mapnr, missing):
             bm2.set_run(a, b)
         bm2.finish()
+    elif bitmap2 is not None:
+        for a, b in _clip_runs(bitmap2, 0, lay.start_pfn):
+            bm2.set_run(a, b)
     w = _PageWriter(sink, lay)
     if not exclude_zero:
         w.write_zero_page()
@@ -746,7 +793,13 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
             segments.append(n)
 
     try:
-        for a, b in data_runs:
+        for a, b, lost in data_runs:
+            if lost:                      # in bitmap 2 with an empty descriptor: never written
+                if exclude_zero:
+                    bm2.set_run(a, b)
+                segments.append((None, b - a))
+                submit(b * ps)
+                continue
             cur = a
             for pfn, mv in _page_blocks(dump, a, b, ps, block_size):
                 if pfn > cur:
@@ -780,6 +833,9 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     if exclude_zero:
+        if bitmap2 is not None:
+            for a, b in _clip_runs(bitmap2, lay.end_pfn, lay.max_mapnr):
+                bm2.set_run(a, b)
         bm2.finish()
     w.finish()
     lay.file_size = w.pos
@@ -795,7 +851,31 @@ def write_split(dump: Dump, paths: list, progress: Progress = None, **opts) -> l
     if n < 1 or n > max_mapnr:
         raise UsageError(f"cannot split {max_mapnr} pages into {n} files")
     bounds = [max_mapnr * i // n for i in range(n + 1)]
+    # the parts share one disk_dump_header (makedumpfile --reassemble compares them byte for byte)
+    if opts.get("timestamp") is None:
+        opts["timestamp"] = dump.attrs.timestamp or time.time()
+    if opts.get("exclude_zero"):
+        # every part carries the whole bitmap 2: the non-zero pages of the whole dump (one more read)
+        _runs, missing, _absent = _present_runs(dump, ps, opts.get("allow_incomplete", False))
+        opts["bitmap2"] = _nonzero_page_runs(dump, ps, missing, opts.get("block_size", DEFAULT_BLOCK))
     return [write_kdump(dump, p, progress, split=(bounds[i], bounds[i + 1]), **opts) for i, p in enumerate(paths)]
+
+
+def _nonzero_page_runs(dump: Dump, ps: int, missing: list[Range], block: int) -> list[Range]:
+    """pfn runs of the pages an exclude_zero kdump file holds: non-zero pages and missing ones."""
+    runs: list[Range] = []
+    for a, b, lost in _data_runs(dump, ps, 0, max(1, -(-dump.size // ps)), missing):
+        if lost:
+            _add_run(runs, a, b)
+            continue
+        for pfn, mv in _page_blocks(dump, a, b, ps, block):
+            for s, e in nonzero_ranges(mv, ps):
+                p0, p1 = pfn + s // ps, pfn + e // ps
+                if runs and runs[-1][1] >= p0:
+                    runs[-1] = (runs[-1][0], max(runs[-1][1], p1))
+                else:
+                    runs.append((p0, p1))
+    return runs
 
 
 class KdumpWriter:
@@ -995,7 +1075,9 @@ class KdumpPart:
                 s, e = vals["start_pfn_64"], vals["end_pfn_64"]
             else:
                 s, e = vals["start_pfn"], vals["end_pfn"]
-            if not (0 <= s < e) or s >= max_mapnr:
+            # makedumpfile writes empty parts (start_pfn == end_pfn) when a set has more files than
+            # its dumpable pages fill; they hold no pages and reassemble fine
+            if not (0 <= s <= e) or s > max_mapnr:
                 raise BadInputError(f"{self.path}: split part with pfn range {s}-{e} (max_mapnr {max_mapnr})")
             self.split = True
             self.lo, self.hi = s, min(e, max_mapnr)
@@ -1208,9 +1290,18 @@ class KdumpPart:
             self.zero_desc = self.pack.pack(offset_data, self.bs, 0, 0)
             self.zero_run = self.zero_desc * 4096
 
+    def _skip_empty(self, d: tuple) -> bool:
+        """An empty descriptor in a file flagged incomplete: a page never written, wherever it
+        lies (found by _empty_descriptor_runs); the cut is looked for among the others."""
+        return self.incomplete_flag and d[0] == 0 and d[1] == 0
+
     def _bad(self, d: tuple) -> bool:
-        """A descriptor that was never written or whose data lies past the end of the file."""
+        """A descriptor that was never written or whose data lies past the end of the file.
+        In a file flagged incomplete, never-written pages may sit anywhere (a writer carrying a
+        source's gaps): those are found by _empty_descriptor_runs, only data past the end cuts."""
         off, size = d[0], d[1]
+        if self.incomplete_flag and off == 0 and size == 0:
+            return False
         return off == 0 or off + size > self.file.size
 
     def _first_nonzero(self, i: int, k: int) -> tuple[int, tuple | None]:
@@ -1219,7 +1310,7 @@ class KdumpPart:
             n = min(DESC_SCAN, k - i)
             buf = self.descs(i, n)
             for j, d in enumerate(self.pack.iter_unpack(buf)):
-                if d[:3] != self.zero_key:
+                if d[:3] != self.zero_key and not self._skip_empty(d):
                     return i + j, d
             i += n
         return k, None
@@ -1231,7 +1322,7 @@ class KdumpPart:
             buf = self.descs(i - n, n)
             ds = list(self.pack.iter_unpack(buf))
             for j in range(len(ds) - 1, -1, -1):
-                if ds[j][:3] != self.zero_key:
+                if ds[j][:3] != self.zero_key and not self._skip_empty(ds[j]):
                     return i - n + j, ds[j]
             i -= n
         return -1, None
@@ -1258,6 +1349,29 @@ class KdumpPart:
         self.first_bad_rank = t if t < k else None
         if t < k:
             self.cut = min(self.cut, self.pfn_of_rank(t))
+        self.never_written = self._empty_descriptor_runs() if self.incomplete_flag else []
+
+    def _empty_descriptor_runs(self) -> list[Range]:
+        """pfn runs below the cut whose descriptors are empty: pages a writer flagged incomplete
+        never wrote (only looked for when the status says incomplete: it reads every descriptor)."""
+        out: list[Range] = []
+        empty = bytes(dd.PAGE_DESC_SIZE)
+        if self.cut <= self.lo:
+            return out
+        for s, e, r in self.dumped_runs(self.lo, self.cut):
+            pos = s
+            while pos < e:
+                n = min(DESC_SCAN, e - pos)
+                buf = self.descs(r + pos - s, n)
+                k = buf.find(empty)
+                while k != -1:
+                    if k % dd.PAGE_DESC_SIZE == 0:
+                        _add_run(out, pos + k // dd.PAGE_DESC_SIZE, pos + k // dd.PAGE_DESC_SIZE + 1)
+                        k = buf.find(empty, k + dd.PAGE_DESC_SIZE)
+                    else:
+                        k = buf.find(empty, k + 1)
+                pos += n
+        return out
 
     # -- page data ------------------------------------------------------------------------
     def _decompress(self, flag: int) -> Callable:
@@ -1457,7 +1571,7 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
         if (p.bs, p.max_mapnr) != (first.bs, first.max_mapnr):
             raise BadInputError(f"{p.path} does not belong to the split dump of {first.path} (block size or "
                                 "max_mapnr differ)")
-    parts.sort(key=lambda p: p.lo)
+    parts.sort(key=lambda p: (p.lo, p.hi))
     for a, b in zip(parts, parts[1:]):
         if b.lo < a.hi:
             raise BadInputError(f"{b.path} (pfn {b.lo}-{b.hi}) overlaps {a.path} (pfn {a.lo}-{a.hi})")
@@ -1473,7 +1587,15 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
         lost = [(max(a, part.cut), b) for a, b in part.present if b > max(a, part.cut)]
         if part.unknown_tail:
             lost.append(part.unknown_tail)
+        if part.never_written:
+            usable = _subtract(usable, part.never_written)
+            reasons.append(f"{part.path} was written incomplete (status flag): "
+                           f"{sum(b - a for a, b in part.never_written)} "
+                           f"pages were never written (empty descriptors; physical "
+                           f"{_hex_ranges([(a * bs, b * bs) for a, b in part.never_written])})")
         lost = _merge(lost)
+        if part.file.truncated and not lost:
+            reasons.append(f"{part.path}: the flattened stream ends without its end record (cut short)")
         if lost:
             why = "its bitmaps are cut short" if part.bitmap_cut else "its page data is cut short"
             if part.file.truncated:
@@ -1482,10 +1604,10 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
                 why = "it was written incomplete (status flag)"
             reasons.append(f"{part.path} is truncated ({why}): physical {_hex_ranges([(a * bs, b * bs) for a, b in lost])} "
                            "missing")
+        lost = _merge(lost + part.never_written)
         filtered = _intersect(part.excluded, usable)
-        if filtered:
-            n = sum(b - a for a, b in filtered)
-            reasons.append(f"dump level {part.dump_level} excluded {n} pages ({_hex_ranges([(a * bs, b * bs) for a, b in filtered])})")
+        # pages the dump level left out: the dump is complete without them (makedumpfile -d N)
+        attrs.excluded += [(a * bs, b * bs) for a, b in filtered]
         ram = _subtract(usable, filtered)
         for a, b in ram:
             chunks.append(MemChunk(a * bs, (b - a) * bs, _PartView(part, a * bs, (b - a) * bs), KIND_RAM))
@@ -1508,22 +1630,29 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
     chunks.sort(key=lambda c: c.start)
     for r in reasons:
         attrs.mark_incomplete(r)
+    attrs.dump_level = first.dump_level & dd.DL_MAX
+    attrs.excluded = _merge(attrs.excluded)
     _describe(attrs, first, parts)
     cpus, notes_count = [], 0
+    vn = None
+    errors: list[str] = []
     try:
         notes = first.notes()
-        if notes is not None:
-            nl = list(iter_notes(notes))
-            notes_count = len(nl)
-            cpus = cpus_from_notes(nl)
-            for i, regs in enumerate(cpus):
-                regs.address = i
-            vn = next((n for n in nl if n.name == NOTE_NAME_VMCOREINFO), None)
-        else:
-            vn = None
     except DumpToolError as exc:
-        attrs.extra["notes_error"] = str(exc)
-        vn = None
+        notes = None
+        errors.append(str(exc))
+    if notes is not None:
+        # damaged notes are named and counted (as the ELF reader does), never dropped silently
+        where = f"{first.path} notes at 0x{first.sub['offset_note']:x}"
+        nl, bad = read_notes(notes, where)
+        notes_count = len(nl)
+        cpus, cpu_bad = cpus_from_intact_notes(nl, where, expected=first.header.nr_cpus)
+        errors += [e for e in (bad, cpu_bad) if e]
+        for i, regs in enumerate(cpus):
+            regs.address = i
+        vn = next((n for n in nl if n.name == NOTE_NAME_VMCOREINFO), None)
+    if errors:
+        attrs.extra["notes_error"] = "; ".join(errors)
     attrs.extra["elf_notes"] = notes_count
     dump = Dump(chunks, cpus, attrs, resources=parts)
     try:

@@ -953,15 +953,22 @@ def plan_cpus(dump: Dump, mem_size: int) -> tuple[list[tuple[CpuRegs, int]], lis
     return keep, dropped
 
 
-def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int = DEFAULT_BLOCK) -> S390WriteResult:
-    """Write `dump` as a flat s390 dump (sparse, atomic, streamed)."""
+def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int = DEFAULT_BLOCK,
+               allow_incomplete: bool = False) -> S390WriteResult:
+    """Write `dump` as a flat s390 dump (sparse, atomic, streamed).
+
+    The flat format has no way to leave memory out: a dump with absent ranges (missing, or
+    filtered out by a dump level) is refused unless allow_incomplete, and then written without
+    its end marker, so every reader (zgetdump too) sees it as incomplete."""
     path = os.fspath(path)
     absent = dump.absent_ranges()
-    if absent:
+    incomplete = bool(absent) or not dump.attrs.complete
+    if absent and not allow_incomplete:
+        what = "filtered out" if not dump.missing_ranges() else "missing"
         raise IncompleteDumpError(
-            f"the dump misses physical range {_hexr(*absent[0])}" + (f" and {len(absent) - 1} more" if len(absent) > 1
-                                                                    else "")
-            + ": a flat s390 dump would show zeros there (write ELF or kdump to keep the gap)")
+            f"physical range {_hexr(*absent[0])}" + (f" and {len(absent) - 1} more" if len(absent) > 1 else "")
+            + f" {'are' if len(absent) > 1 else 'is'} {what}: a flat s390 dump would show zeros there (write ELF or "
+              "kdump to keep the gap, or --allow-incomplete for an s390 dump without end marker)")
     ps = dump.attrs.page_size or PAGE_SIZE
     mem_size = -(-dump.size // S390_PAGE_SIZE) * S390_PAGE_SIZE
     if mem_size == 0:
@@ -1010,8 +1017,11 @@ def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int =
                     progress(c.end - done)
             for addr, data in overlays:
                 pwrite_all(fd, data, DF_S390_HDR_SIZE + addr)
-            pwrite_all(fd, build_end_marker(end_tod), DF_S390_HDR_SIZE + mem_size)
-            file_size = DF_S390_HDR_SIZE + mem_size + DF_S390_EM_SIZE
+            if incomplete:          # never claimed complete: no end marker
+                file_size = DF_S390_HDR_SIZE + mem_size
+            else:
+                pwrite_all(fd, build_end_marker(end_tod), DF_S390_HDR_SIZE + mem_size)
+                file_size = DF_S390_HDR_SIZE + mem_size + DF_S390_EM_SIZE
             os.ftruncate(fd, file_size)
     except DumpToolError:
         raise
