@@ -60,6 +60,7 @@ def run(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
 def main_for(app: typer.Typer, prog: str) -> Callable[[], None]:
     def main() -> None:
         install_signal_handlers()
+        tolerate_any_terminal()
         try:
             code = run(app, prog)
         except Terminated as exc:
@@ -68,6 +69,17 @@ def main_for(app: typer.Typer, prog: str) -> Callable[[], None]:
         sys.exit(code)
 
     return main
+
+
+def tolerate_any_terminal() -> None:
+    """On a terminal that cannot show every character (LC_ALL=C with PYTHONIOENCODING=ascii, a
+    Latin-1 locale), print what it cannot show as '?' (stdout) or a backslash escape (stderr)
+    instead of crashing; rich draws its tables in ASCII there by itself."""
+    for stream, errors in ((sys.stdout, "replace"), (sys.stderr, "backslashreplace")):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding and not encoding.startswith("utf"):
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors=errors)
 
 
 # -- signals: SIGINT, SIGTERM, SIGHUP unwind like an error, so every `with atomic_file` removes its

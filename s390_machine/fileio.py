@@ -404,7 +404,7 @@ def check_seekable_input(path: str, fd: int, noun: str = "file") -> None:
     mode = os.fstat(fd).st_mode
     if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
         what = _STREAM_KINDS.get(stat.S_IFMT(mode), "a stream")
-        raise BadInputError(f"{path} is {what}, not a {noun}: it is read at any offset, so it must be a "
+        raise BadInputError(f"{path} is {what}, which cannot be read at any offset: give the {noun} as a "
                             "regular file or a block device")
 
 

@@ -287,7 +287,7 @@ def map_(
     if as_json:
         emit_json(model.to_json())
     else:
-        stdout.print(memmap.render_text(model, width))
+        stdout.print(memmap.render_text(model, width, stdout.encoding))
 
 
 @app.command()

@@ -23,6 +23,18 @@ CATEGORIES = {
     "gap": (" ", "", "#ffffff", "no memory"),
 }
 MARKERS = {"lowcore": "L", "meminfo": "M", "vmcoreinfo": "V"}
+# what a terminal that cannot show a glyph (ASCII-only, Latin-1, ...) gets instead
+ASCII_GLYPHS = {"█": "#", "░": ".", "▒": ":", "·": "-", "▓": "%", "▚": "/"}
+
+
+def _glyph(glyph: str, encoding: str | None) -> str:
+    if encoding is None:
+        return glyph
+    try:
+        glyph.encode(encoding)
+        return glyph
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_GLYPHS.get(glyph, "?")
 
 
 @dataclass
@@ -111,8 +123,9 @@ def build_map(dump: Dump, cells: int) -> MapModel:
     return MapModel(size, cell, cats, marks, anchors, regions)
 
 
-def render_text(model: MapModel, width: int):
-    """A rich Text: rows of cells with their start address, then the legend."""
+def render_text(model: MapModel, width: int, encoding: str | None = None):
+    """A rich Text: rows of cells with their start address, then the legend; glyphs `encoding`
+    (the terminal's) cannot show are drawn in ASCII."""
     from rich.text import Text
     per_row = max(8, width - 22)
     t = Text()
@@ -123,13 +136,13 @@ def render_text(model: MapModel, width: int):
             if i in model.marks:
                 t.append(model.marks[i][0], style="bold white on blue")
             else:
-                t.append(glyph, style=style)
+                t.append(_glyph(glyph, encoding), style=style)
         t.append("\n")
     t.append(f"one cell = {_human(model.cell_size)}; ", style="dim")
     used = sorted(set(model.cells), key=list(CATEGORIES).index)
     for cat in used:
         glyph, style, _c, legend = CATEGORIES[cat]
-        t.append(glyph, style=style)
+        t.append(_glyph(glyph, encoding), style=style)
         t.append(f" {legend}  ")
     t.append("\n")
     for name, addr, length in model.anchors:

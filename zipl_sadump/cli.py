@@ -208,7 +208,7 @@ def _print_map(paths: list[str]) -> None:
     except DumpToolError as exc:        # the picture is a courtesy; the verdict is printed above
         stdout.print(f"(no memory map: {exc})")
         return
-    stdout.print(memmap.render_text(model, stdout.width))
+    stdout.print(memmap.render_text(model, stdout.width, stdout.encoding))
 
 
 def _show(devs: list[DeviceInfo], mem_size: int | None, as_json: bool, with_dump: bool = False) -> None:
