@@ -249,7 +249,8 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = T
     path = os.fspath(path)
     kind = output_kind(path)
     if kind in ("stdout", "stream"):
-        where = "standard output" if kind == "stdout" else f"{path} ({_STREAM_KINDS.get(stat.S_IFMT(os.stat(path).st_mode), 'a stream')})"
+        where = "standard output" if kind == "stdout" else \
+            f"{path} ({_STREAM_KINDS.get(stat.S_IFMT(os.stat(path).st_mode), 'a stream')})"
         if seekable:
             raise UsageError(f"cannot write this format to {where}: it is written with seeks and needs a regular "
                              "file (kdump streams there in makedumpfile's flattened format)")
@@ -260,21 +261,34 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = T
     directory = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(directory):
         raise BadInputError(f"output directory {directory} does not exist")
-    tmp, fd = create_temporary(directory, os.path.basename(target))
-    lock = os.dup(fd)                          # keeps the flock until after the rename
+    tmp, fh, lock = None, None, -1
     try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+        with _signals_held():                  # a signal in here would leave a temporary nobody removes
+            tmp, fd = create_temporary(directory, os.path.basename(target))
+            try:
+                lock = os.dup(fd)              # keeps the flock until after the rename
+                fh = os.fdopen(fd, mode)
+            except BaseException:
+                os.close(fd)
+                raise
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
         os.replace(tmp, target)
         _fsync_dir(directory)
     except BaseException:
-        with _signals_held(), contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with _signals_held():
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    fh.close()
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         raise
     finally:
-        os.close(lock)
+        if lock >= 0:
+            os.close(lock)
 
 
 @contextlib.contextmanager
@@ -306,11 +320,17 @@ def _stream(path: str, mode: str, kind: str) -> Iterator[BinaryIO]:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)     # a FIFO: waits for its reader, as a shell would
         except OSError as exc:
             raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
-    with os.fdopen(fd, mode) as fh:
+    fh = os.fdopen(fd, mode)
+    try:
         yield fh
         fh.flush()
         with contextlib.suppress(OSError):     # pipes and character devices take no fsync (EINVAL)
             os.fsync(fh.fileno())
+        fh.close()
+    except BaseException:
+        with contextlib.suppress(OSError):     # the error that stopped the writer is the one to report
+            fh.close()
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

@@ -601,8 +601,8 @@ def test_stale_temporaries_of_live_writers_and_other_targets_are_left_alone(elf_
         assert not os.path.exists(temps[".copy.elf.stale000.tmp"])
     finally:
         live.close()
-    # once its writer is gone, the live one is stale too
-    proc = run_cli("vmcore.cli", *convert_args(elf_dump, out))
+    # once its writer is gone, the live one is stale too (copy.elf exists now: --force replaces it)
+    proc = run_cli("vmcore.cli", *convert_args(elf_dump, out), "--force")
     assert proc.returncode == 0 and "removed stale temporary .copy.elf.live0000.tmp" in proc.stderr, proc.stderr
     assert sorted(os.listdir(tmp_path)) == sorted([".other.elf.stale000.tmp", ".copy.elf.gz.stale000.tmp",
                                                    ".copy.stale000.tmp", "copy.elf"])
