@@ -65,7 +65,7 @@ def main_for(app: typer.Typer, prog: str) -> Callable[[], None]:
             code = run(app, prog)
         except Terminated as exc:
             code = exc.exit_code
-            _error_line(prog, f"{exc}; nothing was left half-written")
+            _error_line(prog, f"{exc}; its temporary files were removed, nothing is claimed complete")
         sys.exit(code)
 
     return main
@@ -93,7 +93,7 @@ class Terminated(BaseException):
     `except Exception` on the way up does not swallow it."""
 
     def __init__(self, signum: int):
-        super().__init__(f"{signal.Signals(signum).name} received: stopped")
+        super().__init__(f"stopped by {signal.Signals(signum).name} before the end")
         self.signum = signum
         self.exit_code = 128 + signum
 

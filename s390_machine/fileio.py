@@ -183,6 +183,8 @@ def output_kind(path: str | os.PathLike) -> str:
     path = os.fspath(path)
     if path == STDOUT:
         return "stdout"
+    if not os.path.basename(path.rstrip("/")) or path.endswith("/") and not os.path.isdir(path):
+        raise UsageError(f"output {path!r} names no file")
     st = _stat_output(path)
     if st is None:
         return "new"

@@ -868,7 +868,7 @@ def test_sigterm_every_writer_every_target(fault, writer, target, crashed, elf_d
         assert proc.returncode == 2 and len(err.splitlines()) == 1 and "FIFO" in err, err
     else:
         assert proc.returncode == 128 + signal.SIGTERM, err
-        assert re.fullmatch(r"[a-z-]+: error: SIGTERM received[^\n]*\n", err), err
+        assert re.fullmatch(r"[a-z-]+: error: stopped by SIGTERM [^\n]*\n", err), err
     t.check_untouched()
     if target != "fifo":
         assert not t.temporaries()

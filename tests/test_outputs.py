@@ -378,7 +378,7 @@ def test_signal_during_a_2gib_convert_leaves_nothing(sig, big, tmp_path):
     proc.send_signal(sig)
     err = proc.stderr.read()
     assert proc.wait() == 128 + sig, err
-    assert re.fullmatch(rf"vmcore: error: {sig.name} received[^\n]*\n", err), err
+    assert re.fullmatch(rf"vmcore: error: stopped by {sig.name} [^\n]*\n", err), err
     assert os.listdir(tmp_path) == []
 
 
