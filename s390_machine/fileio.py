@@ -200,6 +200,17 @@ def is_stream_output(path) -> bool:
     return not hasattr(path, "write") and output_kind(path) in ("stdout", "stream")
 
 
+def stream_description(path: str) -> str:
+    """'standard output', or 'PATH (a FIFO)' / 'PATH (a character device)' ..."""
+    if path == STDOUT:
+        return "standard output"
+    try:
+        what = _STREAM_KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "a stream")
+    except OSError:
+        what = "a stream"
+    return f"{path} ({what})"
+
+
 def _identity(path: str) -> set[tuple[int, int]]:
     """(st_dev, st_ino) of `path` through its symlinks, and of the files directly in it when it is
     a directory (a machine directory is read as a whole); empty if it cannot be stat'ed."""
@@ -251,11 +262,9 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = T
     path = os.fspath(path)
     kind = output_kind(path)
     if kind in ("stdout", "stream"):
-        where = "standard output" if kind == "stdout" else \
-            f"{path} ({_STREAM_KINDS.get(stat.S_IFMT(os.stat(path).st_mode), 'a stream')})"
         if seekable:
-            raise UsageError(f"cannot write this format to {where}: it is written with seeks and needs a regular "
-                             "file (kdump streams there in makedumpfile's flattened format)")
+            raise UsageError(f"cannot write this format to {stream_description(path)}: it is written with seeks "
+                             "and needs a regular file (kdump streams there in makedumpfile's flattened format)")
         with _stream(path, mode, kind) as fh:
             yield fh
         return

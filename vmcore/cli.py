@@ -10,7 +10,7 @@ from rich.table import Table
 
 from meminfo_abi.errors import EXIT_INCOMPLETE, BadInputError, UsageError
 from s390_machine.clikit import emit_json, main_for, progress_bar, stderr, stdout
-from s390_machine.fileio import STDOUT, check_output
+from s390_machine.fileio import STDOUT, check_output, is_stream_output, stream_description
 from s390_machine.units import human, parse_size
 from vmcore import inspect
 from vmcore.dmesg import format_dmesg
@@ -42,6 +42,9 @@ def _write_opts(out_fmt: str, output: str, flattened: bool, as_json: bool) -> di
         raise UsageError("-F (flattened) applies to -f kdump only")
     if output == STDOUT and as_json:
         raise UsageError("--json prints to standard output, which -o - takes for the dump")
+    if out_fmt != "kdump" and is_stream_output(output):
+        raise UsageError(f"-f {out_fmt} is written with seeks and cannot go to {stream_description(output)}; "
+                         "-f kdump streams there (makedumpfile's flattened format)")
     return {"flattened": True} if flattened else {}
 
 
