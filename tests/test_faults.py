@@ -890,3 +890,23 @@ def test_sigkill_every_writer_every_target(fault, writer, target, crashed, elf_d
         assert rerun.returncode == 0, rerun.stderr
         assert "removed stale temporary" in rerun.stderr
         assert not t.temporaries()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+def test_signal_during_kexec_load_rolls_back(sig, base, kernel, files, tmp_path):
+    """A load stopped by SIGTERM/SIGHUP once its journal exists: exit 128+N with one line, and
+    the machine exactly as before (restored at once, nothing for the next open to do)."""
+    machine = copy_machine(base, str(tmp_path / "m"))
+    before = tree_digest(machine)
+    proc = subprocess.Popen(cmd("kexec_s390.cli", load_args(kernel, files["initrd2"], machine)), cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(f.startswith(".kexec-journal.") or f == "kexec-load.journal" for f in os.listdir(machine)):
+        assert proc.poll() is None and time.monotonic() < deadline, "the load never started its journal"
+        time.sleep(0.001)
+    proc.send_signal(sig)
+    err = proc.stderr.read()
+    assert proc.wait() == 128 + sig, err
+    assert re.fullmatch(rf"kexec-s390: error: stopped by {sig.name} [^\n]*\n", err), err
+    assert sorted(os.listdir(machine)) == sorted(before)
+    assert tree_digest(machine) == before
