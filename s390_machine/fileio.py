@@ -274,7 +274,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = T
         raise BadInputError(f"output directory {directory} does not exist")
     tmp, fh, lock = None, None, -1
     try:
-        with _signals_held():                  # a signal in here would leave a temporary nobody removes
+        with signals_held():                  # a signal in here would leave a temporary nobody removes
             tmp, fd = create_temporary(directory, os.path.basename(target))
             try:
                 lock = os.dup(fd)              # keeps the flock until after the rename
@@ -289,7 +289,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = T
         os.replace(tmp, target)
         _fsync_dir(directory)
     except BaseException:
-        with _signals_held():
+        with signals_held():
             if fh is not None:
                 with contextlib.suppress(OSError):
                     fh.close()
@@ -303,7 +303,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = T
 
 
 @contextlib.contextmanager
-def _signals_held() -> Iterator[None]:
+def signals_held() -> Iterator[None]:
     """Hold SIGINT/SIGTERM/SIGHUP back while a temporary is removed (delivered right after)."""
     sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
     try:
