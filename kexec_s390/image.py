@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from meminfo_abi.elfcore import ELFMAG, Elf64_Ehdr
 from meminfo_abi.errors import BadInputError
+from s390_machine.fileio import os_open_input
 from meminfo_abi.parmarea import (
     EP_OFFSET, EP_STRING, HEAD_END, IMAGE_READ_OFFSET, PARMAREA, PARMAREA_FIXED_SIZE, ParmArea,
     command_line_limit,
@@ -73,7 +74,7 @@ def read_kernel_image(path: str) -> KernelImage:
     if os.path.isdir(path):
         raise BadInputError(f"{path} is a directory, not a kernel image")
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(os_open_input(path, noun="kernel image"), "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size == 0:
                 raise BadInputError(f"kernel image {path} is empty")

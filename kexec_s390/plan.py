@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass, field
 
 from meminfo_abi.errors import BadInputError
+from s390_machine.fileio import os_open_input
 from meminfo_abi.meminfo import SEGMENT_KIND_INITRD, SEGMENT_KIND_KERNEL
 from meminfo_abi.parmarea import (
     COMMAND_LINE_OFFS, IMAGE_ENTRY, IMAGE_ENTRY_KDUMP, IMAGE_READ_OFFSET, INITRD_SIZE_OFFS,
@@ -92,6 +93,7 @@ def plan_load(image: KernelImage, initrd: str | None, command_line: str | None, 
             raise BadInputError(f"initrd {initrd} does not exist")
         if os.path.isdir(initrd):
             raise BadInputError(f"{initrd} is a directory, not an initrd")
+        os.close(os_open_input(initrd, noun="initrd"))   # a FIFO is refused at once, never waited on
         initrd_size = os.path.getsize(initrd)
         initrd_origin = align_up(max(INITRD_MIN_ORIGIN, image.size), MIB)
     # parameter area, patched in the kernel buffer (offsets relative to 0x10000)

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import os
+import signal
 import sys
 from typing import Any, Callable, Iterator
 
@@ -99,9 +100,57 @@ def run(app: typer.Typer, prog: str, argv: list[str] | None = None) -> int:
 
 def main_for(app: typer.Typer, prog: str) -> Callable[[], None]:
     def main() -> None:
-        sys.exit(run(app, prog))
+        install_signal_handlers()
+        tolerate_any_terminal()
+        try:
+            code = run(app, prog)
+        except Terminated as exc:
+            code = exc.exit_code
+            _error_line(prog, f"{exc}; its temporary files were removed, nothing is claimed complete")
+        sys.exit(code)
 
     return main
+
+
+def tolerate_any_terminal() -> None:
+    """On a terminal that cannot show every character (LC_ALL=C with PYTHONIOENCODING=ascii, a
+    Latin-1 locale), print what it cannot show as '?' (stdout) or a backslash escape (stderr)
+    instead of crashing; rich draws its tables in ASCII there by itself."""
+    for stream, errors in ((sys.stdout, "replace"), (sys.stderr, "backslashreplace")):
+        encoding = (getattr(stream, "encoding", None) or "").lower().replace("-", "")
+        if encoding and not encoding.startswith("utf"):
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                stream.reconfigure(errors=errors)
+
+
+# -- signals: SIGINT, SIGTERM, SIGHUP unwind like an error, so every `with atomic_file` removes its
+# temporary; the exit code is 128 + the signal's number, as a shell reports a killed command.
+
+CAUGHT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by a caught signal.  A BaseException, as KeyboardInterrupt: an
+    `except Exception` on the way up does not swallow it."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by {signal.Signals(signum).name} before the end")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+def _on_signal(signum, frame) -> None:
+    for s in CAUGHT_SIGNALS:            # the unwinding that follows (temporaries removed) runs to its end
+        signal.signal(s, signal.SIG_IGN)
+    raise Terminated(signum)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGINT/SIGTERM/SIGHUP into Terminated (main thread; signals the parent ignored stay
+    ignored, as nohup asks)."""
+    for s in CAUGHT_SIGNALS:
+        if signal.getsignal(s) is not signal.SIG_IGN:
+            signal.signal(s, _on_signal)
 
 
 def _error_line(prog: str, message: str) -> None:

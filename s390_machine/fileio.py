@@ -1,25 +1,33 @@
 """Files that are never half-written: temporary name, fsync, rename; sparse copies.
 
-Every output is first written as `.NAME.XXXXXXXX.tmp` beside NAME (create_temporary), and
+Every output file is first written as `.NAME.XXXXXXXX.tmp` beside NAME (create_temporary), and
 its writer holds an exclusive flock on it until the rename.  A writer killed on the way
 (SIGKILL, the host going down) leaves that file - a dump may be gigabytes - and the lock
 dies with it, so the next writer of NAME removes every sibling temporary of NAME that
 nobody holds locked, and says so on stderr (remove_stale_temporaries).
+
+Outputs go where the user points and nowhere else (atomic_file): a symlink is written
+through to its target (the link stays), a FIFO or device is written through as a stream
+(formats that need seeking refuse it), `-` is standard output.  Dump files are created
+0600, whatever the umask: a dump holds every secret the crashed system had.  check_output
+is the CLIs' check before writing: no silent overwrite, and an input is never an output.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import random
 import re
 import shutil
+import signal
 import stat
 import sys
 from typing import BinaryIO, Iterator
 
-from meminfo_abi.errors import BadInputError, DumpIOError
+from meminfo_abi.errors import BadInputError, DumpIOError, UsageError
 from s390_machine.units import human
 
 # .NAME. + 8 of these + .tmp: the names tempfile.mkstemp made before, so what an older
@@ -28,6 +36,8 @@ _TEMP_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 _TEMP_RANDOM = 8
 _TEMP_SUFFIX = ".tmp"
 _random = random.SystemRandom()
+FILE_MODE = 0o600        # outputs are private (makedumpfile creates its dumps 0600 too)
+STDOUT = "-"             # the output name that means standard output
 
 
 def temporary_name_pattern(name: str) -> re.Pattern:
@@ -51,9 +61,12 @@ def create_temporary(directory: str, name: str, *, is_dir: bool = False) -> tupl
                 os.mkdir(path, 0o700)             # as mkdtemp: the machine directory stays private
                 fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
             else:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE)
         except FileExistsError:
             continue
+        if not is_dir:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, FILE_MODE)       # 0600 whatever the umask took away
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)     # blocks only while a remover holds it, for a moment
         except OSError:
@@ -145,28 +158,190 @@ def _tree_allocated(path: str) -> int:
     return total
 
 
-@contextlib.contextmanager
-def atomic_file(path: str | os.PathLike, mode: str = "wb") -> Iterator[BinaryIO]:
-    """Write `path` under a temporary name in the same directory; rename only on success."""
+_STREAM_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFCHR: "a character device", stat.S_IFBLK: "a block device",
+                 stat.S_IFSOCK: "a socket"}
+
+
+def _stat_output(path: str) -> os.stat_result | None:
+    """stat() of an output path through its symlinks; None if nothing is there (a dangling link
+    included: it is written through, its target created)."""
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadInputError(f"output {path}: too many levels of symbolic links") from None
+        if exc.errno == errno.ENOTDIR:
+            raise BadInputError(f"output {path}: a component of the path is not a directory") from None
+        raise DumpIOError(f"cannot use output {path}: {exc.strerror or exc}") from None
+
+
+def output_kind(path: str | os.PathLike) -> str:
+    """What writing `path` means: "stdout" (`-`), "stream" (a FIFO, device or socket, written
+    through, sequentially), "file" (an existing regular file) or "new"; a directory is bad input."""
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
+    if path == STDOUT:
+        return "stdout"
+    if not os.path.basename(path.rstrip("/")) or path.endswith("/") and not os.path.isdir(path):
+        raise UsageError(f"output {path!r} names no file")
+    st = _stat_output(path)
+    if st is None:
+        return "new"
+    if stat.S_ISDIR(st.st_mode):
+        raise BadInputError(f"output {path} is a directory")
+    if stat.S_ISREG(st.st_mode):
+        return "file"
+    return "stream"
+
+
+def is_stream_output(path) -> bool:
+    """Whether a writer to `path` can only write sequentially (stdout, a FIFO, a device)."""
+    return not hasattr(path, "write") and output_kind(path) in ("stdout", "stream")
+
+
+def stream_description(path: str) -> str:
+    """'standard output', or 'PATH (a FIFO)' / 'PATH (a character device)' ..."""
+    if path == STDOUT:
+        return "standard output"
+    try:
+        what = _STREAM_KINDS.get(stat.S_IFMT(os.stat(path).st_mode), "a stream")
+    except OSError:
+        what = "a stream"
+    return f"{path} ({what})"
+
+
+def _identity(path: str) -> set[tuple[int, int]]:
+    """(st_dev, st_ino) of `path` through its symlinks, and of the files directly in it when it is
+    a directory (a machine directory is read as a whole); empty if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return set()
+    ids = {(st.st_dev, st.st_ino)}
+    if stat.S_ISDIR(st.st_mode):
+        with contextlib.suppress(OSError):
+            for e in os.scandir(path):
+                with contextlib.suppress(OSError):
+                    s = e.stat()
+                    ids.add((s.st_dev, s.st_ino))
+    return ids
+
+
+def check_output(path: str | os.PathLike, *, force: bool = False, inputs=(), what: str = "output") -> str:
+    """What a CLI checks before it writes `path` (one line, exit 2, when refused): the output is
+    not the same file as any input (same device and inode, through symlinks and hard links);
+    an existing regular file is replaced only with `force`.  Returns output_kind(path)."""
+    path = os.fspath(path)
+    kind = output_kind(path)
+    if kind == "new" or kind == "stdout":
+        return kind
+    st = os.stat(path)
+    me = (st.st_dev, st.st_ino)
+    for src in inputs:
+        if src is None:
+            continue
+        for one in ([src] if isinstance(src, (str, os.PathLike)) else src):
+            if me in _identity(os.fspath(one)):
+                raise UsageError(f"{what} {path} is the input {os.fspath(one)}: refusing to write over what is "
+                                 "being read")
+    if kind == "file" and not force:
+        raise UsageError(f"{what} {path} already exists ({human(st.st_size)}); give --force to replace it")
+    return kind
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = True) -> Iterator[BinaryIO]:
+    """Open the output `path` where the user points, never anywhere else.
+
+    A regular file (or a new one) is written under a temporary name in the same directory
+    (0600), fsync'ed and renamed into place only on success; a symlink is written through to its
+    target, which the rename replaces, so the link stays.  A FIFO, device or `-` (standard output)
+    is written through, in order: a writer that needs to seek (`seekable`) is refused there
+    (UsageError, exit 2) before anything is written."""
+    path = os.fspath(path)
+    kind = output_kind(path)
+    if kind in ("stdout", "stream"):
+        if seekable:
+            raise UsageError(f"cannot write this format to {stream_description(path)}: it is written with seeks "
+                             "and needs a regular file (kdump streams there in makedumpfile's flattened format)")
+        with _stream(path, mode, kind) as fh:
+            yield fh
+        return
+    target = os.path.realpath(path) if os.path.islink(path) else path
+    directory = os.path.dirname(os.path.abspath(target))
     if not os.path.isdir(directory):
         raise BadInputError(f"output directory {directory} does not exist")
-    tmp, fd = create_temporary(directory, os.path.basename(path))
-    lock = os.dup(fd)                          # keeps the flock until after the rename
+    tmp, fh, lock = None, None, -1
     try:
-        with os.fdopen(fd, mode) as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        with signals_held():                  # a signal in here would leave a temporary nobody removes
+            tmp, fd = create_temporary(directory, os.path.basename(target))
+            try:
+                lock = os.dup(fd)              # keeps the flock until after the rename
+                fh = os.fdopen(fd, mode)
+            except BaseException:
+                os.close(fd)
+                raise
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        os.replace(tmp, target)
         _fsync_dir(directory)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        with signals_held():
+            if fh is not None:
+                with contextlib.suppress(OSError):
+                    fh.close()
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
         raise
     finally:
-        os.close(lock)
+        if lock >= 0:
+            os.close(lock)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM/SIGHUP back while a temporary is removed (delivered right after)."""
+    sigs = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    try:
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, sigs)
+    except (OSError, ValueError, AttributeError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+@contextlib.contextmanager
+def _stream(path: str, mode: str, kind: str) -> Iterator[BinaryIO]:
+    """A FIFO, device or standard output, written through (no temporary, nothing renamed)."""
+    if kind == "stdout":
+        sys.stdout.flush()
+        fd = os.dup(sys.stdout.fileno())
+        if os.isatty(fd):
+            os.close(fd)
+            raise UsageError("standard output is a terminal: redirect it to a file or a pipe")
+    else:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)     # a FIFO: waits for its reader, as a shell would
+        except OSError as exc:
+            raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+    fh = os.fdopen(fd, mode)
+    try:
+        yield fh
+        fh.flush()
+        with contextlib.suppress(OSError):     # pipes and character devices take no fsync (EINVAL)
+            os.fsync(fh.fileno())
+        fh.close()
+    except BaseException:
+        with contextlib.suppress(OSError):     # the error that stopped the writer is the one to report
+            fh.close()
+        raise
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -221,20 +396,52 @@ def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
         pos = end
 
 
+def os_open_input(path: str | os.PathLike, flags: int = os.O_RDONLY, noun: str = "file") -> int:
+    """os.open for an input that never waits: opened without blocking, then a FIFO, socket or
+    character device is refused at once (BadInputError); the OS's refusals are raised as they are."""
+    path = os.fspath(path)
+    fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        check_seekable_input(path, fd, noun)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def open_input(path: str, noun: str = "file", verb: str | None = None) -> int:
     """A read-only fd on `path`.  A missing path, or a directory the OS refuses, is bad input
-    (one line, "not a NOUN"); any other refusal is a DumpIOError "cannot VERB PATH: reason"
-    when `verb` is given, else the OSError itself."""
+    (one line, "not a NOUN"); so is a FIFO, socket or character device, refused at once (opened
+    without blocking: a FIFO nobody writes never hangs a reader); any other refusal is a
+    DumpIOError "cannot VERB PATH: reason" when `verb` is given, else the OSError itself."""
     try:
-        return os.open(path, os.O_RDONLY)
+        return os_open_input(path, noun=noun)
     except FileNotFoundError:
         raise BadInputError(f"{path} does not exist") from None
     except IsADirectoryError:
         raise BadInputError(f"{path} is a directory, not a {noun}") from None
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise BadInputError(f"{path}: too many levels of symbolic links") from None
         if verb is None:
             raise
         raise DumpIOError(f"cannot {verb} {path}: {exc.strerror or exc}") from None
+
+
+def check_seekable_input(path: str, fd: int, noun: str = "file") -> None:
+    """Refuse (bad input, one line) an input that cannot be read at any offset: a FIFO, socket or
+    character device (stdin among them).  Regular files, directories and block devices pass."""
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode):
+        what = _STREAM_KINDS.get(stat.S_IFMT(mode), "a stream")
+        raise BadInputError(f"{path} is {what}, which cannot be read at any offset: give the {noun} as a "
+                            "regular file or a block device")
+
+
+def open_input_file(path: str | os.PathLike, noun: str = "file", verb: str = "open") -> BinaryIO:
+    """open(path, "rb") for an input, with open_input's checks (no FIFO waits forever)."""
+    return os.fdopen(open_input(os.fspath(path), noun, verb), "rb")
 
 
 def pwrite_all(fd: int, data, offset: int) -> None:

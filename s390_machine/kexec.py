@@ -30,7 +30,7 @@ from meminfo_abi.meminfo import (
     KEXEC_MAX_SEGMENTS, MEMINFO_KEXEC_SEGMENTS, SEGMENT_KIND_NAMES, SEGMENT_KIND_PURGATORY,
     KexecSegment, KexecSegmentTable, MemInfo,
 )
-from s390_machine.fileio import Writeback, create_temporary
+from s390_machine.fileio import Writeback, create_temporary, signals_held
 from s390_machine.machine import Machine
 
 PAGE_SIZE = 4096
@@ -168,10 +168,18 @@ class _Journal:
         self.dir = machine.path
         self.path = os.path.join(machine.path, JOURNAL_FILE)
         self.committed = False
-        # created locked (an uncommitted journal left by a killed load is stale: removed here)
-        self.tmp, fd = create_temporary(machine.path, "kexec-journal")
-        self.fh = os.fdopen(fd, "w+b")
-        self.fh.write(_JOURNAL_HEAD.pack(JOURNAL_MAGIC, 1, 0, self.mem.size))
+        # created locked (an uncommitted journal left by a killed load is stale: removed here);
+        # SIGINT/SIGTERM/SIGHUP wait until the journal is ours to remove
+        self.tmp = None
+        try:
+            with signals_held():
+                self.tmp, fd = create_temporary(machine.path, "kexec-journal")
+                self.fh = os.fdopen(fd, "w+b")
+            self.fh.write(_JOURNAL_HEAD.pack(JOURNAL_MAGIC, 1, 0, self.mem.size))
+        except BaseException:
+            if self.tmp is not None:
+                self.close()
+            raise
         self.entries: list[tuple[int, int, int]] = []   # (addr, length, journal offset); -1 = was a hole
 
     def save(self, addr: int, length: int) -> None:
@@ -194,8 +202,9 @@ class _Journal:
         self.fh.write(_JOURNAL_FOOT.pack(index, len(self.entries), JOURNAL_END))
         self.fh.flush()
         os.fsync(self.fh.fileno())
-        os.rename(self.tmp, self.path)
-        self.committed = True
+        with signals_held():                   # renamed and known to be: one step for a signal
+            os.rename(self.tmp, self.path)
+            self.committed = True
         _fsync_dir(self.dir)
 
     def restore(self) -> None:
@@ -418,20 +427,23 @@ def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags:
     replaced = not mi.entries[MEMINFO_KEXEC_SEGMENTS].empty
 
     copied = 0
+    journal = None
     try:
         journal = _Journal(machine)
-    except OSError as exc:
-        raise DumpIOError(f"cannot create the kexec load journal in {machine.path}: {exc.strerror}") from None
-    try:
         for s in segments:
             journal.save(s.mem, s.memsz)
         journal.save(table_addr, SEGTAB_AREA)
         journal.save(mi_addr, 4096)
         journal.commit()
     except BaseException as exc:
-        journal.close()
+        if journal is not None:
+            if journal.committed:               # storage is not touched yet: nothing to restore
+                journal.discard()
+            else:
+                journal.close()
         if isinstance(exc, OSError):
-            raise DumpIOError(f"cannot write the kexec load journal in {machine.path}: {exc.strerror}") from None
+            what = "write" if journal is not None else "create"
+            raise DumpIOError(f"cannot {what} the kexec load journal in {machine.path}: {exc.strerror}") from None
         raise
     try:
         # invalidate first: a crash during the load must never find a half-loaded kdump intact

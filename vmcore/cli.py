@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
 from rich.table import Table
 
 from meminfo_abi.errors import EXIT_BAD_INPUT, EXIT_INCOMPLETE, BadInputError, UsageError
-from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
+from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stderr, stdout
+from s390_machine.fileio import STDOUT, check_output, is_stream_output, stream_description
 from s390_machine.units import human, parse_size
 from vmcore import inspect
 from vmcore.dmesg import format_dmesg
@@ -20,8 +22,36 @@ app = new_app(help="Save, inspect and convert s390x dumps: ELF, s390 (flat/exten
 FORMAT_HELP = "output format: elf, kdump (kdump-compressed), s390 (flat s390 dump)"
 ALLOW_INCOMPLETE_HELP = ("write a dump that was cut short anyway: what is missing stays missing and the "
                          "result is marked incomplete (without it: refused, exit 4)")
+FORCE_HELP = "replace an existing output file (without it, an existing file is refused: exit 2)"
+FLAT_HELP = ("kdump format: makedumpfile's flattened stream (makedumpfile -F; rebuild it with makedumpfile -R); "
+             "always so to standard output (-o -), a FIFO or a device")
+OUTPUT_HELP = ("dump file to write (atomically, mode 0600); a symlink is written through; - (standard output), "
+               "a FIFO or a device take the streamable formats (kdump, flattened)")
 SELECT_HELP = ("a kdump kernel caught by a stand-alone dump: prod (the production system, swap undone; "
                "the default), kdump (the kdump kernel's memory), all (everything as dumped)")
+
+
+def _inputs(dump: str, *more: Optional[str]) -> list[str]:
+    """The files a command reads: DUMP (or each of FILE1,FILE2,...) and any other input option."""
+    paths = dump.split(",") if "," in dump and not os.path.exists(dump) else [dump]
+    return paths + [m for m in more if m]
+
+
+def _write_opts(out_fmt: str, output: str, flattened: bool, as_json: bool) -> dict:
+    """Checks shared by save and convert; the writer options -F gives."""
+    if flattened and out_fmt != "kdump":
+        raise UsageError("-F (flattened) applies to -f kdump only")
+    if output == STDOUT and as_json:
+        raise UsageError("--json prints to standard output, which -o - takes for the dump")
+    if out_fmt != "kdump" and is_stream_output(output):
+        raise UsageError(f"-f {out_fmt} is written with seeks and cannot go to {stream_description(output)}; "
+                         "-f kdump streams there (makedumpfile's flattened format)")
+    return {"flattened": True} if flattened else {}
+
+
+def _summary(output: str):
+    """Where the closing line goes: stderr when the dump itself went to standard output."""
+    return stderr if output == STDOUT else stdout
 
 
 def _open(dump: str, fmt: Optional[str] = None, cpus_from: Optional[str] = None, select: Optional[str] = None):
@@ -45,8 +75,10 @@ def _open(dump: str, fmt: Optional[str] = None, cpus_from: Optional[str] = None,
 @app.command()
 def save(
     machine: str = typer.Option(..., "--machine", help="machine whose kdump kernel is running"),
-    output: str = typer.Option(..., "-o", "--output", help="dump file to write (atomically)"),
+    output: str = typer.Option(..., "-o", "--output", help=OUTPUT_HELP),
     fmt: str = typer.Option("elf", "--format", "-f", help=FORMAT_HELP),
+    flattened: bool = typer.Option(False, "-F", "--flattened", help=FLAT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     compress: str = typer.Option("zlib", "--compress", help="kdump format: zlib or none"),
     level: int = typer.Option(1, "--level", help="zlib level"),
     exclude_zero: bool = typer.Option(False, "--exclude-zero", help="kdump format: leave zero pages out"),
@@ -57,9 +89,10 @@ def save(
     """What the kdump initrd runs: build the dump from /proc/vmcore and save it."""
     from s390_machine.machine import Machine
     from vmcore.kdump import kdump_dump
-    opts = {}
+    opts = _write_opts(fmt, output, flattened, as_json)
     if fmt == "kdump":
         opts.update(compress=compress, level=level, exclude_zero=exclude_zero)
+    check_output(output, force=force, inputs=[machine])
     with Machine.open(machine) as m:
         dump = kdump_dump(m)
         with dump, progress_bar(dump.present_bytes, f"saving {fmt}", progress) as advance:
@@ -71,9 +104,9 @@ def save(
     if as_json:
         emit_json(result)
     else:
-        stdout.print(f"saved {human(result['memory'])} of old memory, {result['cpus']} CPUs, "
-                     f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})"
-                     + ("" if result["complete"] else f", INCOMPLETE: {result['incomplete_reason']}"))
+        _summary(output).print(f"saved {human(result['memory'])} of old memory, {result['cpus']} CPUs, "
+                               f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})"
+                               + ("" if result["complete"] else f", INCOMPLETE: {result['incomplete_reason']}"))
 
 
 @app.command()
@@ -215,8 +248,10 @@ def read(
 @app.command()
 def convert(
     dump: str = typer.Argument(...),
-    output: str = typer.Option(..., "-o", "--output"),
+    output: str = typer.Option(..., "-o", "--output", help=OUTPUT_HELP),
     out_fmt: str = typer.Option(..., "-f", "--to", help=FORMAT_HELP),
+    flattened: bool = typer.Option(False, "-F", "--flattened", help=FLAT_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     fmt: Optional[str] = typer.Option(None, "--from", help="force the input format (e.g. raw)"),
     cpus_from: Optional[str] = typer.Option(None, "--cpus-from"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
@@ -230,11 +265,12 @@ def convert(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Any reader followed by any writer."""
-    opts = {}
+    opts = _write_opts(out_fmt, output, flattened, as_json)
     if out_fmt == "kdump":
         opts.update(compress=compress, level=level, exclude_zero=exclude_zero)
     elif exclude_zero:
         raise UsageError("--exclude-zero applies to -f kdump only")
+    check_output(output, force=force, inputs=_inputs(dump, cpus_from))
     with _open(dump, fmt, cpus_from, select) as d:
         with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
             write_dump(d, output, out_fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
@@ -244,16 +280,17 @@ def convert(
     if as_json:
         emit_json(res)
     else:
-        stdout.print(f"{dump} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
-                     f"{res['cpus']} CPUs"
-                     + (f", filtered: {res['filtered']}" if res["filtered"] else "")
-                     + ("" if res["complete"] else f", written INCOMPLETE: {res['incomplete_reason']}"))
+        _summary(output).print(f"{dump} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
+                               f"{res['cpus']} CPUs"
+                               + (f", filtered: {res['filtered']}" if res["filtered"] else "")
+                               + ("" if res["complete"] else f", written INCOMPLETE: {res['incomplete_reason']}"))
 
 
 @app.command("map")
 def map_(
     dump: str = typer.Argument(...),
     svg: Optional[str] = typer.Option(None, "--svg", help="also write the picture as an SVG file"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --svg file"),
     rows: int = typer.Option(16, "--rows", help="terminal rows of cells"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
@@ -263,6 +300,8 @@ def map_(
     from s390_machine.fileio import atomic_write_text
     from vmcore import memmap
     width = stdout.width
+    if svg:
+        check_output(svg, force=force, inputs=_inputs(dump), what="--svg")
     with _open(dump, fmt, select=select) as d:
         model = memmap.build_map(d, max(8, width - 22) * rows)
     if svg:
@@ -270,7 +309,7 @@ def map_(
     if as_json:
         emit_json(model.to_json())
     else:
-        stdout.print(memmap.render_text(model, width))
+        stdout.print(memmap.render_text(model, width, stdout.encoding))
 
 
 @app.command()
@@ -279,6 +318,7 @@ def verify(
     manifest: Optional[str] = typer.Option(None, "--manifest", help="check every non-zero page against this manifest"),
     write_manifest: Optional[str] = typer.Option(None, "--write-manifest",
                                                  help="write the page manifest (sha256 per non-zero page) here"),
+    force: bool = typer.Option(False, "--force", help="replace an existing --write-manifest file"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="force the input format"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
@@ -287,6 +327,8 @@ def verify(
     """Completeness (end marker, TOD order, stop marker, volume set), every data range readable,
     page digests against a manifest.  Exit 0 verified, 4 incomplete, 3 unreadable or mismatch."""
     from vmcore.verify import verify_dump
+    if write_manifest:
+        check_output(write_manifest, force=force, inputs=_inputs(dump, manifest), what="manifest")
     with _open(dump, fmt, select=select) as d:
         with progress_bar(d.present_bytes, "verifying", progress) as advance:
             rep = verify_dump(d, manifest=manifest, write_manifest_to=write_manifest, progress=advance)

@@ -28,6 +28,18 @@ OVERLAYS = {
     "swapped": ("on dark_cyan", "#2980b9", "swapped with the crashkernel (read through the swap)"),
 }
 MARKERS = {"lowcore": "L", "meminfo": "M", "vmcoreinfo": "V"}
+# what a terminal that cannot show a glyph (ASCII-only, Latin-1, ...) gets instead
+ASCII_GLYPHS = {"█": "#", "░": ".", "▒": ":", "·": "-", "▓": "%", "▚": "/"}
+
+
+def _glyph(glyph: str, encoding: str | None) -> str:
+    if encoding is None:
+        return glyph
+    try:
+        glyph.encode(encoding)
+        return glyph
+    except (UnicodeEncodeError, LookupError):
+        return ASCII_GLYPHS.get(glyph, "?")
 
 
 @dataclass
@@ -126,8 +138,9 @@ def build_map(dump: Dump, cells: int) -> MapModel:
     return MapModel(size, cell, cats, marks, anchors, regions, overlays)
 
 
-def render_text(model: MapModel, width: int):
-    """A rich Text: rows of cells with their start address, then the legend."""
+def render_text(model: MapModel, width: int, encoding: str | None = None):
+    """A rich Text: rows of cells with their start address, then the legend; glyphs `encoding`
+    (the terminal's) cannot show are drawn in ASCII."""
     from rich.text import Text
     per_row = max(8, width - 22)
     t = Text()
@@ -139,13 +152,13 @@ def render_text(model: MapModel, width: int):
             if i in model.marks:
                 t.append(model.marks[i][0], style="bold white on blue")
             else:
-                t.append(glyph, style=f"{style} {OVERLAYS[over][0]}".strip() if over else style)
+                t.append(_glyph(glyph, encoding), style=f"{style} {OVERLAYS[over][0]}".strip() if over else style)
         t.append("\n")
     t.append(f"one cell = {_human(model.cell_size)}; ", style="dim")
     used = sorted(set(model.cells), key=list(CATEGORIES).index)
     for cat in used:
         glyph, style, _c, legend = CATEGORIES[cat]
-        t.append(glyph, style=style)
+        t.append(_glyph(glyph, encoding), style=style)
         t.append(f" {legend}  ")
     for over in sorted({o for o in model.overlays if o}, key=list(OVERLAYS).index):
         t.append(" ", style=OVERLAYS[over][0])

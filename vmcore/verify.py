@@ -34,7 +34,7 @@ from meminfo_abi.errors import (
     EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_OK, BadInputError, DumpIOError, DumpToolError,
 )
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file
+from s390_machine.fileio import atomic_file, os_open_input
 from vmcore.model import KIND_ABSENT, KIND_RAM, PAGE_SIZE, Dump
 
 MANIFEST_FORMAT = "s390-dumptools page manifest"
@@ -179,7 +179,7 @@ def write_manifest(dump: Dump, path: str | os.PathLike, errors: list[ReadError] 
 
 def _open_manifest(path: str) -> tuple[BinaryIO, Manifest]:
     try:
-        fh = open(path, "rb")
+        fh = os.fdopen(os_open_input(path, noun="manifest"), "rb")
     except FileNotFoundError:
         raise BadInputError(f"manifest {path} does not exist") from None
     except OSError as exc:

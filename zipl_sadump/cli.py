@@ -13,14 +13,15 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from meminfo_abi.errors import BadInputError, UsageError
+from meminfo_abi.errors import BadInputError, DumpToolError, UsageError
 from meminfo_abi.s390dump import tod_text
 from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
+from s390_machine.fileio import check_output, output_kind
 from s390_machine.units import human, parse_size
 from zipl_sadump.device import (
     DeviceInfo, build_device, build_multi_volume, fits, parse_device_list, read_devices,
 )
-from zipl_sadump.fulldump import extract_dump, open_dump
+from zipl_sadump.fulldump import extract_dump, held_dump, open_dump
 
 app = new_app(help="Stand-alone dump devices: build (zipl -d / -M), show, extract the dump.")
 
@@ -34,7 +35,9 @@ def build(
     size: Optional[str] = typer.Option(None, "--size", help="create the image(s) with this size (default: reuse)"),
     mem_limit: Optional[str] = typer.Option(None, "--mem-limit", help="dump at most this much memory (zipl SIZE)"),
     no_compress: bool = typer.Option(False, "--no-compress", help="ECKD: never write compressed segments"),
-    force: bool = typer.Option(False, "--force", help="multi-volume: do not check/write the volume signature"),
+    force: bool = typer.Option(False, "--force", help="--device: replace a dump not yet extracted, or an existing "
+                                                        "file that is no dump device; -M: zipl -M --force (do not "
+                                                        "check/write the volume signature)"),
     kdump_kernel: Optional[str] = typer.Option(None, "--kdump-kernel", help="ECKD: also store this kdump kernel"),
     kdump_initrd: Optional[str] = typer.Option(None, "--kdump-initrd", help="initrd for --kdump-kernel"),
     kdump_append: str = typer.Option("", "--kdump-append", help="command line for --kdump-kernel"),
@@ -50,8 +53,8 @@ def build(
     size_b = parse_size(size, "device size") if size is not None else None
     limit = parse_size(mem_limit, "memory limit") if mem_limit is not None else None
     if device is not None:
-        if force:
-            raise UsageError("--force only applies to --multi-volume")
+        if not force:
+            _refuse_overwrite(device, size_b is not None)
         if kdump_kernel is not None and type_.lower() != "eckd":
             raise UsageError("--kdump-kernel is supported on ECKD devices (zipl's DASD stand-alone kdump)")
         if kdump_kernel is not None:       # check the kernel before anything is written
@@ -69,6 +72,25 @@ def build(
             raise UsageError("--no-compress only applies to a single ECKD device (multi-volume never compresses)")
         devs = build_multi_volume(parse_device_list(multi_volume), size_b, force=force, mem_limit=limit)
     _show(devs, None, as_json)
+
+
+def _refuse_overwrite(device: str, new_size: bool) -> None:
+    """sadump build without --force: a device holding a dump (extracted or not: the device cannot
+    tell) keeps it, and a file that is no dump device is not replaced by a new image."""
+    kind = output_kind(device)
+    if kind == "new":
+        return
+    dump = held_dump(device)
+    if dump is not None:
+        state = "complete" if dump["complete"] else "incomplete"
+        raise UsageError(f"{device} holds a {state} dump of {human(dump['mem_size'])} taken {dump['tod_text']} "
+                         "that may not be extracted yet: sadump extract it first, or give --force to wipe it")
+    if new_size and kind == "file":
+        try:
+            read_devices([device])
+        except DumpToolError:
+            raise UsageError(f"{device} already exists and is not a dump device; give --force to replace it") \
+                from None
 
 
 @app.command()
@@ -90,7 +112,8 @@ def show(
 @app.command()
 def extract(
     device: str = typer.Option(..., "--device", "-d", help="dump device image, or FILE1,FILE2,... (multi-volume)"),
-    output: str = typer.Option(..., "--output", "-o", help="dump file to write (s390_ext stream)"),
+    output: str = typer.Option(..., "--output", "-o", help="dump file to write (s390_ext stream, mode 0600)"),
+    force: bool = typer.Option(False, "--force", help="replace an existing output file"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
                                           help="extract a dump that was cut short anyway: its valid segments, "
                                                "without end marker, so it still reads as incomplete"),
@@ -102,6 +125,7 @@ def extract(
     paths = parse_device_list(device)
     if os.path.isdir(output):
         raise BadInputError(f"output {output} is a directory")
+    check_output(output, force=force, inputs=paths)
     devs = read_devices(paths)
     with open_dump(devs) as d:
         if d.layout == "flat":
@@ -187,7 +211,7 @@ def _print_map(paths: list[str]) -> None:
     except DumpToolError as exc:        # the picture is a courtesy; the verdict is printed above
         stdout.print(f"(no memory map: {exc})")
         return
-    stdout.print(memmap.render_text(model, stdout.width))
+    stdout.print(memmap.render_text(model, stdout.width, stdout.encoding))
 
 
 def _show(devs: list[DeviceInfo], mem_size: int | None, as_json: bool, with_dump: bool = False) -> None:

@@ -79,7 +79,7 @@ from meminfo_abi.s390dump import (
     BootFbaStage0, BootFbaStage1b, DumpArea, DumperHead, EckdDumpParam, FbaDumpParam, MvdumpParmTable, MvTable,
     Stage2dumpParmTail, TapeHead, check_volume_set, read_dump_area, tod_now,
 )
-from s390_machine.fileio import atomic_file, sparse_copy
+from s390_machine.fileio import atomic_file, sparse_copy, os_open_input
 from s390_machine.units import human
 
 DEVICE_TYPES = DEVICE_KINDS
@@ -471,7 +471,7 @@ def read_device(path: str) -> DeviceInfo:
     DumpArea.check_for_dumper.  A wrong or corrupt boot record is a one-line BadInputError."""
     path = os.fspath(path)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = os_open_input(path, noun="dump device")
     except FileNotFoundError:
         raise BadInputError(f"dump device {path} does not exist") from None
     except OSError as exc:

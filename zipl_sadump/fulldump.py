@@ -54,7 +54,7 @@ from meminfo_abi.s390dump import (
     build_header, build_segment_header, compress_unit, parse_end_marker, parse_header, read_unit, tod_now,
     tod_text,
 )
-from s390_machine.fileio import Writeback, atomic_file
+from s390_machine.fileio import Writeback, atomic_file, os_open_input
 from s390_machine.units import human
 from zipl_sadump.device import (
     MVDUMP_SIGN_OFFSET, TAPE_TOOL_SIZE, DeviceInfo, check_device_set, dump_mem_size, read_device,
@@ -647,7 +647,7 @@ def _vol(dev: DeviceInfo, volnr: int, segments: int, written: int, end_marker: b
 def _open_dev(path: str, write: bool = False) -> int:
     """An fd on a dump device, read-write to dump to it; the OS's refusal is one line."""
     try:
-        return os.open(path, os.O_RDWR if write else os.O_RDONLY)
+        return os_open_input(path, os.O_RDWR if write else os.O_RDONLY, noun="dump device")
     except FileNotFoundError:
         raise BadInputError(f"{'dump device ' if write else ''}{path} does not exist") from None
     except OSError as exc:
@@ -944,6 +944,18 @@ class DeviceDump:
         return d
 
 
+def held_dump(path: str) -> dict | None:
+    """The summary of the dump a single-volume device image holds (present, complete or not), or
+    None when `path` is not a dump device or holds no dump: what `sadump build` must not wipe
+    without --force (zipl asks before it overwrites a dump device that holds a dump)."""
+    try:
+        with open_dump([read_device(path)]) as d:
+            s = d.summary()
+    except (BadInputError, DumpIOError):
+        return None
+    return s if s["present"] else None
+
+
 def _try_header(fd: int, offset: int):
     raw = _pread(fd, DF_S390_HDR_SIZE, offset)
     if len(raw) != DF_S390_HDR_SIZE:
@@ -1190,4 +1202,5 @@ def _extract_tape(dump: DeviceDump, out: int, progress) -> tuple[int, int]:
     return w.pos + DF_S390_EM_SIZE, w.segments
 
 
-__all__ = ["FullDumpResult", "DeviceDump", "ExtractResult", "write_full_dump", "open_dump", "extract_dump"]
+__all__ = ["FullDumpResult", "DeviceDump", "ExtractResult", "write_full_dump", "open_dump", "extract_dump",
+           "held_dump"]

@@ -21,7 +21,7 @@ from meminfo_abi.parmarea import (
     OLDMEM_BASE_OFFS, OLDMEM_SIZE_OFFS,
 )
 from kexec_s390.image import parse_kernel_image, read_kernel_image
-from s390_machine.fileio import atomic_file, sparse_copy
+from s390_machine.fileio import atomic_file, sparse_copy, os_open_input
 from s390_machine.machine import Machine
 from s390_machine.state import STATUS_KDUMP
 from zipl_sadump.device import read_device
@@ -65,7 +65,8 @@ def add_kdump_kernel(device: str, kernel: str, initrd: str | None = None, append
         raise BadInputError(f"kdump command line of {len(cmd)} bytes is too long")
     part_end = (info.blk_end + 1) * info.block_size    # behind the dump partition (inclusive blk_end)
     kernel_off = _align(part_end)
-    kbytes = open(kernel, "rb").read()
+    with os.fdopen(os_open_input(kernel, noun="kernel image"), "rb") as fh:
+        kbytes = fh.read()
     initrd_off = _align(kernel_off + len(kbytes))
     isize = os.path.getsize(initrd) if initrd else 0
     table_off = _align(initrd_off + isize)
@@ -77,7 +78,7 @@ def add_kdump_kernel(device: str, kernel: str, initrd: str | None = None, append
         fh.write(kbytes)
         if initrd:
             fh.seek(initrd_off)
-            with open(initrd, "rb") as src:
+            with os.fdopen(os_open_input(initrd, noun="initrd"), "rb") as src:
                 for chunk in iter(lambda: src.read(COPY_CHUNK), b""):
                     ih.update(chunk)
                     fh.write(chunk)
@@ -103,7 +104,7 @@ def read_device_kdump(device: str) -> DeviceKdump | None:
         raise BadInputError(f"cannot read {device}: {exc.strerror}") from None
     if size < KDUMP_DEV_TABLE_SIZE:
         return None
-    with open(device, "rb") as fh:
+    with os.fdopen(os_open_input(device, noun="device image"), "rb") as fh:
         fh.seek(size - KDUMP_DEV_TABLE_SIZE)
         raw = fh.read(KDUMP_DEV_TABLE_SIZE)
     if raw[:8] != KDUMP_DEV_MAGIC:

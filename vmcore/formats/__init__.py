@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Protocol
 
 from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
+from s390_machine.fileio import os_open_input
 from vmcore.model import Dump
 
 PROBE_BYTES = 4096
@@ -99,7 +100,7 @@ def probe_format(path: str | os.PathLike) -> Reader | None:
         handle = DirectoryHandle(path)
         return next((r for r in READERS if _probe(r, handle, b"")), None)
     try:
-        fh = open(path, "rb")
+        fh = os.fdopen(os_open_input(path, noun="dump"), "rb")
     except FileNotFoundError:
         raise BadInputError(f"{path} does not exist") from None
     except OSError as exc:

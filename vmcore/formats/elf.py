@@ -64,7 +64,7 @@ from meminfo_abi.elfnotes import (
 )
 from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, UsageError
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file, pwrite_all, Writeback
+from s390_machine.fileio import atomic_file, pwrite_all, Writeback, os_open_input
 from vmcore.model import (
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,
@@ -222,7 +222,7 @@ def _quirks(ehdr, notes) -> list[str]:
 def read_elf(path: str | os.PathLike) -> Dump:
     path = os.fspath(path)
     try:
-        fh: BinaryIO = open(path, "rb")
+        fh: BinaryIO = os.fdopen(os_open_input(path, noun="dump"), "rb")
     except FileNotFoundError:
         raise BadInputError(f"{path} does not exist") from None
     except IsADirectoryError:

@@ -68,7 +68,7 @@ from meminfo_abi.errors import (
 )
 from meminfo_abi.vmcoreinfo import MAX_VMCOREINFO_INPUT
 from native import nonzero_ranges
-from s390_machine.fileio import Writeback, atomic_file
+from s390_machine.fileio import Writeback, atomic_file, is_stream_output, os_open_input
 from s390_machine.units import human
 from vmcore.formats.elf import build_notes
 from vmcore.formats.flattened import FlatFile, FlatSink
@@ -702,6 +702,8 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
                             compress_flag=flag, runs=runs, missing=missing, absent=absent)
     head, sub = _header_bytes(dump, lay, timestamp)
     stream = hasattr(path, "write")
+    if not stream and is_stream_output(path):
+        flattened = True          # a FIFO, a device or `-`: makedumpfile -F's stream, rebuilt by -R
     if stream and not flattened:
         raise UsageError("only the flattened format can be written to a stream")
     if threads is None:
@@ -709,14 +711,14 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
     threads = max(1, int(threads)) if fn is not None else 1
     window = window or 2 * threads + 2
     label = getattr(path, "name", "the output stream") if stream else os.fspath(path)
-    if not stream:
+    if not stream and not is_stream_output(label):
         _check_room(label, lay, exclude_zero)
     try:
         if stream:
             _write(dump, FlatSink(path), lay, head, sub, notes, runs, missing, bitmap2, fn, flag, exclude_zero,
                    threads, window, batch_pages, block_size, progress)
         else:
-            with atomic_file(label) as fh:
+            with atomic_file(label, seekable=not flattened) as fh:
                 sink = FlatSink(fh) if flattened else _FileSink(fh)
                 _write(dump, sink, lay, head, sub, notes, runs, missing, bitmap2, fn, flag, exclude_zero,
                        threads, window, batch_pages, block_size, progress)
@@ -1729,7 +1731,7 @@ class KdumpReader:
             if len(paths) < 2:
                 return False
             for p in paths:
-                with open(os.fspath(p), "rb") as fh:
+                with os.fdopen(os_open_input(p, noun="dump"), "rb") as fh:
                     if not _probe_head(fh, fh.read(dd.MDF_HEADER_SIZE)):
                         return False
             return True

@@ -21,7 +21,7 @@ from typing import Callable
 from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file, pwrite_all
+from s390_machine.fileio import atomic_file, pwrite_all, os_open_input
 from s390_machine.memory import PhysicalMemory
 from s390_machine.state import MEMORY_FILE, STATE_FILE, MachineState, load_state
 from vmcore.model import (
@@ -59,7 +59,7 @@ def cpus_from(spec: str | os.PathLike) -> list[CpuRegs]:
     from vmcore.formats import elf
 
     try:
-        with open(spec, "rb") as fh:
+        with os.fdopen(os_open_input(spec), "rb") as fh:
             head = fh.read(64)
     except FileNotFoundError:
         raise BadInputError(f"{spec} does not exist") from None

@@ -72,7 +72,7 @@ from meminfo_abi.s390dump import (
 )
 from meminfo_abi.s390dump import PAGE_SIZE as S390_PAGE_SIZE
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file, pwrite_all
+from s390_machine.fileio import atomic_file, pwrite_all, os_open_input
 from vmcore.model import (
     DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, PAGE_SIZE, Dump, DumpAttrs, FileSource,
     MappedSource, MemChunk, _SizedSource, read_head,
@@ -809,7 +809,7 @@ def read_s390(path, select: str | None = None) -> Dump:
 
 def _open_fd(path: str) -> int:
     try:
-        return os.open(path, os.O_RDONLY)
+        return os_open_input(path, noun="dump")
     except OSError as exc:
         raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
 
