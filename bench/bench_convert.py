@@ -82,7 +82,7 @@ def _make_dumps(tmp: str, mem: int) -> dict[str, str]:
         subprocess.run([py, "-m", "zipl_sadump.cli", "ipl", "--device", device, "--machine", machine, "--kdump",
                         "off", "--no-map", *extra], **quiet)
         out[name] = os.path.join(tmp, f"{name}.dump")
-        subprocess.run([py, "-m", "zipl_sadump.cli", "extract", "--device", device, "-o", out[name]], **quiet)
+        subprocess.run([py, "-m", "zipl_sadump.cli", "extract", "--device", device, "-f", "s390_ext", "-o", out[name]], **quiet)
         os.unlink(device)
     return out
 

@@ -61,6 +61,7 @@ with Machine.open(sys.argv[1], writable=True) as m:
     print(f"scribbled over the initrd segment at 0x{seg.mem + 4096:x}")
 PYEOF
 run $PY -m zipl_sadump.cli ipl --device "$OUT/dasd.img" --machine "$OUT/machine3"
-run $PY -m zipl_sadump.cli extract --device "$OUT/dasd.img" -o "$OUT/dump.s390"
-run $PY -m vmcore.cli info "$OUT/dump.s390"
-run $PY -m vmcore.cli verify "$OUT/dump.s390"
+step "   ... the dump copied off the device as zgetdump does it (ELF, for crash, drgn and gdb)"
+run $PY -m zipl_sadump.cli extract --device "$OUT/dasd.img" -o "$OUT/dump.elf"
+run $PY -m vmcore.cli info "$OUT/dump.elf"
+run $PY -m vmcore.cli verify "$OUT/dump.elf"

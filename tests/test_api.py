@@ -19,7 +19,7 @@ def workdir(tmp_path_factory):
     run_cli("s390_machine.cli", "create", m, "--memory", "128M", "--cpus", "2", "--crashkernel", "32M", check=True)
     run_cli("zipl_sadump.cli", "build", "--device", dev, "--size", "256M", check=True)
     run_cli("zipl_sadump.cli", "ipl", "--device", dev, "--machine", m, "--kdump", "off", "--no-map", check=True)
-    run_cli("zipl_sadump.cli", "extract", "--device", dev, "-o", str(d / "dump.s390"), check=True)
+    run_cli("zipl_sadump.cli", "extract", "--device", dev, "-f", "s390", "-o", str(d / "dump.s390"), check=True)
     run_cli("vmcore.cli", "convert", str(d / "dump.s390"), "-o", str(d / "vmcore.elf"), "-f", "elf", check=True)
     return d
 

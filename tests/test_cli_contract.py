@@ -167,18 +167,18 @@ def test_chain_create_load_ipl_extract_info_convert(tmp_path, capfd):
     assert "every checksum valid" in ok("kexec-s390", "status", "--machine", f"{t}/m")
     ok("sadump", "build", "--device", f"{t}/dasd.img", "--type", "eckd", "--size", "512M")
     ok("sadump", "ipl", "--device", f"{t}/dasd.img", "--machine", f"{t}/m", "--kdump", "off", "--no-map")
-    ok("sadump", "extract", "--device", f"{t}/dasd.img", "-o", f"{t}/dump.s390")
-    import json
-    info = json.loads(ok("vmcore", "info", f"{t}/dump.s390", "--json"))
-    ok("vmcore", "convert", f"{t}/dump.s390", "-o", f"{t}/dump.elf", "-f", "elf")
-    elf = json.loads(ok("vmcore", "info", f"{t}/dump.elf", "--json"))
+    ok("sadump", "extract", "--device", f"{t}/dasd.img", "-o", f"{t}/dump.elf")       # as zgetdump: ELF
     with open(f"{t}/dump.elf", "rb") as fh:
         assert fh.read(4) == b"\x7fELF"
-    assert (info["format"], elf["format"]) == ("s390", "elf")
-    for d in (info, elf):
+    import json
+    info = json.loads(ok("vmcore", "info", f"{t}/dump.elf", "--json"))
+    ok("vmcore", "convert", f"{t}/dump.elf", "-o", f"{t}/dump.kdump", "-f", "kdump")
+    kdump = json.loads(ok("vmcore", "info", f"{t}/dump.kdump", "--json"))
+    assert (info["format"], kdump["format"]) == ("elf", "kdump")
+    for d in (info, kdump):
         assert d["memory_size"] == 128 << 20 and d["cpus"] == 2 and d["complete"] is True
     assert ok("vmcore", "read", f"{t}/dump.elf", "0x10000", "0x100") == \
-        ok("vmcore", "read", f"{t}/dump.s390", "0x10000", "0x100")
+        ok("vmcore", "read", f"{t}/dasd.img", "0x10000", "0x100")
 
 
 def test_installed_where_expected():

@@ -710,7 +710,8 @@ def _writer_argv(writer: str, out: str, crashed: str, elf_dump: str, device: str
         "convert-kdump": cmd("vmcore.cli", ["convert", elf_dump, "-o", out, "-f", "kdump", "--no-progress",
                                             "--force"]),
         "save-kdump": cmd("vmcore.cli", save_args(crashed, out) + ["-f", "kdump", "--force"]),
-        "extract": cmd("zipl_sadump.cli", ["extract", "--device", device, "-o", out, "--no-progress", "--force"]),
+        "extract": cmd("zipl_sadump.cli", ["extract", "--device", device, "-f", "s390_ext", "-o", out, "--no-progress",
+                                            "--force"]),
         "manifest": cmd("vmcore.cli", ["verify", elf_dump, "--write-manifest", out, "--no-progress", "--force"]),
     }[writer]
 

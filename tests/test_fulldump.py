@@ -282,7 +282,7 @@ def test_cli_extract_single_volume_and_refuses_incomplete(tmp_path, machine):
     dev = build_device(p, "eckd", 200 * MIB)
     assert do_dump(dev, machine, compress=True).complete
     out = str(tmp_path / "dump.s390")
-    proc = run_cli("zipl_sadump.cli", "extract", "--device", p, "-o", out, "--json", check=True)
+    proc = run_cli("zipl_sadump.cli", "extract", "--device", p, "-f", "s390_ext", "-o", out, "--json", check=True)
     assert '"segments"' in proc.stdout
     with open(p, "rb") as fh:
         fh.seek(dev.dump_offset)
@@ -298,12 +298,13 @@ def test_cli_extract_single_volume_and_refuses_incomplete(tmp_path, machine):
     small = build_device(str(tmp_path / "s.img"), "eckd", 12 * MIB)
     assert not do_dump(small, machine).complete
     bad = str(tmp_path / "bad.s390")
-    proc = run_cli("zipl_sadump.cli", "extract", "--device", small.path, "-o", bad)
+    proc = run_cli("zipl_sadump.cli", "extract", "--device", small.path, "-f", "s390_ext", "-o", bad)
     assert proc.returncode == 4 and "not complete" in proc.stderr and proc.stderr.count("\n") == 1
     assert "--allow-incomplete" in proc.stderr
     assert not os.path.exists(bad) and not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
     # --allow-incomplete: a deliberate choice, and the extracted file still says incomplete
-    proc = run_cli("zipl_sadump.cli", "extract", "--device", small.path, "-o", bad, "--allow-incomplete", check=True)
+    proc = run_cli("zipl_sadump.cli", "extract", "--device", small.path, "-f", "s390_ext", "-o", bad,
+                   "--allow-incomplete", check=True)
     assert "INCOMPLETE" in proc.stdout
     with open(bad, "rb") as fh:
         w = ExtStreamWalker(fh)

@@ -119,7 +119,7 @@ def sadumps(base_machine, tmp_path_factory):
         p = str(d / f"{name}.dump")
         dev = out[src].inputs
         run_cli("zipl_sadump.cli", "extract", "--device", ",".join(dev) if isinstance(dev, list) else dev,
-                "-o", p, check=True)
+                "-f", "s390_ext", "-o", p, check=True)
         out[name] = Dumped(p, out[src].machine)
         out[name].pages, out[name].cpus = out[src].pages, out[src].cpus
     return out
@@ -596,7 +596,7 @@ def fuzz_inputs(tmp_path_factory):
         assert res.complete
         out[kind] = p
     stream = str(d / "ext.dump")
-    run_cli("zipl_sadump.cli", "extract", "--device", out["eckd"], "-o", stream, check=True)
+    run_cli("zipl_sadump.cli", "extract", "--device", out["eckd"], "-f", "s390_ext", "-o", stream, check=True)
     flat = str(d / "flat.s390")
     with open_dump(stream) as dd:
         write_s390(dd, flat)

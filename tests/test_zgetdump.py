@@ -105,7 +105,7 @@ def ours(tmp_path_factory):
         run_cli("zipl_sadump.cli", "ipl", "--device", dev, "--machine", m, "--kdump", "off", "--no-map", *extra,
                 check=True)
         out[f"ext_{name}"] = str(d / f"ext_{name}.dump")
-        run_cli("zipl_sadump.cli", "extract", "--device", dev, "-o", out[f"ext_{name}"], check=True)
+        run_cli("zipl_sadump.cli", "extract", "--device", dev, "-f", "s390_ext", "-o", out[f"ext_{name}"], check=True)
     vols = [str(d / f"v{i}.img") for i in range(3)]
     m = str(d / "m_mv")
     run_cli("s390_machine.cli", "create", m, "--memory", "128M", "--cpus", "2", "--fill", "0.25", check=True)
@@ -113,7 +113,8 @@ def ours(tmp_path_factory):
     run_cli("zipl_sadump.cli", "ipl", "--device", ",".join(vols), "--machine", m, "--kdump", "off", "--no-map",
             check=True)
     out["ext_mv"] = str(d / "ext_mv.dump")
-    run_cli("zipl_sadump.cli", "extract", "--device", ",".join(vols), "-o", out["ext_mv"], check=True)
+    run_cli("zipl_sadump.cli", "extract", "--device", ",".join(vols), "-f", "s390_ext", "-o", out["ext_mv"],
+            check=True)
     with open_dump(out["ext_nc"]) as src:
         out["flat"] = str(d / "ours.s390")
         out["elf"] = str(d / "ours.elf")

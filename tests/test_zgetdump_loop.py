@@ -4,7 +4,8 @@ Since 2.2x zgetdump reads the extended s390 format only from a block device (it 
 BLKSSZGET), so each device image we build is attached as a loop device at its dump
 partition's offset, with the device's block size as the sector size, as the dump partition
 of a real DASD would appear.  zgetdump must find the dump complete with our release string,
-and the pages of its copy (ELF, its default) must equal what our reader takes from the image.
+and the pages of its copy (ELF, its default) must equal what our reader takes from the image
+and what `sadump extract` writes by default (ELF too, which zgetdump 2.35 opens).
 Needs root (losetup); CI runs as root.  zgetdump 2.16 stays the older peer (test_zgetdump.py).
 """
 from __future__ import annotations
@@ -78,8 +79,14 @@ def test_zgetdump_235_reads_our_device_through_a_loop_device(zgetdump235, machin
         with open(copy, "wb") as fh:
             proc = subprocess.run([*zgetdump235, loop], stdout=fh, stderr=subprocess.PIPE, timeout=600)
         assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    with open_dump(dev) as ours, open_dump(copy) as theirs:
-        assert theirs.attrs.format == "elf" and len(theirs.cpus) == len(ours.cpus) == 2
-        assert page_digests(theirs) == page_digests(ours)
-        for a, b in zip(ours.cpus, theirs.cpus):
-            assert (a.psw_mask, a.psw_addr, a.gprs) == (b.psw_mask, b.psw_addr, b.gprs)
+    # sadump extract writes by default what `zgetdump DEVICE > FILE` writes: ELF, which 2.35 opens
+    extracted = str(tmp_path / "extracted.elf")
+    run_cli("zipl_sadump.cli", "extract", "--device", dev, "-o", extracted, check=True)
+    proc = subprocess.run([*zgetdump235, "-i", extracted], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "Dump format........: elf" in proc.stdout + proc.stderr, proc.stderr
+    with open_dump(dev) as ours, open_dump(copy) as theirs, open_dump(extracted) as mine:
+        assert theirs.attrs.format == mine.attrs.format == "elf" and len(theirs.cpus) == len(ours.cpus) == 2
+        assert page_digests(theirs) == page_digests(ours) == page_digests(mine)
+        for a, b, c in zip(ours.cpus, theirs.cpus, mine.cpus):
+            assert (a.psw_mask, a.psw_addr, a.gprs) == (b.psw_mask, b.psw_addr, b.gprs) == \
+                (c.psw_mask, c.psw_addr, c.gprs)

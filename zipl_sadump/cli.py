@@ -23,6 +23,8 @@ from zipl_sadump.device import (
 )
 from zipl_sadump.fulldump import extract_dump, held_dump, open_dump
 
+EXTRACT_FORMATS = ("elf", "s390", "s390_ext")
+
 app = new_app(help="Stand-alone dump devices: build (zipl -d / -M), show, extract the dump.")
 
 
@@ -112,21 +114,43 @@ def show(
 @app.command()
 def extract(
     device: str = typer.Option(..., "--device", "-d", help="dump device image, or FILE1,FILE2,... (multi-volume)"),
-    output: str = typer.Option(..., "--output", "-o", help="dump file to write (s390_ext stream, mode 0600)"),
+    output: str = typer.Option(..., "--output", "-o", help="dump file to write (mode 0600)"),
+    fmt: str = typer.Option("elf", "--format", "-f",
+                            help="elf (what zgetdump DEVICE > FILE writes; crash, drgn and gdb open it), "
+                                 "s390 (the flat s390 dump, zgetdump -f s390), s390_ext (the dump area's own "
+                                 "stream: header, segments, end marker)"),
     force: bool = typer.Option(False, "--force", help="replace an existing output file"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete",
-                                          help="extract a dump that was cut short anyway: its valid segments, "
-                                               "without end marker, so it still reads as incomplete"),
+                                          help="extract a dump that was cut short anyway: it still reads as "
+                                               "incomplete (ELF e_flags, no s390 end marker)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="progress bar (default: when stderr is a terminal)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
-    """Write the dump as the file zgetdump reads from a dump partition (header, segments, end marker)."""
+    """Copy the dump off the device as zgetdump does: ELF by default, -f s390 or s390_ext on request."""
+    if fmt not in EXTRACT_FORMATS:
+        raise UsageError(f"-f {fmt}: choose one of {', '.join(EXTRACT_FORMATS)}")
     paths = parse_device_list(device)
     if os.path.isdir(output):
         raise BadInputError(f"output {output} is a directory")
     check_output(output, force=force, inputs=paths)
     devs = read_devices(paths)
+    if fmt != "s390_ext":
+        from vmcore.formats import open_dump as open_any_dump
+        from vmcore.formats import write_dump
+        with open_any_dump(",".join(paths)) as d:
+            with progress_bar(max(d.present_bytes, 1), f"extracting as {fmt}", progress) as advance:
+                write_dump(d, output, fmt, progress=advance, allow_incomplete=allow_incomplete)
+            res = {"path": output, "format": fmt, "size": os.path.getsize(output), "mem_size": d.size,
+                   "cpus": len(d.cpus), "source": device, "complete": d.attrs.complete,
+                   "reason": d.attrs.incomplete_reason}
+        if as_json:
+            emit_json(res)
+            return
+        stdout.print(f"{output}: {fmt}, {human(res['size'])} ({res['size']} bytes), memory {human(res['mem_size'])}, "
+                     f"{res['cpus']} CPUs, from {device}"
+                     + ("" if res["complete"] else f", INCOMPLETE: {res['reason']}"))
+        return
     with open_dump(devs) as d:
         if d.layout == "flat":
             total = d.mem_size
