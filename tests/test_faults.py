@@ -253,7 +253,7 @@ def _journal_bytes(machine: str, kernel: str, initrd: str) -> int:
     from kexec_s390.image import read_kernel_image
     from kexec_s390.plan import plan_load
     from s390_machine.machine import Machine
-    with Machine.open(machine) as m:
+    with Machine.open(machine, "read") as m:
         ck = m.state.crashkernel
         plan = plan_load(read_kernel_image(kernel), initrd, None, kdump=True, crash_base=ck.base,
                          crash_size=ck.size)
