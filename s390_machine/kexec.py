@@ -160,9 +160,10 @@ class _Journal:
 
     It is on disk, fsynced and renamed into place (JOURNAL_FILE) before storage is touched,
     and removed once the new storage is flushed: a load that fails restores it at once; a
-    load that dies on the way (SIGKILL, power loss) is rolled back by the next
-    Machine.open (recover_interrupted_load).  The loader holds an flock on the journal, so
-    another process never rolls back a load that is still running."""
+    load that dies on the way (SIGKILL, power loss) is rolled back by the next writing
+    Machine.open (find_interrupted_load, roll_back_load); a reading one only reports it.
+    The loader holds the machine's exclusive lock for its whole run, so nobody else opens
+    the machine while the load runs."""
 
     def __init__(self, machine: Machine):
         self.mem = machine.memory
@@ -477,7 +478,7 @@ def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags:
         try:
             journal.restore()
         except BaseException:
-            journal.fh.close()          # keep the journal: the next Machine.open rolls back
+            journal.fh.close()          # keep the journal: the next writing Machine.open rolls back
             raise
         journal.discard()
         raise

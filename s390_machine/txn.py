@@ -307,7 +307,7 @@ class Transaction:
         t.forward = info.forward
         return t
 
-    def _append(self, tag: bytes, addr: int, length: int, payload=b"") -> None:
+    def _append(self, tag: bytes, addr: int, length: int, payload=b"", sync: bool = True) -> None:
         try:
             end = os.lseek(self.fd, 0, os.SEEK_END)
             rec = _REC.pack(tag, 0, addr, length, _crc(tag, addr, length, payload))
@@ -315,7 +315,8 @@ class Transaction:
             pwrite_all(self.fd, rec, end)
             if len(payload):
                 pwrite_all(self.fd, payload, end + _REC.size)
-            os.fdatasync(self.fd)
+            if sync:
+                os.fdatasync(self.fd)
         except OSError as exc:
             raise _io(f"cannot write the transaction journal {self.path}", exc) from None
 
@@ -325,25 +326,31 @@ class Transaction:
         if self.forward or length <= 0:
             return
         first, last = addr // PAGE, (addr + length - 1) // PAGE
+        if all(p in self.saved for p in range(first, last + 1)):
+            return
         p = first
         while p <= last:
             if p in self.saved:
                 p += 1
                 continue
             q = p
-            while q + 1 <= last and q + 1 not in self.saved and q + 1 - p < 256:
+            while q + 1 <= last and q + 1 not in self.saved and q + 1 - p < 1024:
                 q += 1
             start, end = p * PAGE, min((q + 1) * PAGE, mem.size)
             pos = start
             for ds, de in mem.data_ranges(start, end):
                 if ds > pos:
-                    self._append(b"HOLE", pos, ds - pos)
-                self._append(b"UNDO", ds, de - ds, mem.read(ds, de - ds))
+                    self._append(b"HOLE", pos, ds - pos, sync=False)
+                self._append(b"UNDO", ds, de - ds, mem.read(ds, de - ds), sync=False)
                 pos = de
             if pos < end:
-                self._append(b"HOLE", pos, end - pos)
-            self.saved.update(range(p, q + 1))
+                self._append(b"HOLE", pos, end - pos, sync=False)
             p = q + 1
+        try:
+            os.fdatasync(self.fd)           # the old bytes are durable before the first new one
+        except OSError as exc:
+            raise _io(f"cannot write the transaction journal {self.path}", exc) from None
+        self.saved.update(range(first, last + 1))
 
     def grow(self, old: int, new: int) -> None:
         self._append(b"GROW", old, new)
