@@ -41,7 +41,7 @@ class Machine:
     @classmethod
     def open(cls, path: str | os.PathLike, mode: str, wait: bool = True) -> "Machine":
         """Open a machine to read it (mode "read": a shared lock, nothing is ever written, an
-        interrupted change is reported on stderr and left alone) or to change it ("write": an
+        interrupted change is left alone and named in `interrupted` for the command to report) or to change it ("write": an
         exclusive lock for as long as it is open; an interrupted change is rolled back or
         completed first).  Both check machine.json, the memory image (never through a symlink,
         a regular file of the declared size) and any journal before touching anything.
@@ -98,8 +98,8 @@ class Machine:
                 if load is not None and info is not None and info.records:
                     raise BadInputError(f"{path} holds two interrupted changes (a kexec load and a "
                                         f"{info.kind}): refusing to touch it")
-                memory = PhysicalMemory(mem_path, writable=writing, fd=fd, size=state.memory_size)
-                fd = -1
+                owned, fd = fd, -1                  # PhysicalMemory owns it now, failing or not
+                memory = PhysicalMemory(mem_path, writable=writing, fd=owned, size=state.memory_size)
                 machine = cls(path, state, memory)
                 if not writing:
                     notes = []

@@ -51,7 +51,11 @@ class PhysicalMemory:
             os.close(self._fd)
             raise BadInputError(f"memory image {self.path} is empty")
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        self._map = mmap.mmap(self._fd, self.size, mmap.MAP_SHARED, prot)
+        try:
+            self._map = mmap.mmap(self._fd, self.size, mmap.MAP_SHARED, prot)
+        except (OSError, ValueError, OverflowError) as exc:
+            os.close(self._fd)
+            raise DumpIOError(f"cannot map memory image {self.path}: {exc}") from None
         self._view = memoryview(self._map)
 
     # -- lifetime -------------------------------------------------------------
