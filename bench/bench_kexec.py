@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         # the dumper's stage 1 on that load: every segment's CKSM and the SHA-256 digest
         check = ("import sys,time\nfrom meminfo_abi import meminfo\nfrom s390_machine.machine import Machine\n"
                  "if sys.argv[1] == 'serial':\n    meminfo._parallel_safe = lambda mem: False\n"
-                 f"with Machine.open({path!r}) as m:\n    best = 9e9\n    for _ in range(3):\n"
+                 f"with Machine.open({path!r}, \"read\") as m:\n    best = 9e9\n    for _ in range(3):\n"
                  "        t = time.perf_counter(); r = m.meminfo_report(); best = min(best, time.perf_counter() - t)\n"
                  "        assert r.kdump_intact, r.reason\nprint(best)")
         secs = {mode: float(subprocess.run([sys.executable, "-c", check, mode], check=True, capture_output=True,

@@ -40,7 +40,7 @@ def child_main(argv: list[str]) -> None:
     from zipl_sadump.device import build_device
     from zipl_sadump.fulldump import write_full_dump
 
-    with Machine.open(machine_dir) as m:
+    with Machine.open(machine_dir, "read") as m:
         if os.path.exists(device):
             os.unlink(device)
         dev = build_device(device, "eckd", m.memory.size + m.memory.size // 16 + 16 * MiB)

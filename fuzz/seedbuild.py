@@ -290,7 +290,7 @@ class SeedContext:
         for name in os.listdir(src):
             with open(os.path.join(dst, name), "wb") as fh:
                 sparse_copy(os.path.join(src, name), fh)
-        with Machine.open(dst, writable=True) as m:
+        with Machine.open(dst, "write") as m:
             panic(m, 1, "seed panic")
         with open(os.path.join(dst, "machine.json"), "rb") as fh:
             return fh.read()

@@ -29,6 +29,7 @@ def load(
     crashkernel: Optional[str] = typer.Option(None, "--crashkernel", help="BASE:SIZE for --dry-run without --machine"),
     debug: bool = typer.Option(False, "-d", "--debug", help="print segments and entry as kexec-tools does"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
     as_json: bool = typer.Option(False, "--json", help="print as JSON"),
 ) -> None:
     """Load a kernel (and initrd) for kdump: kexec -p, the s390 way."""
@@ -36,7 +37,7 @@ def load(
     with progress_bar(total, "loading", progress if not dry_run else False) as advance:
         out = ops.load(kernel, initrd=initrd, command_line=command_line, append=append,
                        reuse_cmdline=reuse_cmdline, kdump=kdump, machine=machine, dry_run=dry_run,
-                       crashkernel=crashkernel, progress=advance)
+                       crashkernel=crashkernel, progress=advance, wait=not no_wait)
     plan = out.plan
     rows = plan.describe(with_checksums=dry_run or as_json or debug)
     if debug:
@@ -88,10 +89,11 @@ def _debug(out: ops.LoadOutcome, rows: list[dict]) -> None:
 def unload(
     kdump: bool = typer.Option(False, "-p", "--kdump", help="unload the kdump kernel"),
     machine: str = typer.Option(..., "--machine", help="simulated machine directory"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Unload the kdump kernel: clear its meminfo entry and segment table."""
-    was = ops.unload(machine)
+    was = ops.unload(machine, wait=not no_wait)
     if as_json:
         emit_json({"unloaded": was})
     else:
@@ -101,11 +103,15 @@ def unload(
 @app.command()
 def status(
     machine: str = typer.Option(..., "--machine", help="simulated machine directory"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Is kdump loaded and is every checksum valid?"""
-    rep = ops.status(machine)
+    """Is kdump loaded and is every checksum valid? (read only)"""
+    rep, interrupted = ops.status(machine, wait=not no_wait)
+    if interrupted:
+        typer.echo(f"warning: {machine}: {interrupted}", err=True)
     data = rep.to_json()
+    data["interrupted"] = interrupted
     data["loaded"] = rep.table is not None
     data["segments"] = [] if rep.table is None else [
         {"mem": hex(s.mem), "memsz": hex(s.memsz), "bufsz": hex(s.bufsz), "csum": f"0x{s.csum:08x}",

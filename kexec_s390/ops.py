@@ -36,10 +36,10 @@ def parse_crash_range(text: str) -> tuple[int, int]:
 
 def load(kernel: str, *, initrd: str | None, command_line: list[str], append: list[str],
          reuse_cmdline: bool, kdump: bool, machine: str | None, dry_run: bool,
-         crashkernel: str | None, progress=None) -> LoadOutcome:
+         crashkernel: str | None, progress=None, wait: bool = True) -> LoadOutcome:
     image = read_kernel_image(kernel)
     if machine is not None:
-        with Machine.open(machine, writable=not dry_run) as m:
+        with Machine.open(machine, "read" if dry_run else "write", wait=wait) as m:
             reuse = None
             if reuse_cmdline:
                 reuse = m.state.kernel.get("command_line") or read_command_line(m.memory) or ""
@@ -82,11 +82,12 @@ def _proc_cmdline() -> str:
         return ""
 
 
-def unload(machine: str) -> bool:
-    with Machine.open(machine, writable=True) as m:
+def unload(machine: str, wait: bool = True) -> bool:
+    with Machine.open(machine, "write", wait=wait) as m:
         return kexec_unload(m)
 
 
-def status(machine: str) -> MeminfoReport:
-    with Machine.open(machine) as m:
-        return m.meminfo_report()
+def status(machine: str, wait: bool = True) -> tuple[MeminfoReport, str | None]:
+    """The meminfo report and what interrupted change the machine holds (read only)."""
+    with Machine.open(machine, "read", wait=wait) as m:
+        return m.meminfo_report(), m.interrupted

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Optional
 
 import typer
@@ -61,10 +62,25 @@ def import_(
 @app.command()
 def show(
     directory: str = typer.Argument(..., help="machine directory"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
     as_json: bool = typer.Option(False, "--json", help="print as JSON"),
 ) -> None:
-    """Machine, CPUs and the meminfo validation."""
-    _show(directory, as_json)
+    """Machine, CPUs and the meminfo validation (read only)."""
+    _show(directory, as_json, wait=not no_wait)
+
+
+@app.command()
+def recover(
+    directory: str = typer.Argument(..., help="machine directory"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Roll back or complete a change that was interrupted (what any writing command does first)."""
+    done = ops.recover(directory, wait=not no_wait)
+    if as_json:
+        emit_json({"recovered": done})
+    else:
+        stdout.print(done)
 
 
 @app.command()
@@ -72,12 +88,13 @@ def panic(
     directory: str = typer.Argument(..., help="machine directory"),
     cpu: int = typer.Option(0, "--cpu", help="the CPU that panics"),
     message: str = typer.Option("sysrq triggered crash", "--message", help="the panic message"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Panic the production kernel: with an intact kdump, store status, swap and start kdump."""
     from s390_machine.crash import panic as do_panic
     from s390_machine.machine import Machine
-    with Machine.open(directory, writable=True) as m:
+    with Machine.open(directory, "write", wait=not no_wait) as m:
         res = do_panic(m, cpu=cpu, message=message)
     if as_json:
         emit_json({"kdump_started": res.kdump_started, "reason": res.reason, "stored": res.stored,
@@ -97,38 +114,41 @@ def hotplug(
     add_cpu: bool = typer.Option(False, "--add-cpu", help="configure one more CPU"),
     remove_cpu: Optional[int] = typer.Option(None, "--remove-cpu", help="deconfigure this CPU"),
     add_memory: Optional[str] = typer.Option(None, "--add-memory", help="add this much memory at the top"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """CPU and memory hotplug on the running production system."""
     from s390_machine import hotplug as hp
     from s390_machine.machine import Machine
     done = {}
-    if add_memory is not None:
-        done["memory_size"] = hp.add_memory(directory, parse_memory_size(add_memory, "memory increment"))
-    if add_cpu or remove_cpu is not None:
-        with Machine.open(directory, writable=True) as m:
-            if add_cpu:
-                done["added_cpu"] = hp.add_cpu(m)
-            if remove_cpu is not None:
-                hp.remove_cpu(m, remove_cpu)
-                done["removed_cpu"] = remove_cpu
-    if not done:
+    if not (add_cpu or remove_cpu is not None or add_memory is not None):
         from meminfo_abi.errors import UsageError
         raise UsageError("say what to plug: --add-cpu, --remove-cpu N or --add-memory SIZE")
+    increment = parse_memory_size(add_memory, "memory increment") if add_memory is not None else None
+    with Machine.open(directory, "write", wait=not no_wait) as m:      # each change its own transaction
+        if increment is not None:
+            done["memory_size"] = hp.add_memory(m, increment)
+        if add_cpu:
+            done["added_cpu"] = hp.add_cpu(m)
+        if remove_cpu is not None:
+            hp.remove_cpu(m, remove_cpu)
+            done["removed_cpu"] = remove_cpu
     if as_json:
         emit_json(done)
     else:
         stdout.print(", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in done.items()))
 
 
-def _show(directory: str, as_json: bool) -> None:
-    d = ops.describe(directory)
+def _show(directory: str, as_json: bool, wait: bool = True) -> None:
+    d = ops.describe(directory, wait=wait)
+    if d["interrupted"]:
+        print(f"warning: {directory}: {d['interrupted']}", file=sys.stderr)
     if as_json:
         emit_json(d)
         return
     t = Table(title=f"machine {d['machine']}", show_header=False)
     t.add_row("memory", f"{human(d['memory_size'])} ({human(d['memory_allocated'])} allocated on disk)")
-    t.add_row("status", d["status"])
+    t.add_row("status", d["status"] + (f" ({d['interrupted']})" if d["interrupted"] else ""))
     k = d["kernel"]
     t.add_row("kernel", f"{k.get('release') or 'unknown'} ({k.get('origin', '?')})")
     if k.get("command_line") is not None:

@@ -26,6 +26,7 @@ from s390_machine.state import STATUS_DISABLED_WAIT, STATUS_KDUMP, STATUS_PANICK
 PURGATORY_WINDOW = (0x2000, 0x10000)      # crash base + this: purgatory's, never swapped
 KDUMP_PSW_MASK = 0x0000000180000000       # EA + BA, 64-bit addressing
 SWAP_CHUNK = 4 << 20
+PAGE_SIZE = 4096
 
 
 # -- store status -----------------------------------------------------------------------------
@@ -68,25 +69,21 @@ def store_status_all(machine: Machine, ipl_cpu: int, ipl_at_absolute: bool) -> l
 
 # -- the swap ---------------------------------------------------------------------------------
 
-def _copy(mem, src: int, dst: int, length: int) -> None:
-    for off in range(0, length, SWAP_CHUNK):
-        n = min(SWAP_CHUNK, length - off)
-        mem.write(dst + off, mem.read(src + off, n))
+def swap_plan(regions: list[tuple[int, int]], base: int, size: int) -> list[tuple[str, int, int, int]]:
+    """Purgatory's swap (ref-abi.md §5.6) as a list of chunk operations ("copy"|"swap", low, high,
+    length): the kdump segments trade places with old low memory, the rest of [0, size) is copied
+    up into the crashkernel area, and the absolute lowcore [0, 0x2000) is copied to the crash
+    base; [base+0x2000, base+0x10000) stays purgatory's.
 
+    A copy reads low memory no swap changes, so copies can be redone; each swap chunk is
+    journaled (its low half's old bytes) before it is made, so a swap cut short is completed
+    exactly (finish_swap) and no chunk is ever swapped twice."""
+    ops: list[tuple[str, int, int, int]] = []
 
-def _swap(mem, a: int, b: int, length: int) -> None:
-    for off in range(0, length, SWAP_CHUNK):
-        n = min(SWAP_CHUNK, length - off)
-        x, y = mem.read(a + off, n), mem.read(b + off, n)
-        mem.write(a + off, y)
-        mem.write(b + off, x)
+    def add(kind: str, low: int, high: int, length: int) -> None:
+        for off in range(0, max(length, 0), SWAP_CHUNK):
+            ops.append((kind, low + off, high + off, min(SWAP_CHUNK, length - off)))
 
-
-def swap_crashkernel(machine: Machine, regions: list[tuple[int, int]], base: int, size: int) -> None:
-    """Purgatory's swap (ref-abi.md §5.6): the kdump segments trade places with old low memory,
-    the rest of [0, size) is copied up into the crashkernel area, and the absolute lowcore
-    [0, 0x2000) is copied to the crash base; [base+0x2000, base+0x10000) stays purgatory's."""
-    mem = machine.memory
     last = base + PURGATORY_WINDOW[1]
     for start, length in sorted(regions):
         if length == 0:
@@ -95,28 +92,105 @@ def swap_crashkernel(machine: Machine, regions: list[tuple[int, int]], base: int
         n = length - (s - start)
         if n <= 0:
             continue
-        _copy(mem, last - base, last, s - last)
-        _swap(mem, s - base, s, n)
+        add("copy", last - base, last, s - last)
+        add("swap", s - base, s, n)
         last = s + n
-    _copy(mem, last - base, last, base + size - last)
-    _copy(mem, 0, base, LOWCORE_SIZE)
+    add("copy", last - base, last, base + size - last)
+    add("copy", 0, base, LOWCORE_SIZE)
+    return ops
 
 
-def start_kdump(machine: Machine, report: MeminfoReport) -> None:
-    """purgatory(1): swap, OLDMEM in the parameter area, jump to the kdump entry 0x10010."""
+def _run_swap(mem, ops, start: int, txn) -> None:
+    for kind, low, high, n in ops[start:]:
+        if kind == "copy":
+            mem.write(high, mem.read(low, n))
+            continue
+        x = mem.read(low, n)
+        if txn is not None:
+            mem.flush()                 # what came before is durable before the next chunk's record
+            txn.chunk(low, x)
+        y = mem.read(high, n)
+        mem.write(low, y)
+        mem.write(high, x)
+
+
+def swap_crashkernel(machine: Machine, regions: list[tuple[int, int]], base: int, size: int) -> None:
+    """The swap of swap_plan, journaled chunk by chunk when the machine is in a transaction
+    whose swap began (start_kdump)."""
+    txn = machine.txn if machine.txn is not None and machine.txn.forward else None
+    _run_swap(machine.memory, swap_plan(regions, base, size), 0, txn)
+
+
+def finish_swap(machine: Machine, txn, info) -> None:
+    """Complete a swap a killed writer left (its journal's SWAP and last CHNK record), then commit
+    the state it recorded.  The chunk in flight is resolved page by page: a low page still equal
+    to the journaled old bytes was not written yet (its partner still holds the new bytes)."""
+    from s390_machine.state import MachineState
+    from s390_machine.txn import last_chunk
+    d = info.swap
+    base, size = int(d["base"]), int(d["size"])
+    regions = [(int(r[0]), int(r[1])) for r in d["regions"]]
+    state = MachineState.from_json(d["state"])
+    if state.memory_size != machine.state.memory_size or state.transaction != info.txn_id:
+        raise BadInputError(f"{info.path}: the swap record's machine state does not belong to this machine")
+    ops = swap_plan(regions, base, size)
+    mem = machine.memory
+    start = 0
+    chunk = last_chunk(info, txn.fd)
+    if chunk is not None:
+        low, x = chunk
+        idx = next((i for i, op in enumerate(ops) if op[0] == "swap" and op[1] == low and op[3] == len(x)), None)
+        if idx is None:
+            raise BadInputError(f"{info.path}: swap chunk 0x{low:x} is not part of the swap it records")
+        high = ops[idx][2]
+        cur_low, cur_high = mem.read(low, len(x)), mem.read(high, len(x))
+        y = bytearray(cur_low)
+        for p in range(0, len(x), PAGE_SIZE):
+            if cur_low[p:p + PAGE_SIZE] == x[p:p + PAGE_SIZE]:
+                y[p:p + PAGE_SIZE] = cur_high[p:p + PAGE_SIZE]
+        mem.write(low, y)
+        mem.write(high, x)
+        start = idx + 1
+    _run_swap(mem, ops, start, txn)
+    ob, osz = (int(v) for v in d["oldmem"])
+    mem.write_u64(PARM_OLDMEM_BASE, ob)
+    mem.write_u64(PARM_OLDMEM_SIZE, osz)
+    mem.flush()
+    machine.state = state
+    from s390_machine.fileio import atomic_write_text
+    from s390_machine.state import STATE_FILE, dump_state
+    import os
+    atomic_write_text(os.path.join(machine.path, STATE_FILE), dump_state(state))
+    txn.finish()
+
+
+def start_kdump(machine: Machine, report: MeminfoReport, event: tuple[str, str] | None = None) -> None:
+    """purgatory(1): swap, OLDMEM in the parameter area, jump to the kdump entry 0x10010.
+    Inside a transaction, the state after the swap (with `event` recorded) is journaled
+    first: from then on an interruption is completed, never rolled back, and the state
+    is committed here."""
     mi, table = report.meminfo, report.table
     assert mi is not None and table is not None and report.kdump_intact
     base, size = mi.crashkernel_addr, mi.crashkernel_size
     regions = [(s.mem, s.memsz) for s in table.segments if s.kind != SEGMENT_KIND_PURGATORY]
+    st = machine.state
+    st.status = STATUS_KDUMP
+    st.psw_on_stop = {"mask": f"0x{KDUMP_PSW_MASK:016x}", "addr": f"0x{table.entry or IMAGE_ENTRY_KDUMP:x}",
+                      "what": "kdump kernel started"}
+    if event is not None:
+        st.record(*event)
+    txn = machine.txn
+    if txn is not None:
+        txn.begin_swap({"base": base, "size": size, "regions": [list(r) for r in regions],
+                        "oldmem": [base, size], "state": dict(st.to_json(), transaction=txn.id)})
     swap_crashkernel(machine, regions, base, size)
     # the kdump kernel now sits at 0x10000; its parameter area names the old crashkernel
     mem = machine.memory
     if mem.read_u64(PARM_OLDMEM_BASE) != base or mem.read_u64(PARM_OLDMEM_SIZE) != size:
         mem.write_u64(PARM_OLDMEM_BASE, base)
         mem.write_u64(PARM_OLDMEM_SIZE, size)
-    machine.state.status = STATUS_KDUMP
-    machine.state.psw_on_stop = {"mask": f"0x{KDUMP_PSW_MASK:016x}", "addr": f"0x{table.entry or IMAGE_ENTRY_KDUMP:x}",
-                                 "what": "kdump kernel started"}
+    if txn is not None:
+        machine.save_state()
 
 
 # -- the production kernel's panic --------------------------------------------------------------
@@ -173,6 +247,12 @@ def panic(machine: Machine, cpu: int = 0, message: str = "sysrq triggered crash"
     if st.status != STATUS_RUNNING:
         raise BadInputError(f"the machine is {st.status}, not running: it cannot panic")
     panicking = st.cpu(cpu)
+    with machine.transaction("panic"):
+        return _panic(machine, panicking, cpu, message)
+
+
+def _panic(machine: Machine, panicking: CpuRegs, cpu: int, message: str) -> PanicResult:
+    st = machine.state
     now = datetime.now(timezone.utc)
     log_panic(machine, cpu, message)
     # the kernel appends CRASHTIME only on its way into a loaded kdump kernel (__crash_kexec)
@@ -199,8 +279,7 @@ def panic(machine: Machine, cpu: int = 0, message: str = "sysrq triggered crash"
         st.record("purgatory", f"verification failed: {report.reason}")
         machine.save_state()
         return PanicResult(False, report.reason, report, stored)
-    start_kdump(machine, report)
-    st.record("kdump", f"swapped [0, 0x{report.meminfo.crashkernel_size:x}) with the crashkernel at "
-                       f"0x{report.meminfo.crashkernel_addr:x}, started kdump at 0x{report.table.entry:x}")
-    machine.save_state()
+    start_kdump(machine, report, ("kdump", f"swapped [0, 0x{report.meminfo.crashkernel_size:x}) with the "
+                                           f"crashkernel at 0x{report.meminfo.crashkernel_addr:x}, started kdump "
+                                           f"at 0x{report.table.entry:x}"))
     return PanicResult(True, "kdump intact", report, stored)

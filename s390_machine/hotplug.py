@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import os
 
-from meminfo_abi.errors import BadInputError
+from meminfo_abi.errors import BadInputError, DumpIOError
 from meminfo_abi.lowcore import LC_EXT_CPU_ADDR, LC_MCESAD, LOWCORE_SIZE
 from s390_machine.machine import Machine
 from s390_machine.state import MEMORY_FILE, STATUS_RUNNING
 from s390_machine.synth import LOWCORE_PTR, LOWCORES, MCESA_AREAS, MCESA_STRIDE, NR_CPUS, cpu_registers
 
 MIB = 1 << 20
+MAX_MEMORY = 1 << 60                  # 1 EiB: every address of the image fits a file offset
 
 
 def _running_synthetic(machine: Machine) -> None:
@@ -33,6 +34,11 @@ def add_cpu(machine: Machine) -> int:
     free = next((a for a in range(NR_CPUS) if a not in used), None)
     if free is None:
         raise BadInputError(f"all {NR_CPUS} CPUs are configured")
+    with machine.transaction("hotplug"):
+        return _add_cpu(machine, free)
+
+
+def _add_cpu(machine: Machine, free: int) -> int:
     vector = any(c.vxrs is not None for c in machine.cpus)
     regs = cpu_registers(free, vector)
     mem = machine.memory
@@ -57,25 +63,36 @@ def remove_cpu(machine: Machine, address: int) -> None:
         raise BadInputError("cannot remove the last CPU")
     if address == machine.state.ipl_cpu:
         raise BadInputError(f"cpu {address} is the IPL CPU and cannot be removed")
-    machine.memory.write_u64(LOWCORE_PTR + 8 * address, 0)
-    machine.state.cpus.remove(cpu)
-    machine.state.cpu_states.pop(address, None)
-    machine.state.record("hotplug", f"cpu {address} removed")
-    machine.save_state()
+    with machine.transaction("hotplug"):
+        machine.memory.write_u64(LOWCORE_PTR + 8 * address, 0)
+        machine.state.cpus.remove(cpu)
+        machine.state.cpu_states.pop(address, None)
+        machine.state.record("hotplug", f"cpu {address} removed")
+        machine.save_state()
 
 
-def add_memory(path: str, size: int) -> int:
-    """Grow storage by `size` bytes; returns the new memory size.  Done on a closed machine:
-    the image is extended (sparse) and the state updated."""
+def add_memory(machine: Machine, size: int) -> int:
+    """Grow storage by `size` bytes; returns the new memory size.  The image is extended
+    (sparse) and fsynced after the journal names its old size, then the state is committed;
+    any failure truncates it back."""
     if size <= 0 or size % MIB:
         raise BadInputError(f"memory increment 0x{size:x} is not a positive multiple of 1 MiB")
-    with Machine.open(path) as m:
-        _running_synthetic(m)
-        old = m.state.memory_size
+    _running_synthetic(machine)
+    old = machine.state.memory_size
     new = old + size
-    with Machine.open(path, writable=True) as m:
-        os.truncate(os.path.join(path, MEMORY_FILE), new)
-        m.state.memory_size = new
-        m.state.record("hotplug", f"memory 0x{old:x}-0x{new - 1:x} added ({size >> 20} MiB)")
-        m.save_state()
+    if new > MAX_MEMORY:
+        raise BadInputError(f"memory of 0x{new:x} bytes is more than the 0x{MAX_MEMORY:x} a machine can have")
+    with machine.transaction("hotplug") as txn:
+        txn.grow(old, new)
+        fd = machine.memory.fileno()
+        try:
+            os.ftruncate(fd, new)
+            os.fsync(fd)
+        except OSError as exc:
+            raise DumpIOError(f"extending {os.path.join(machine.path, MEMORY_FILE)} to {new} bytes: "
+                              f"{exc.strerror}") from None
+        machine.state.memory_size = new
+        machine.state.record("hotplug", f"memory 0x{old:x}-0x{new - 1:x} added ({size >> 20} MiB)")
+        machine.save_state()
+    machine.remap()
     return new

@@ -9,7 +9,8 @@ entry 200, and the page's checksum.
 
 All or nothing: every check runs before the first byte is written, and what a
 load overwrites is journaled on disk first, so that an I/O error halfway restores
-storage and a load that is killed is rolled back by the next Machine.open.
+storage and a load that is killed is rolled back by the next command that opens the
+machine for writing (Machine.open, mode "write"); a reading command only reports it.
 """
 
 from __future__ import annotations
@@ -159,9 +160,10 @@ class _Journal:
 
     It is on disk, fsynced and renamed into place (JOURNAL_FILE) before storage is touched,
     and removed once the new storage is flushed: a load that fails restores it at once; a
-    load that dies on the way (SIGKILL, power loss) is rolled back by the next
-    Machine.open (recover_interrupted_load).  The loader holds an flock on the journal, so
-    another process never rolls back a load that is still running."""
+    load that dies on the way (SIGKILL, power loss) is rolled back by the next writing
+    Machine.open (find_interrupted_load, roll_back_load); a reading one only reports it.
+    The loader holds the machine's exclusive lock for its whole run, so nobody else opens
+    the machine while the load runs."""
 
     def __init__(self, machine: Machine):
         self.mem = machine.memory
@@ -251,57 +253,57 @@ def _fsync_dir(directory: str) -> None:
             os.close(fd)
 
 
-def recover_interrupted_load(directory: str, memory_path: str) -> str | None:
-    """Roll back a kexec load that died after it began to change storage (its journal is still
-    there and nobody holds its lock); drop journals of loads that died before.  Returns what
-    was done, or None.  Called by Machine.open before it maps the memory image."""
-    from s390_machine.memory import PhysicalMemory
-    done = None
-    try:
-        names = os.listdir(directory)
-    except OSError:
+def find_interrupted_load(directory: str, memory_size: int, writable: bool):
+    """The journal of a kexec load that died after it began to change storage: (fd, entries),
+    every entry checked against the machine's memory before anything is replayed, or None.
+    Never through a symlink, only a regular file; a damaged or crafted journal is refused."""
+    from s390_machine.txn import open_journal_fd
+    path = os.path.join(directory, JOURNAL_FILE)
+    fd = open_journal_fd(path, writable)
+    if fd is None:
         return None
-    for name in names:
-        if not (name == JOURNAL_FILE or (name.startswith(".kexec-journal.") and name.endswith(".tmp"))):
-            continue
-        path = os.path.join(directory, name)
-        try:
-            fh = open(path, "r+b")
-        except FileNotFoundError:
-            continue
-        except OSError as exc:
-            raise BadInputError(f"{directory}: an interrupted kexec load left {name}, which cannot be opened "
-                                f"to roll it back: {exc.strerror}") from None
-        with fh:
-            try:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue                    # a load is running right now
-            if name != JOURNAL_FILE:        # died before storage was touched
-                os.unlink(path)
-                continue
-            entries = _read_journal(fh, path)
-            with PhysicalMemory(memory_path, writable=True) as mem:
-                _restore(mem, fh, entries)
-            os.unlink(path)
-            _fsync_dir(directory)
-            done = f"rolled back an interrupted kexec load ({len(entries)} ranges restored)"
-    return done
+    try:
+        return fd, _read_journal(fd, path, memory_size)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
-def _read_journal(fh, path: str) -> list[tuple[int, int, int]]:
-    size = fh.seek(0, os.SEEK_END)
-    fh.seek(0)
-    head = fh.read(_JOURNAL_HEAD.size)
+def roll_back_load(directory: str, fd: int, entries, mem) -> str:
+    """Restore what the interrupted load overwrote (the caller holds the machine's lock), remove
+    its journal and any journal of a load that died before it touched storage."""
+    with os.fdopen(fd, "rb") as fh:
+        _restore(mem, fh, entries)
+    os.unlink(os.path.join(directory, JOURNAL_FILE))
+    _fsync_dir(directory)
+    return f"rolled back an interrupted kexec load ({len(entries)} ranges restored)"
+
+
+def _read_journal(fd: int, path: str, memory_size: int) -> list[tuple[int, int, int]]:
+    size = os.fstat(fd).st_size
+
+    def bad(why: str) -> BadInputError:
+        return BadInputError(f"{path}: damaged kexec load journal ({why}); refusing to touch the machine, "
+                             "whose memory image may hold a half-loaded kdump")
+
+    head = os.pread(fd, _JOURNAL_HEAD.size, 0)
     if size < _JOURNAL_HEAD.size + _JOURNAL_FOOT.size or head[:8] != JOURNAL_MAGIC:
-        raise BadInputError(f"{path}: not a kexec load journal; the memory image may hold a half-loaded kdump")
-    fh.seek(size - _JOURNAL_FOOT.size)
-    index, count, end = _JOURNAL_FOOT.unpack(fh.read(_JOURNAL_FOOT.size))
-    if end != JOURNAL_END or index + count * _JOURNAL_ENTRY.size + _JOURNAL_FOOT.size != size:
-        raise BadInputError(f"{path}: kexec load journal is damaged; the memory image may hold a half-loaded kdump")
-    fh.seek(index)
-    raw = fh.read(count * _JOURNAL_ENTRY.size)
-    return [_JOURNAL_ENTRY.unpack_from(raw, i * _JOURNAL_ENTRY.size) for i in range(count)]
+        raise bad("not a kexec load journal")
+    _magic, version, _r, msize = _JOURNAL_HEAD.unpack(head)
+    if version != 1 or msize != memory_size:
+        raise bad(f"written for 0x{msize:x} bytes of memory, the machine has 0x{memory_size:x}")
+    index, count, end = _JOURNAL_FOOT.unpack(os.pread(fd, _JOURNAL_FOOT.size, size - _JOURNAL_FOOT.size))
+    if end != JOURNAL_END or index < _JOURNAL_HEAD.size or \
+            index + count * _JOURNAL_ENTRY.size + _JOURNAL_FOOT.size != size:
+        raise bad("its index does not fit the file")
+    raw = os.pread(fd, count * _JOURNAL_ENTRY.size, index)
+    entries = [_JOURNAL_ENTRY.unpack_from(raw, i * _JOURNAL_ENTRY.size) for i in range(count)]
+    for addr, length, off in entries:
+        if length <= 0 or addr + length > memory_size:
+            raise bad(f"range 0x{addr:x}+0x{length:x} is outside memory of 0x{memory_size:x} bytes")
+        if off != -1 and not (_JOURNAL_HEAD.size <= off and off + length <= index):
+            raise bad(f"old bytes at offset {off} lie outside the journal's data")
+    return entries
 
 
 def _crash_region(machine: Machine) -> tuple[int, int, MemInfo, int]:
@@ -488,7 +490,7 @@ def kexec_load(machine: Machine, entry: int, segments: list[LoadSegment], flags:
         try:
             journal.restore()
         except BaseException:
-            journal.fh.close()          # keep the journal: the next Machine.open rolls back
+            journal.fh.close()          # keep the journal: the next writing Machine.open rolls back
             raise
         journal.discard()
         raise
@@ -503,9 +505,10 @@ def kexec_unload(machine: Machine) -> bool:
     """Forget the loaded kdump: clear meminfo entry 200 and the table. Returns whether one was loaded."""
     base, _size, mi, mi_addr = _crash_region(machine)
     was = not mi.entries[MEMINFO_KEXEC_SEGMENTS].empty
-    mi.clear_entry(MEMINFO_KEXEC_SEGMENTS)
-    machine.memory.write(mi_addr, mi.to_bytes())
-    machine.memory.fill(base + SEGTAB_OFFSET, SEGTAB_AREA, 0)
-    machine.state.record("kexec_unload", "kdump unloaded" if was else "nothing was loaded")
-    machine.save_state()
+    with machine.transaction("unload"):
+        mi.clear_entry(MEMINFO_KEXEC_SEGMENTS)
+        machine.memory.write(mi_addr, mi.to_bytes())
+        machine.memory.fill(base + SEGTAB_OFFSET, SEGTAB_AREA, 0)
+        machine.state.record("kexec_unload", "kdump unloaded" if was else "nothing was loaded")
+        machine.save_state()
     return was

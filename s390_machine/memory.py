@@ -24,16 +24,23 @@ BIG_WRITE = 256 << 10
 class PhysicalMemory:
     """Absolute storage [0, size) of one machine."""
 
-    def __init__(self, path: str | os.PathLike, writable: bool = False, expected_size: int | None = None):
+    def __init__(self, path: str | os.PathLike, writable: bool = False, expected_size: int | None = None,
+                 fd: int | None = None, size: int | None = None):
+        """`fd`: an image the caller opened (and checked) already, taken over; `size`: map only
+        the first `size` bytes (a machine whose image was grown by an unfinished hotplug)."""
         self.path = os.fspath(path)
         self.writable = writable
-        try:
-            self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
-        except FileNotFoundError:
-            raise BadInputError(f"memory image {self.path} does not exist") from None
-        except IsADirectoryError:
-            raise BadInputError(f"memory image {self.path} is a directory") from None
-        self.size = os.fstat(self._fd).st_size
+        self.journal = None         # a Transaction: the old bytes of every write are journaled first
+        if fd is not None:
+            self._fd = fd
+        else:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR if writable else os.O_RDONLY)
+            except FileNotFoundError:
+                raise BadInputError(f"memory image {self.path} does not exist") from None
+            except IsADirectoryError:
+                raise BadInputError(f"memory image {self.path} is a directory") from None
+        self.size = os.fstat(self._fd).st_size if size is None else size
         if expected_size is not None and self.size != expected_size:
             os.close(self._fd)
             raise BadInputError(
@@ -44,7 +51,11 @@ class PhysicalMemory:
             os.close(self._fd)
             raise BadInputError(f"memory image {self.path} is empty")
         prot = mmap.PROT_READ | (mmap.PROT_WRITE if writable else 0)
-        self._map = mmap.mmap(self._fd, self.size, mmap.MAP_SHARED, prot)
+        try:
+            self._map = mmap.mmap(self._fd, self.size, mmap.MAP_SHARED, prot)
+        except (OSError, ValueError, OverflowError) as exc:
+            os.close(self._fd)
+            raise DumpIOError(f"cannot map memory image {self.path}: {exc}") from None
         self._view = memoryview(self._map)
 
     # -- lifetime -------------------------------------------------------------
@@ -108,6 +119,8 @@ class PhysicalMemory:
         """Every write goes through the file, never through the mapping: storing into a hole of
         the mapping on a full file system kills the process with SIGBUS, pwrite says ENOSPC
         (and the page cache keeps the mapping coherent)."""
+        if self.journal is not None:
+            self.journal.before_write(self, addr, view.nbytes)
         done = 0
         try:
             while done < view.nbytes:
@@ -120,6 +133,8 @@ class PhysicalMemory:
         """Copy `length` bytes of file `fd` at `offset` into storage at `addr`, in the kernel
         (copy_file_range; the page cache keeps it coherent with the mapping)."""
         self._check(addr, length)
+        if self.journal is not None:
+            self.journal.before_write(self, addr, length)
         done = 0
         while done < length:
             try:
@@ -150,6 +165,8 @@ class PhysicalMemory:
     def punch_hole(self, addr: int, length: int) -> None:
         """Make a range a hole again (fallocate PUNCH_HOLE); zeros where the file system cannot."""
         self._check(addr, length)
+        if self.journal is not None:
+            self.journal.before_write(self, addr, length)
         if length and not _punch(self._fd, addr, length):
             self.fill(addr, length, 0)
 

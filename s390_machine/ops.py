@@ -100,9 +100,10 @@ def read_command_line(mem) -> str | None:
     return text if text.isprintable() else None
 
 
-def describe(path: str) -> dict:
-    """Everything `show` prints, as plain data."""
-    with Machine.open(path) as m:
+def describe(path: str, wait: bool = True) -> dict:
+    """Everything `show` prints, as plain data (read only: an interrupted change is named in
+    "interrupted", never rolled back here)."""
+    with Machine.open(path, "read", wait=wait) as m:
         st = m.state
         rep = m.meminfo_report()
         found = find_vmcoreinfo(m.memory)
@@ -124,4 +125,11 @@ def describe(path: str) -> dict:
                       "vector": c.vxrs is not None} for c in st.cpus],
             "meminfo": rep.to_json(),
             "events": st.events,
+            "interrupted": m.interrupted,
         }
+
+
+def recover(path: str, wait: bool = True) -> str:
+    """Open the machine for writing: an interrupted change is rolled back or completed."""
+    with Machine.open(path, "write", wait=wait) as m:
+        return m.recovered or "nothing to recover"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -19,6 +20,7 @@ STATE_FILE = "machine.json"
 MEMORY_FILE = "memory.img"
 STATE_FORMAT = "s390-dumptools machine"
 STATE_VERSION = 1
+MAX_STATE_SIZE = 64 << 20
 
 # What the machine is doing
 STATUS_RUNNING = "running"          # production kernel up
@@ -58,6 +60,7 @@ class MachineState:
     cpu_states: dict[int, str] = field(default_factory=dict)   # cpu address -> operating/stopped
     psw_on_stop: dict | None = None     # disabled wait PSW, kdump entry, ...
     events: list[dict] = field(default_factory=list)
+    transaction: str | None = None      # id of the last committed transaction (s390_machine/txn.py)
 
     def cpu(self, address: int) -> CpuRegs:
         for c in self.cpus:
@@ -83,6 +86,7 @@ class MachineState:
             "psw_on_stop": self.psw_on_stop,
             "cpus": [dict(c.to_json(), state=self.cpu_states.get(c.address, "operating")) for c in self.cpus],
             "events": self.events,
+            "transaction": self.transaction,
         }
 
     @classmethod
@@ -104,9 +108,12 @@ class MachineState:
                 cpu_states={int(c["address"]): str(c.get("state", "operating")) for c in d["cpus"]},
                 psw_on_stop=d.get("psw_on_stop"),
                 events=list(d.get("events") or []),
+                transaction=d.get("transaction"),
             )
         except (KeyError, TypeError, ValueError, OverflowError, AttributeError) as exc:
             raise BadInputError(f"machine state file is damaged: {exc!r}") from None
+        if st.transaction is not None and not (isinstance(st.transaction, str) and st.transaction.isalnum()):
+            raise BadInputError("machine state names a malformed transaction")
         if st.status not in STATUSES:
             raise BadInputError(f"machine state has unknown status {st.status!r}")
         if not st.cpus:
@@ -119,12 +126,24 @@ def load_state(directory: str) -> MachineState:
     if not os.path.isdir(directory):
         raise BadInputError(f"{directory} is not a machine directory (no such directory)")
     try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         raise BadInputError(f"{directory} is not a machine directory (no {STATE_FILE})") from None
+    except OSError as exc:
+        raise BadInputError(f"{path} cannot be read as the machine state: {exc.strerror}") from None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise BadInputError(f"{path} is not a regular file")
+        if os.fstat(fd).st_size > MAX_STATE_SIZE:
+            raise BadInputError(f"{path} is larger than {MAX_STATE_SIZE >> 20} MiB: not a machine state")
+        with os.fdopen(fd, encoding="utf-8") as fh:
+            fd = -1
+            data = json.load(fh)
     except (ValueError, RecursionError) as exc:   # JSONDecodeError, UnicodeDecodeError, huge numbers, deep nesting
         raise BadInputError(f"{path} is not valid JSON: {exc}") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     return MachineState.from_json(data)
 
 

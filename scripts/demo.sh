@@ -55,7 +55,7 @@ run $PY -m kexec_s390.cli load -p "$KERNEL" --initrd "$OUT/initrd.img" --machine
 $PY - "$OUT/machine3" <<'PYEOF'
 import sys
 from s390_machine.machine import Machine
-with Machine.open(sys.argv[1], writable=True) as m:
+with Machine.open(sys.argv[1], "write") as m:
     seg = m.meminfo_report().table.segments[1]
     m.memory.write(seg.mem + 4096, b"wild pointer was here")
     print(f"scribbled over the initrd segment at 0x{seg.mem + 4096:x}")

@@ -63,7 +63,7 @@ def source(tmp_path_factory):
                     pages[addr + off] = hashlib.sha256(page).hexdigest()
             addr += len(block)
     from s390_machine.machine import Machine
-    with Machine.open(m) as mm:
+    with Machine.open(m, "read") as mm:
         cpus = [_regs(c) for c in mm.cpus]
     return {"dir": d, "device": dev, "pages": pages, "cpus": cpus}
 

@@ -14,7 +14,7 @@ After each: the CLI failed with one line on stderr and exit code 5 (I/O); no fil
 the output name (only a complete one, when the kill came after the rename); a device dump
 has no end marker and `sadump show` / `vmcore info` call it incomplete and say after which
 segment; a machine's memory and state are exactly as before a failed load (tree_digest),
-a killed load included (the next Machine.open rolls it back).
+a killed load included (the next writing command rolls it back; a reading one only reports it).
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def _journal_bytes(machine: str, kernel: str, initrd: str) -> int:
     from kexec_s390.image import read_kernel_image
     from kexec_s390.plan import plan_load
     from s390_machine.machine import Machine
-    with Machine.open(machine) as m:
+    with Machine.open(machine, "read") as m:
         ck = m.state.crashkernel
         plan = plan_load(read_kernel_image(kernel), initrd, None, kdump=True, crash_base=ck.base,
                          crash_size=ck.size)
@@ -460,6 +460,10 @@ def test_eio_that_persists_is_rolled_back_by_the_next_open(loaded, kernel, files
     assert f.failed >= 2                   # the load's write and the restore's
     assert_io_error(rc, err, "Input/output error")
     assert os.path.exists(os.path.join(machine, "kexec-load.journal"))
+    status = run_cli("kexec_s390.cli", "status", "--machine", machine, "--json")   # reads: rolls nothing back
+    assert "interrupted kexec load; the next writing command rolls it back" in status.stderr
+    assert os.path.exists(os.path.join(machine, "kexec-load.journal"))
+    run_cli("s390_machine.cli", "recover", machine, check=True)                    # writes: rolls back
     assert cli_json("kexec_s390.cli", "status", "--machine", machine)["kdump_intact"]
     assert tree_digest(machine) == before
 
@@ -646,7 +650,8 @@ def test_sigkill_kexec_load_is_rolled_back(base, kernel, files, after_load_memor
         before = tree_digest(machine)
         running, mid = _kill_during(cmd("kexec_s390.cli", load_args(kernel, files["initrd"], machine)),
                                     journal(machine), 0.8 * window, rng)
-        proc = run_cli("kexec_s390.cli", "status", "--machine", machine, "--json")   # opens: rolls back
+        run_cli("s390_machine.cli", "recover", machine, check=True)              # a writer: rolls back
+        proc = run_cli("kexec_s390.cli", "status", "--machine", machine, "--json")
         assert proc.returncode in (0, 1), proc.stderr           # 1: kdump not loaded
         status = json.loads(proc.stdout)
         after = tree_digest(machine)

@@ -26,7 +26,7 @@ def machine(tmp_path_factory):
     """A 128 MiB, 3-CPU machine with a quarter of its MiBs holding data (read-only use)."""
     path = str(tmp_path_factory.mktemp("fd") / "m128")
     run_cli("s390_machine.cli", "create", path, "--memory", "128M", "--cpus", "3", "--fill", "0.25", check=True)
-    m = Machine.open(path)
+    m = Machine.open(path, "read")
     yield m
     m.close()
 

@@ -21,12 +21,12 @@ def plugged(tmp_path_factory):
     run_cli("kexec_s390.cli", "load", "-p", debian_kernel(), "--initrd", make_initrd(str(tmp / "i.img")),
             "--machine", m, check=True)
     # what a header built at load time would describe (kexec-tools' approach on other architectures)
-    with Machine.open(m) as mach:
+    with Machine.open(m, "read") as mach:
         load_time = {"cpus": sorted(c.address for c in mach.cpus),
                      "ram": [(0, 256 * MIB), (384 * MIB, 512 * MIB)]}
     assert cli_json("s390_machine.cli", "hotplug", m, "--add-cpu", "--add-memory", "256M") == \
         {"memory_size": 768 * MIB, "added_cpu": 2}
-    with Machine.open(m, writable=True) as mach:
+    with Machine.open(m, "write") as mach:
         mach.memory.write(700 * MIB, MARK)
         added = next(c for c in mach.cpus if c.address == 2)
     assert cli_json("s390_machine.cli", "hotplug", m, "--remove-cpu", "1") == {"removed_cpu": 1}

@@ -21,7 +21,7 @@ def crashed_elf(request, tmp_path_factory):
     run_cli("s390_machine.cli", "panic", m, "--message", "test marker 4711", check=True)
     out = str(tmp / "vmcore.elf")
     run_cli("vmcore.cli", "save", "--machine", m, "-o", out, check=True)
-    with Machine.open(m) as mach:
+    with Machine.open(m, "read") as mach:
         written = list(mach.state.kernel["printk_log"])
     return out, written, request.param
 

@@ -38,7 +38,7 @@ def crashed(tmp_path_factory):
     snap = str(tmp / "before.img")
     with open(snap, "wb") as fh:
         sparse_copy(os.path.join(m, MEMORY_FILE), fh)
-    with Machine.open(m) as mach:
+    with Machine.open(m, "read") as mach:
         cpus = [c for c in mach.cpus]
         vmcoreinfo = find_vmcoreinfo(mach.memory).raw
         changed = [(c.prefix + 0x1200, 0x200) for c in cpus]
@@ -74,7 +74,7 @@ def assert_pages_equal(snap_path, dump, changed):
 
 
 def test_machine_is_in_kdump_state_with_oldmem_set(crashed):
-    with Machine.open(crashed["dir"]) as m:
+    with Machine.open(crashed["dir"], "read") as m:
         assert m.state.status == "kdump"
         assert m.memory.read_u64(0x10418) == CK_BASE and m.memory.read_u64(0x10420) == CK_SIZE
         assert m.memory.read(0x10008, 6) == b"S390EP"        # the kdump kernel now runs at 0x10000
@@ -82,7 +82,7 @@ def test_machine_is_in_kdump_state_with_oldmem_set(crashed):
 
 
 def test_elf_header_built_in_the_kdump_kernel(crashed):
-    with Machine.open(crashed["dir"]) as m, kdump_dump(m) as d:
+    with Machine.open(crashed["dir"], "read") as m, kdump_dump(m) as d:
         # one PT_LOAD per old memory range, the old crashkernel excluded
         assert [(c.start, c.end) for c in d.chunks] == [(0, CK_BASE)]
         # boot CPU (the one that panicked) first, then ascending addresses
@@ -110,7 +110,7 @@ def test_save_elf_pages_registers_vmcoreinfo(crashed):
         assert vi.get("CRASHTIME") is not None
         assert {k: v for k, v in vi.entries.items() if k != "CRASHTIME"} == dict(before.entries)
     # /proc/vmcore serves the same bytes as the saved file
-    with Machine.open(crashed["dir"]) as m, kdump_dump(m) as d:
+    with Machine.open(crashed["dir"], "read") as m, kdump_dump(m) as d:
         vc = ProcVmcore(d)
         assert vc.size == os.path.getsize(out)
         rnd = random.Random(5)
@@ -153,7 +153,7 @@ def test_bad_input_not_in_kdump(tmp_path, machine_1g):
 def test_bad_input_oldmem_inconsistent(crashed, tmp_path):
     from tests.conftest import copy_machine
     m = copy_machine(crashed["dir"], str(tmp_path / "m"))
-    with Machine.open(m, writable=True) as mach:
+    with Machine.open(m, "write") as mach:
         mach.memory.write_u64(0x10420, CK_SIZE // 2)
     proc = run_cli("vmcore.cli", "save", "--machine", m, "-o", str(tmp_path / "x.elf"))
     assert proc.returncode == 3 and "inconsistent with meminfo" in proc.stderr
@@ -181,7 +181,7 @@ def test_save_kdump_compressed_pages_registers_vmcoreinfo(crashed):
             "--compress", "zlib", check=True)
     with open(out, "rb") as fh:
         assert fh.read(8) == b"KDUMP   "
-    with open_dump(out) as d, Machine.open(crashed["dir"]) as m, kdump_dump(m) as live:
+    with open_dump(out) as d, Machine.open(crashed["dir"], "read") as m, kdump_dump(m) as live:
         assert d.attrs.format == "kdump" and d.attrs.complete
         assert assert_pages_equal(crashed["snap"], d, crashed["changed"]) > 1000
         assert [(c.prefix, c.psw_addr, c.gprs, c.crs, c.fprs, c.vxrs) for c in d.cpus] == \

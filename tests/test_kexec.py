@@ -72,7 +72,7 @@ def test_load_real_kernel_and_initrd(machine, kernel, initrd):
     initrd_start = max(0x800000, (kernel_size + MIB - 1) // MIB * MIB)
     want_kernel = expected_kernel_buffer(kernel, initrd_start, len(initrd_bytes), "console=ttysclp0 nr_cpus=1")
     want_initrd = initrd_bytes + bytes((-len(initrd_bytes)) % 4096)
-    with Machine.open(machine) as m:
+    with Machine.open(machine, "read") as m:
         mem = m.memory
         got = mem.read(CK_BASE + 0x10000, len(want_kernel))
         raw = open(kernel, "rb").read()
@@ -129,7 +129,7 @@ def test_reload_replaces_and_unload_clears(machine, kernel, initrd, tmp_path):
     rep = json.loads(proc.stdout)
     assert proc.returncode == 1 and not rep["loaded"] and rep["header_valid"]
     assert rep["checks"][-1]["check"] == "kdump loaded" and rep["checks"][-1]["wait_code"] == "0x4580"
-    with Machine.open(machine) as m:
+    with Machine.open(machine, "read") as m:
         assert m.memory.read(CK_BASE + 0x2000, 0x1000) == bytes(0x1000)
 
 
@@ -178,7 +178,7 @@ def test_io_error_halfway_leaves_the_machine_unchanged(machine, kernel, initrd):
     from kexec_s390.plan import plan_load
     from meminfo_abi.errors import DumpIOError
     plan = plan_load(read_kernel_image(kernel), initrd, "x", kdump=True, crash_base=CK_BASE, crash_size=CK_SIZE)
-    with Machine.open(machine, writable=True) as m:
+    with Machine.open(machine, "write") as m:
         with pytest.raises(DumpIOError):
             kexec_load(m, plan.entry, plan.segments, plan.flags, fail_after=6 * MIB)
     assert tree_digest(machine) == before
@@ -236,7 +236,7 @@ def test_bad_input_leaves_machine_unchanged(case, machine, kernel, initrd, tmp_p
         run_cli("s390_machine.cli", "create", target, "--memory", "128M", check=True)
         message = "no crashkernel memory is reserved"
     elif case == "no-meminfo":
-        with Machine.open(machine, writable=True) as m:
+        with Machine.open(machine, "write") as m:
             m.memory.write_u64(LC_OS_INFO, 0)
         message = "no valid meminfo"
     elif case == "initrd-missing":

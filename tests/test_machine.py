@@ -55,7 +55,7 @@ def test_memory_image_is_pmemsave_layout(machine_1g):
 
 
 def test_cpus_have_distinct_lowcores(machine_1g):
-    with Machine.open(machine_1g) as m:
+    with Machine.open(machine_1g, "read") as m:
         prefixes = [c.prefix for c in m.cpus]
         assert len(set(prefixes)) == 2 and all(p % 0x2000 == 0 and p >= 0x10000 for p in prefixes)
         for c in m.cpus:
@@ -72,7 +72,7 @@ def test_cpus_have_distinct_lowcores(machine_1g):
 def test_every_meminfo_byte_flip_makes_show_invalid(machine_1g, tmp_path):
     path = str(tmp_path / "m")
     copy_machine(machine_1g, path)
-    with Machine.open(path, writable=True) as m:
+    with Machine.open(path, "write") as m:
         page = m.meminfo_pointer
         reasons = {}
         for off in range(4096):
@@ -85,7 +85,7 @@ def test_every_meminfo_byte_flip_makes_show_invalid(machine_1g, tmp_path):
     assert set(reasons) == {"magic", "header checksum"}
     assert reasons["magic"] == list(range(8))
     # and the CLI says so, with the reason
-    with Machine.open(path, writable=True) as m:
+    with Machine.open(path, "write") as m:
         m.memory.write(m.meminfo_pointer + 0x10, b"\xff")
     d = cli_json("s390_machine.cli", "show", path)
     assert d["meminfo"]["header_valid"] is False
@@ -147,7 +147,7 @@ def test_create_refuses_existing_directory(tmp_path, machine_1g):
 
 def test_import_of_a_memory_image_with_cpus_from_an_elf_dump(tmp_path, machine_1g):
     """import wraps a raw image: the meminfo, crashkernel and vmcoreinfo are found in it."""
-    with Machine.open(machine_1g) as m:
+    with Machine.open(machine_1g, "read") as m:
         cpus = m.cpus
     notes = b"".join(cpu_notes(c, i + 1) for i, c in enumerate(cpus))
     elf = tmp_path / "qemu.elf"
@@ -159,7 +159,7 @@ def test_import_of_a_memory_image_with_cpus_from_an_elf_dump(tmp_path, machine_1
     assert d["crashkernel"] == {"base": GIB - 256 * MIB, "size": 256 * MIB}
     assert d["kernel"]["release"] == "6.1.0-s390dumptools"
     assert "crashkernel=256M@768M" in d["kernel"]["command_line"]
-    with Machine.open(path) as imp:
+    with Machine.open(path, "read") as imp:
         assert [(c.psw_addr, c.gprs, c.prefix, c.vxrs) for c in imp.cpus] == \
                [(c.psw_addr, c.gprs, c.prefix, c.vxrs) for c in cpus]
     st = os.stat(os.path.join(path, MEMORY_FILE))

@@ -59,7 +59,7 @@ def test_every_run_time_import_is_declared():
     dists = importlib.metadata.packages_distributions()
     required = {_requirement_name(r) for r in PYPROJECT["project"]["dependencies"]}
     extras = PYPROJECT["project"]["optional-dependencies"]
-    optional = {_requirement_name(r) for name in ("lzo", "snappy", "zstd", "mount") for r in extras[name]}
+    optional = {_requirement_name(r) for name in ("lzo", "snappy", "zstd", "mount", "drgn") for r in extras[name]}
     undeclared = []
     for _pkg, path in _module_files():
         for module, is_guarded in _imports(path):

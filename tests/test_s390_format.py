@@ -57,7 +57,7 @@ def image_digests(path: str) -> dict[int, str]:
 
 
 def machine_cpus(path: str) -> list[CpuRegs]:
-    with Machine.open(path) as m:
+    with Machine.open(path, "read") as m:
         return [c for c in m.cpus if c.prefix >= 0x10000]
 
 
@@ -421,7 +421,7 @@ def caught_kdump(tmp_path_factory):
     kd = str(d / "kdump-dev.img")
     build_device(kd, "eckd", 512 * MIB)
     run_cli("zipl_sadump.cli", "ipl", "--device", kd, "--machine", m, "--kdump", "auto", "--no-map", check=True)
-    with Machine.open(m, writable=True) as mm:
+    with Machine.open(m, "write") as mm:
         assert mm.state.status == "kdump"
         mm.state.status = STATUS_DISABLED_WAIT
         mm.state.record("test", "the kdump kernel hangs")

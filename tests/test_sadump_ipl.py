@@ -60,7 +60,7 @@ def test_intact_kdump_is_started_and_memory_swapped_exactly(base):
     with PhysicalMemory(os.path.join(m, MEMORY_FILE)) as mem:
         before_low = mem.read(0, CK)
         before_ck = mem.read(BASE, CK)
-    with Machine.open(m) as mach:
+    with Machine.open(m, "read") as mach:
         segs = [(s.mem, s.memsz) for s in mach.meminfo_report().table.segments]
         stored = [(c.prefix + 0x1200, 0x200) for c in mach.cpus] + \
                  [(mach.memory.read_u64(c.prefix + 0x11B0) & ~0x3FF, 512) for c in mach.cpus]
@@ -74,7 +74,7 @@ def test_intact_kdump_is_started_and_memory_swapped_exactly(base):
     for a, n in stored:                                   # store status wrote these at the IPL ...
         want[a:a + n] = ck[a:a + n]
     assert ck[0x10000:] == bytes(want[0x10000:])
-    with Machine.open(m) as mach:                         # ... and they hold the CPUs' registers
+    with Machine.open(m, "read") as mach:                         # ... and they hold the CPUs' registers
         for c in mach.cpus:
             assert ck[c.prefix + 0x1200:c.prefix + 0x1400] == c.to_save_area()
             assert ck[0x1200:0x1400] == mach.cpu(mach.state.ipl_cpu).to_save_area()
@@ -88,7 +88,7 @@ def test_intact_kdump_is_started_and_memory_swapped_exactly(base):
     for off in range(0x10000, CK, 0x100000):
         if not covered[off]:
             assert low[off:off + 4096] == before_low[off:off + 4096]
-    with Machine.open(m) as mach:
+    with Machine.open(m, "read") as mach:
         assert mach.state.status == "kdump"
         assert mach.memory.read_u64(0x10418) == BASE and mach.memory.read_u64(0x10420) == CK
 
@@ -96,7 +96,7 @@ def test_intact_kdump_is_started_and_memory_swapped_exactly(base):
 @pytest.mark.parametrize("region", ["meminfo", "segment table", "segment 0", "segment 1"])
 def test_one_flipped_byte_means_a_full_dump_with_the_reason(base, region):
     m = fresh(base, f"tamper-{region.replace(' ', '')}")
-    with Machine.open(m, writable=True) as mach:
+    with Machine.open(m, "write") as mach:
         rep = mach.meminfo_report()
         if region == "meminfo":
             addr, want = mach.meminfo_pointer + 0x123, "header checksum"
@@ -123,7 +123,7 @@ def test_kdump_from_the_device_when_memory_kdump_is_damaged(base, tmp_path):
     from s390_machine.fileio import sparse_copy
     with open(snap, "wb") as fh:
         sparse_copy(os.path.join(m, MEMORY_FILE), fh)
-    with Machine.open(m, writable=True) as mach:      # the in-memory kdump is overwritten
+    with Machine.open(m, "write") as mach:      # the in-memory kdump is overwritten
         s = mach.meminfo_report().table.segments[1]
         mach.memory.write(s.mem + 5000, b"scribbled over by a wild pointer")
         cpus = {c.address: c for c in mach.cpus}
@@ -152,7 +152,7 @@ def test_kdump_from_the_device_when_memory_kdump_is_damaged(base, tmp_path):
 
 def test_device_kdump_is_not_used_without_a_crashkernel(base):
     m = fresh(base, "noheader")
-    with Machine.open(m, writable=True) as mach:
+    with Machine.open(m, "write") as mach:
         mach.memory.write(mach.meminfo_pointer, b"XXXXXXXX")            # meminfo gone: no crashkernel known
     r = ipl(fresh_dev(base, "kd", "kdev"), m)
     assert r["decision"] == "full dump" and r["reason"].startswith("magic")
@@ -163,7 +163,7 @@ def test_reipl_valid_block_corrupted_checksum_and_reipl_clear(base, tmp_path):
     r = ipl(fresh_dev(base, "d"), fresh(base, "reipl", "plain"))
     assert r["reipl"]["action"] == "re-IPL" and r["reipl"]["diag308"] == "LOAD_NORMAL_DUMP"
     m = fresh(base, "badipib", "plain")
-    with Machine.open(m, writable=True) as mach:
+    with Machine.open(m, "write") as mach:
         mach.memory.write_u32(LC_IPIB_CHECKSUM, mach.memory.read_u32(LC_IPIB_CHECKSUM) ^ 1)
     r = ipl(fresh_dev(base, "d"), m)
     assert r["reipl"]["action"] == "disabled wait" and "checksum" in r["reipl"]["detail"]
@@ -173,7 +173,7 @@ def test_reipl_valid_block_corrupted_checksum_and_reipl_clear(base, tmp_path):
             check=True)
     r = ipl(fresh_dev(base, "d"), clear)
     assert r["reipl"]["diag308"] == "LOAD_CLEAR" and "REIPL_CLEAR" in r["reipl"]["detail"]
-    with Machine.open(clear) as mach:
+    with Machine.open(clear, "read") as mach:
         assert mach.state.status == "dumped" and "LOAD_CLEAR" in mach.state.psw_on_stop["what"]
 
 
@@ -193,5 +193,5 @@ def test_bad_input(base, tmp_path):
     assert proc.returncode == 4
     r = json.loads(proc.stdout)
     assert not r["dump"]["complete"] and r["dump"]["needed"] > 8 * MIB
-    with Machine.open(big) as mach:
+    with Machine.open(big, "read") as mach:
         assert mach.state.status == "disabled-wait"

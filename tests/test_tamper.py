@@ -51,7 +51,7 @@ def loaded(tmp_path_factory):
 @pytest.fixture(scope="module")
 def layout(loaded):
     """Where the meminfo page, the segment table and the segments are."""
-    with Machine.open(loaded) as m:
+    with Machine.open(loaded, "read") as m:
         rep = check_meminfo(m.memory)
         assert rep.kdump_intact, rep.reason
         table = rep.meminfo.entries[MEMINFO_KEXEC_SEGMENTS]
@@ -67,7 +67,7 @@ def tamper(machine: str, addresses, expect) -> tuple[int, list[str], list[str]]:
     """Flip each address, decide, flip back.  Returns (flips, wrong decisions, wrong reasons)."""
     wrong_decision, wrong_reason = [], []
     n = 0
-    with Machine.open(machine, writable=True) as m:
+    with Machine.open(machine, "write") as m:
         mem = m.memory
         for addr in addresses:
             old = mem.read(addr, 1)
@@ -132,7 +132,7 @@ def test_sadump_ipl_end_to_end(region, loaded, layout, tmp_path):
         "segment-last": (segs[-1][0] + segs[-1][1] - 1, f"segment {len(segs) - 1} ({segs[-1][2]})"),
     }[region]
     if addr is not None:
-        with Machine.open(machine, writable=True) as m:
+        with Machine.open(machine, "write") as m:
             m.memory.write(addr, bytes([m.memory.read(addr, 1)[0] ^ 0xFF]))
     dev = str(tmp_path / "dev.img")
     run_cli("zipl_sadump.cli", "build", "--device", dev, "--size", "300M", check=True)

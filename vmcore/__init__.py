@@ -43,7 +43,7 @@ def open(path: str | _os.PathLike | list, select: str | None = None, fmt: str | 
 
 
 def drgn_program(dump):
-    """A drgn.Program over this dump's physical memory and VMCOREINFO (drgn >= 0.0.30, with
+    """A drgn.Program over this dump's physical memory and VMCOREINFO (drgn >= 0.3, with
     set_linux_kernel_custom).  Load the kernel's debug info into it as usual."""
     import drgn
     if dump.attrs.vmcoreinfo_raw is None and not dump.fill_vmcoreinfo_from_memory():

@@ -84,6 +84,7 @@ def save(
     exclude_zero: bool = typer.Option(False, "--exclude-zero", help="kdump format: leave zero pages out"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command changes the machine"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """What the kdump initrd runs: build the dump from /proc/vmcore and save it."""
@@ -93,7 +94,10 @@ def save(
     if fmt == "kdump":
         opts.update(compress=compress, level=level, exclude_zero=exclude_zero)
     check_output(output, force=force, inputs=[machine])
-    with Machine.open(machine) as m:
+    with Machine.open(machine, "read", wait=not no_wait) as m:
+        if m.interrupted:
+            from meminfo_abi.errors import BadInputError
+            raise BadInputError(f"{machine}: {m.interrupted}; not saving from it")
         dump = kdump_dump(m)
         with dump, progress_bar(dump.present_bytes, f"saving {fmt}", progress) as advance:
             write_dump(dump, output, fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)

@@ -106,7 +106,7 @@ def show(
     mem = None
     if for_machine is not None:
         from s390_machine.machine import Machine
-        with Machine.open(for_machine) as m:
+        with Machine.open(for_machine, "read") as m:
             mem = m.state.memory_size
     _show(devs, mem, as_json, with_dump=True)
 
@@ -176,6 +176,7 @@ def ipl(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress",
                                             help="progress bar (default: when stderr is a terminal)"),
     show_map: bool = typer.Option(True, "--map/--no-map", help="end with a picture of what was dumped"),
+    no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine or a device"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
     """IPL the stand-alone dumper: store status, check meminfo and every checksum, then start
@@ -183,10 +184,11 @@ def ipl(
     from s390_machine.machine import Machine
     from zipl_sadump.ipl import ipl as do_ipl
     paths = parse_device_list(device)
-    with Machine.open(machine) as m:
+    with Machine.open(machine, "read", wait=not no_wait) as m:
         total = m.state.memory_size
     with progress_bar(total, "dumping", progress if not as_json else False) as advance:
-        res = do_ipl(paths, machine, kdump=kdump, compress=not no_compress, progress=advance, ipl_cpu=cpu)
+        res = do_ipl(paths, machine, kdump=kdump, compress=not no_compress, progress=advance, ipl_cpu=cpu,
+                     wait=not no_wait)
     if as_json:
         emit_json(res.to_json())
     else:

@@ -14,6 +14,7 @@ The dumper never imports vmcore: it hands over a machine, not objects.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +30,7 @@ from meminfo_abi.reipl import (
 from meminfo_abi.s390dump import tod_now
 from s390_machine.crash import start_kdump, store_status_all
 from s390_machine.machine import Machine
+from s390_machine.txn import lock_file
 from s390_machine.state import STATUS_DISABLED_WAIT, STATUS_DUMPED, STATUS_RUNNING
 from zipl_sadump.device import read_device
 from zipl_sadump.fulldump import FullDumpResult, write_full_dump
@@ -103,73 +105,88 @@ def reipl_decision(machine: Machine, dump_rc: int) -> Reipl:
 
 
 def ipl(devices: list[str], machine_dir: str, *, kdump: str = "auto", compress: bool = True,
-        progress=None, ipl_cpu: int | None = None) -> IplResult:
+        progress=None, ipl_cpu: int | None = None, wait: bool = True) -> IplResult:
+    """The whole IPL is one transaction on the machine (store status, the swap or the device's
+    kdump, the state with the re-IPL record), with the dump devices locked for the run."""
     if kdump not in ("auto", "off"):
         raise BadInputError(f"--kdump {kdump!r}: use auto or off")
-    infos = [read_device(d) for d in devices]       # a device that is not a dump device: refused here
-    with Machine.open(machine_dir, writable=True) as m:
-        st = m.state
-        if st.status not in (STATUS_RUNNING, "panicked", STATUS_DISABLED_WAIT):
-            raise BadInputError(f"the machine is {st.status}: IPL the dumper on a running or stopped system")
-        if ipl_cpu is not None:
-            st.cpu(ipl_cpu)
-            st.ipl_cpu = ipl_cpu
-        start_tod = tod_now()
-        stored = store_status_all(m, ipl_cpu=st.ipl_cpu, ipl_at_absolute=True)
-        report = check_meminfo(m.memory)
-        st.record("sadump ipl", f"dump device {', '.join(devices)}; " + "; ".join(stored))
-        if kdump == "auto" and report.kdump_intact:
-            start_kdump(m, report)
-            reason = "meminfo and every kexec segment checksum intact"
-            st.record("sadump", f"kdump intact: swapped and started kdump at 0x{report.table.entry:x}")
-            m.save_state()
-            return IplResult("kdump", reason, report, stored)
-        if kdump == "off":
-            reason = "--kdump off"
-        else:
-            f = report.first_failure
-            reason = report.reason if f is None else \
-                f"{f.name}: {f.detail}" + (f" (wait code 0x{f.wait_code:04x})" if f.wait_code else "")
-            # stage 2: the in-memory kdump is damaged or absent; a kdump kernel on the device?
-            notes = [f"kdump in memory: {reason}"]
-            comps = None
-            if len(devices) == 1:
-                try:
-                    comps = read_device_kdump(devices[0])
-                except BadInputError as exc:
-                    notes.append(f"kdump on the device: {exc}")
-            if comps is None and len(notes) == 1:
-                notes.append("kdump on the device: none stored")
-            elif comps is not None and not report.header_valid:
-                notes.append("kdump on the device: not usable, meminfo gives no crashkernel "
-                             f"({reason})")
-            elif comps is not None:
-                try:
-                    what = kdump_from_device(m, report.meminfo, comps)
-                except BadInputError as exc:
-                    notes.append(f"kdump on the device: {exc}")
-                else:
-                    notes.append(f"kdump on the device: {what}")
-                    st.record("sadump", f"kdump from the dump device: {what}")
-                    m.save_state()
-                    return IplResult("kdump from device", reason, report, stored, notes=notes)
-        lc_vec = [c.prefix for c in st.cpus if c.prefix >= 0x10000 and c.prefix % 0x2000 == 0]
-        try:
-            result = write_full_dump(infos, m.memory, lc_vec, real_cpu_cnt=len(st.cpus), tod=start_tod,
-                                     cpu_id=CPU_ID, compress=compress, progress=progress)
-        except DumpToolError:
-            st.status = STATUS_DISABLED_WAIT
-            st.record("sadump", "full dump failed")
-            m.save_state()
-            raise
-        rc = 0 if result.complete else (result.wait_code or 0x4600)
-        reipl = reipl_decision(m, rc)
-        st.status = STATUS_DUMPED if result.complete else STATUS_DISABLED_WAIT
-        st.psw_on_stop = ({"what": reipl.detail, "diag308": reipl.to_json()["diag308"]} if reipl.action == "re-IPL"
-                          else {"mask": "0x0002000080000000", "addr": f"0x{reipl.wait_code or 0:x}",
-                                "what": f"disabled wait: {reipl.detail}"})
-        st.record("sadump", f"full dump ({reason}): {'complete' if result.complete else 'INCOMPLETE'}, "
-                            f"{result.bytes_dumped} bytes of memory; {reipl.action}: {reipl.detail}")
+    locks = []
+    try:
+        for d in devices:
+            fd = lock_file(d, exclusive=True, wait=wait)
+            if fd is not None:
+                locks.append(fd)
+        infos = [read_device(d) for d in devices]       # a device that is not a dump device: refused here
+        with Machine.open(machine_dir, "write", wait=wait) as m:
+            st = m.state
+            if st.status not in (STATUS_RUNNING, "panicked", STATUS_DISABLED_WAIT):
+                raise BadInputError(f"the machine is {st.status}: IPL the dumper on a running or stopped system")
+            with m.transaction("sadump-ipl"):
+                return _ipl(m, devices, infos, kdump, compress, progress, ipl_cpu)
+    finally:
+        for fd in locks:
+            os.close(fd)
+
+
+def _ipl(m: Machine, devices, infos, kdump, compress, progress, ipl_cpu) -> IplResult:
+    st = m.state
+    if ipl_cpu is not None:
+        st.cpu(ipl_cpu)
+        st.ipl_cpu = ipl_cpu
+    start_tod = tod_now()
+    stored = store_status_all(m, ipl_cpu=st.ipl_cpu, ipl_at_absolute=True)
+    report = check_meminfo(m.memory)
+    st.record("sadump ipl", f"dump device {', '.join(devices)}; " + "; ".join(stored))
+    if kdump == "auto" and report.kdump_intact:
+        reason = "meminfo and every kexec segment checksum intact"
+        start_kdump(m, report, ("sadump", f"kdump intact: swapped and started kdump at 0x{report.table.entry:x}"))
+        return IplResult("kdump", reason, report, stored)
+    if kdump == "off":
+        reason = "--kdump off"
+    else:
+        f = report.first_failure
+        reason = report.reason if f is None else \
+            f"{f.name}: {f.detail}" + (f" (wait code 0x{f.wait_code:04x})" if f.wait_code else "")
+        # stage 2: the in-memory kdump is damaged or absent; a kdump kernel on the device?
+        notes = [f"kdump in memory: {reason}"]
+        comps = None
+        if len(devices) == 1:
+            try:
+                comps = read_device_kdump(devices[0])
+            except BadInputError as exc:
+                notes.append(f"kdump on the device: {exc}")
+        if comps is None and len(notes) == 1:
+            notes.append("kdump on the device: none stored")
+        elif comps is not None and not report.header_valid:
+            notes.append("kdump on the device: not usable, meminfo gives no crashkernel "
+                         f"({reason})")
+        elif comps is not None:
+            try:
+                what = kdump_from_device(m, report.meminfo, comps)
+            except BadInputError as exc:
+                notes.append(f"kdump on the device: {exc}")
+            else:
+                notes.append(f"kdump on the device: {what}")
+                st.record("sadump", f"kdump from the dump device: {what}")
+                m.save_state()
+                return IplResult("kdump from device", reason, report, stored, notes=notes)
+    lc_vec = [c.prefix for c in st.cpus if c.prefix >= 0x10000 and c.prefix % 0x2000 == 0]
+    try:
+        result = write_full_dump(infos, m.memory, lc_vec, real_cpu_cnt=len(st.cpus), tod=start_tod,
+                                 cpu_id=CPU_ID, compress=compress, progress=progress)
+    except DumpToolError:
+        st.status = STATUS_DISABLED_WAIT
+        st.record("sadump", "full dump failed")
         m.save_state()
-        return IplResult("full dump", reason, report, stored, result, reipl,
-                         notes=notes if kdump != "off" else [])
+        raise
+    rc = 0 if result.complete else (result.wait_code or 0x4600)
+    reipl = reipl_decision(m, rc)
+    st.status = STATUS_DUMPED if result.complete else STATUS_DISABLED_WAIT
+    st.psw_on_stop = ({"what": reipl.detail, "diag308": reipl.to_json()["diag308"]} if reipl.action == "re-IPL"
+                      else {"mask": "0x0002000080000000", "addr": f"0x{reipl.wait_code or 0:x}",
+                            "what": f"disabled wait: {reipl.detail}"})
+    st.record("sadump", f"full dump ({reason}): {'complete' if result.complete else 'INCOMPLETE'}, "
+                        f"{result.bytes_dumped} bytes of memory; {reipl.action}: {reipl.detail}")
+    m.save_state()
+    return IplResult("full dump", reason, report, stored, result, reipl,
+                     notes=notes if kdump != "off" else [])
