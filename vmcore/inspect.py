@@ -104,7 +104,7 @@ def kernel_symbols(space, required: bool = True):
     when not required (then backtraces show bare addresses)."""
     from vmcore.kallsyms import SymbolTable, load_kallsyms
     try:
-        return load_kallsyms(space.read, space.symbol)
+        return load_kallsyms(space.read, space.symbol, space.symbols())
     except DumpToolError as exc:
         if required:
             raise

@@ -112,13 +112,11 @@ class SymbolTable:
         if i < 0:
             return None
         a = self._addrs[i]
-        # among several symbols at the same address prefer a global text one, as the kernel's
-        # lookup prefers the first non-alias
-        j = i
-        while j > 0 and self._addrs[j - 1] == a:
-            j -= 1
-        cands = self.symbols[j:i + 1]
-        best = min(cands, key=lambda s: (s.type not in "Tt", s.type.islower(), s.name.startswith("__pfx_")))
+        # several symbols at one address: the first in kallsyms order, as the kernel's
+        # get_symbol_pos picks (scripts/kallsyms sorts the preferred name first)
+        while i > 0 and self._addrs[i - 1] == a:
+            i -= 1
+        best = self.symbols[i]
         if best.size and addr - a >= best.size:
             return None
         if not best.size and addr != a:
@@ -133,9 +131,10 @@ class SymbolTable:
         return f"{s.name}+0x{off:x}/0x{s.size:x}"
 
 
-def load_kallsyms(read_virt, symbol) -> SymbolTable:
+def load_kallsyms(read_virt, symbol, known: dict[str, int] | None = None) -> SymbolTable:
     """Decode kallsyms through VMCOREINFO's SYMBOL() addresses; read_virt(addr, n) reads kernel
-    virtual memory, symbol(name) gives SYMBOL(name) or None."""
+    virtual memory, symbol(name) gives SYMBOL(name) or None; known (every SYMBOL() of
+    VMCOREINFO) picks the offset encoding that agrees with most of them."""
     addr = {k: symbol(k) for k in KALLSYMS_KEYS}
     missing = [k for k, v in addr.items() if v is None]
     if missing:
@@ -156,22 +155,22 @@ def load_kallsyms(read_virt, symbol) -> SymbolTable:
     decoded = decode_names(names, count, token_table, index)
     offsets = read_virt(addr["kallsyms_offsets"], 4 * count)
     stext = symbol("_stext")
+    if stext is None:
+        raise BadInputError("VMCOREINFO has no SYMBOL(_stext) to check kallsyms against")
+    at = {n: i for i, (t, n) in reversed(list(enumerate(decoded)))}
+    if "_stext" not in at:
+        raise BadInputError("kallsyms has no _stext to check its addresses against VMCOREINFO")
+    pairs = [(at[n], v) for n, v in (known or {"_stext": stext}).items() if n in at]
     best = None
     for absolute in (False, True):
         addrs = decode_addresses(offsets, count, relative_base, absolute)
-        shift = 0
-        if stext is not None:
-            found = [a for (t, n), a in zip(decoded, addrs) if n == "_stext"]
-            if not found:
-                continue
-            shift = stext - found[0]
-        if best is None or abs(shift) < abs(best[1]):
-            best = (addrs, shift, absolute)
-        if shift == 0:
-            break
-    if best is None:
-        raise BadInputError("kallsyms has no _stext to check its addresses against VMCOREINFO")
-    addrs, shift, absolute = best
+        shift = stext - addrs[at["_stext"]]
+        matches = sum((addrs[i] + shift) & (2**64 - 1) == v for i, v in pairs)
+        ordered = all(x <= y for x, y in zip(addrs, addrs[1:]))
+        score = (matches, ordered, not absolute)
+        if best is None or score > best[0]:
+            best = (score, addrs, shift, absolute)
+    _score, addrs, shift, absolute = best
     syms = [(t, n, (a + shift) & (2**64 - 1)) for (t, n), a in zip(decoded, addrs)]
     src = "kallsyms (absolute percpu)" if absolute else "kallsyms"
     return SymbolTable(syms, src, shift)

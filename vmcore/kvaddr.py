@@ -79,6 +79,17 @@ class KernelSpace:
         except ValueError:
             raise BadInputError(f"VMCOREINFO SYMBOL({name})={text!r} is not a hex number") from None
 
+    def symbols(self) -> dict[str, int]:
+        """Every well-formed SYMBOL(name)=hex of VMCOREINFO."""
+        out = {}
+        for k, v in (self.vi.entries.items() if self.vi is not None else ()):
+            if k.startswith("SYMBOL(") and k.endswith(")"):
+                try:
+                    out[k[7:-1]] = int(v, 16)
+                except ValueError:
+                    pass
+        return out
+
     def _find_asce(self) -> int | None:
         """swapper_pg_dir as an ASCE: type and length from a CPU's CR1/CR7/CR13 that designates
         it, else from the table type its first valid entry carries."""
