@@ -192,13 +192,11 @@ def read(
     n = parse_size(length, "length")
     if n > 1 << 24:
         raise BadInputError(f"length {n} is more than 16 MiB: use convert to extract ranges that large")
+    number = parse_size(addr, "address") if addr[:1].isdigit() else None
     with _open(dump, fmt, select=select) as d:
-        if addr[:1].isdigit() and not virt:
-            a, is_virt = parse_size(addr, "address"), False
-        else:
-            space = inspect.kernel_space(d)
-            a, is_sym = inspect.parse_location(space, addr)
-            is_virt = virt if virt is not None else is_sym
+        space = inspect.kernel_space(d) if virt or number is None else None
+        a = number if number is not None else inspect.parse_location(space, addr)[0]
+        is_virt = virt if virt is not None else number is None
         data = space.read(a, n) if is_virt else d.read(a, n)
     if as_json:
         emit_json({"address": a, "virtual": is_virt, "length": n, "data": data.hex()})
