@@ -208,6 +208,27 @@ def test_read_virtual_crosses_pages_through_the_walk():
         space.read(TASK_STACK + 0x3FF8, 16)                    # page 4 of the task stack is not mapped
 
 
+def test_without_page_tables_in_the_dump_reads_fall_back_to_the_identity_mapping():
+    d = machine()
+    holed = Dump([MemChunk(0, PGD, BytesSource(d.read(0, PGD))), MemChunk(PGD, 0x10000, None, "absent"),
+                  MemChunk(PGD + 0x10000, MEM - PGD - 0x10000, BytesSource(d.read(PGD + 0x10000, MEM - PGD - 0x10000)))],
+                 d.cpus, d.attrs)
+    space = KernelSpace(holed)
+    with pytest.raises(TranslationError, match="region-third table entry .* is not in the dump"):
+        space.walk(0x2000)
+    assert space.read(0x2000, 6) == b"Linux\0"
+    with pytest.raises(TranslationError):
+        space.read(TASK_STACK, 8)                              # vmalloc: no identity rule for it
+
+
+def test_stack_frame_and_pt_regs_offsets_follow_the_abi():
+    # packed stack: r6..r15 then the back chain in the top 88 bytes of the 160-byte frame
+    assert (STACK_FRAME_R14, STACK_FRAME_BACK_CHAIN, STACK_FRAME_OVERHEAD) == (0x88, 0x98, 160)
+    from meminfo_abi.stackframe import pt_regs as layout
+    regs = layout.parse(bytes(8) + u64(1) + u64(2) + b"".join(u64(i) for i in range(16)) + bytes(8))
+    assert (regs.psw_mask, regs.psw_addr, regs.gprs[15]) == (1, 2, 15)
+
+
 # -- 2. kallsyms ------------------------------------------------------------------------------------
 def test_decode_names_with_tokens_and_long_names():
     table, index, codes = token_tables()

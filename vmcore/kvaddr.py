@@ -24,6 +24,8 @@ PAGE = 4096
 class TranslationError(BadInputError):
     """A DAT walk that met an invalid, out-of-range or unreadable entry: names address and level."""
 
+    missing_table = False       # the walk failed only because a table is not in the dump
+
 
 @dataclass
 class Level:
@@ -118,8 +120,10 @@ class KernelSpace:
             try:
                 (e,) = struct.unpack(">Q", self.dump.read(addr, 8))
             except DumpToolError as exc:
-                raise TranslationError(f"virtual address 0x{virt:x}: the {level} table entry at physical "
-                                       f"0x{addr:x} is not in the dump ({exc})") from None
+                err = TranslationError(f"virtual address 0x{virt:x}: the {level} table entry at physical "
+                                       f"0x{addr:x} is not in the dump ({exc})")
+                err.missing_table = True
+                raise err from None
             if len(self._entry_cache) > 1 << 16:
                 self._entry_cache.clear()
             self._entry_cache[addr] = e
@@ -199,7 +203,12 @@ class KernelSpace:
         """Physical address of a kernel virtual address: the DAT walk where the kernel's
         tables are in the dump, else (no swapper_pg_dir) the identity / image rule."""
         if self.asce is not None:
-            return self.walk(virt).phys
+            try:
+                return self.walk(virt).phys
+            except TranslationError as exc:
+                # a dump that left the page tables out still reads the identity / image mapping
+                if not exc.missing_table or self.linear(virt) is None:
+                    raise
         p = self.linear(virt)
         if p is None:
             raise TranslationError(f"virtual address 0x{virt:x}: no kernel page tables in the dump and "

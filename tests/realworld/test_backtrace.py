@@ -136,3 +136,33 @@ def test_bt_of_a_real_proc_vmcore_runs_through_panic_and_the_sysrq_path(kdump_ru
         names = [f["symbol"].split("+")[0] for f in res["cpus"][0]["frames"]]
         assert "panic" in names, f"[{r.name}] {names}"
         assert names[names.index("panic") + 1:] == ["sysrq_handle_crash"] + SYSRQ_PATH, f"[{r.name}] {names}"
+
+
+def test_sym_agrees_with_the_kernels_system_map_on_200_random_symbols(kdump_runs, vmcore_cli):
+    """The kdump configurations run a kernel the harness built: its System.map is the peer
+    (Debian's own System.map is a stub pointing to the -dbg package)."""
+    from vmcore import inspect
+    from vmcore.formats import open_dump
+    rng = random.Random(200)
+    for r in kdump_runs:
+        path = os.path.join(os.path.dirname(r.manifest["kernel_image"]), "System.map")
+        with open(path) as fh:
+            rows = [line.split() for line in fh]
+        with open_dump(r.path("vmcore")) as d:
+            space = inspect.kernel_space(d)
+            syms = inspect.kernel_symbols(space)
+            koff = int(d.attrs.vmcoreinfo.get("KERNELOFFSET") or "0", 16)
+        names = {}
+        for a, t, n in rows:
+            names.setdefault(n, []).append(int(a, 16))
+        listed = {s.name for s in syms.symbols}
+        # kallsyms holds the text symbols (and data ones only with CONFIG_KALLSYMS_ALL)
+        candidates = sorted(n for (a, t, n) in rows if t in "Tt" and len(names[n]) == 1 and n in listed)
+        assert len(candidates) > 1000, f"[{r.name}] {len(candidates)} text symbols in both"
+        for n in rng.sample(candidates, 200):
+            want = names[n][0] + koff
+            assert syms.by_name(n).address == want, f"[{r.name}] {n}"
+            hit = syms.lookup(want + 1)
+            assert hit is not None and hit[0].address == want, f"[{r.name}] 0x{want + 1:x} -> {hit}"
+        for n in candidates[:3]:
+            assert vmcore_cli.json("sym", r.path("vmcore"), n)["address"] == names[n][0] + koff
