@@ -82,3 +82,16 @@ LowcoreDumpFields = Struct(
     "save_area" / SaveArea,
 )
 LOWCORE_DUMP_FIELDS_SIZE = LC_SAVE_AREA + SAVE_AREA_SIZE
+
+# Linux's per-CPU stack pointers in the lowcore (struct lowcore, arch/s390/include/asm/lowcore.h,
+# 5.x - 6.1 layout): each holds the initial sp of a THREAD_SIZE stack (its top less the first
+# frame and a pt_regs), so sp & ~(THREAD_SIZE - 1) is the stack's base.  Later kernels moved
+# them; a backtrace uses them only where all five agree on the in-stack offset.
+LC_CURRENT_TASK = 0x340
+LC_KERNEL_STACK = 0x348             # the current task's stack
+LC_ASYNC_STACK = 0x350              # interrupts (IRQ / softirq)
+LC_NODAT_STACK = 0x358              # code running with DAT off
+LC_RESTART_STACK = 0x360            # the restart interrupt (panic's stop, dump on restart)
+LC_MCCK_STACK = 0x368               # machine checks
+LC_LINUX_STACKS = (("task", LC_KERNEL_STACK), ("irq", LC_ASYNC_STACK), ("nodat", LC_NODAT_STACK),
+                   ("restart", LC_RESTART_STACK), ("mcck", LC_MCCK_STACK))

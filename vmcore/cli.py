@@ -148,6 +148,8 @@ def info(
         t.add_row("VMCOREINFO", "none" if vi is None else
                   f"{vi['osrelease']}, page size {vi['page_size']}, KERNELOFFSET {vi['kerneloffset']} "
                   f"(from {data['vmcoreinfo_source']})")
+        if data["crashed_in"]:
+            t.add_row("crashed in", f"{data['crashed_in']['where']} on CPU {data['crashed_in']['cpu']}")
         mi = data["meminfo"]
         if "block" in mi:           # three separate truths: the os_info block, the crashkernel, kdump
             t.add_row("os_info block", mi["block"])
@@ -231,20 +233,26 @@ def vmcoreinfo(
 @app.command()
 def read(
     dump: str = typer.Argument(...),
-    addr: str = typer.Argument(..., help="physical address"),
+    addr: str = typer.Argument(..., help="address, or SYMBOL[+OFF] (a kernel virtual address)"),
     length: str = typer.Argument("0x100", help="bytes to show"),
+    virt: Optional[bool] = typer.Option(None, "--virt/--phys", help="ADDRESS is kernel virtual (default: "
+                                        "physical for a number, virtual for a symbol)"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Hex dump of physical memory."""
-    a, n = parse_size(addr, "address"), parse_size(length, "length")
+    """Hex dump of physical memory, or of kernel virtual memory (--virt, or a symbol)."""
+    n = parse_size(length, "length")
     if n > 1 << 24:
         raise BadInputError(f"length {n} is more than 16 MiB: use convert to extract ranges that large")
+    number = parse_size(addr, "address") if addr[:1].isdigit() else None
     with _open(dump, fmt, select=select) as d:
-        data = d.read(a, n)
+        space = inspect.kernel_space(d) if virt or number is None else None
+        a = number if number is not None else inspect.parse_location(space, addr)[0]
+        is_virt = virt if virt is not None else number is None
+        data = space.read(a, n) if is_virt else d.read(a, n)
     if as_json:
-        emit_json({"address": a, "length": n, "data": data.hex()})
+        emit_json({"address": a, "virtual": is_virt, "length": n, "data": data.hex()})
     else:
         print(inspect.hexdump(data, a))
 
@@ -389,6 +397,105 @@ def umount(
         emit_json(res)
     else:
         stdout.print(f"{res['mountpoint']} unmounted")
+
+
+# -- kernel virtual addresses, symbols, backtraces (issue 19) ------------------------------------
+@app.command()
+def vtop(
+    dump: str = typer.Argument(...),
+    addr: str = typer.Argument(..., help="kernel virtual address, or SYMBOL[+OFF]"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Kernel virtual -> physical through the kernel's page tables, every table level shown."""
+    with _open(dump, fmt, select=select) as d:
+        space = inspect.kernel_space(d)
+        tr = space.walk(inspect.parse_location(space, addr)[0])
+    if as_json:
+        emit_json(tr.to_json())
+        return
+    print(f"VIRTUAL           PHYSICAL\n{tr.virt:<16x}  {tr.phys:x}\n")
+    print(f"ASCE  {tr.asce:016x}")
+    for lv in tr.levels:
+        print(f"{lv.name.upper():<13} table {lv.table:x} index {lv.index:<4} entry @{lv.entry_addr:x}: {lv.entry:016x}")
+    lin = ("not covered" if tr.linear is None else
+           f"0x{tr.linear:x} ({'agrees' if tr.linear == tr.phys else 'DIFFERS'})")
+    print(f"PAGE {human(tr.page_size)}{', protected' if tr.protected else ''}; identity/image mapping: {lin}")
+
+
+@app.command()
+def sym(
+    dump: str = typer.Argument(...),
+    what: Optional[str] = typer.Argument(None, help="NAME or ADDRESS"),
+    list_all: bool = typer.Option(False, "--list", help="every symbol, like /proc/kallsyms"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Symbols from the dump's own kallsyms: NAME -> address, ADDRESS -> name+0xoff/0xsize."""
+    if (what is None) == (not list_all):
+        raise UsageError("give NAME or ADDRESS, or --list")
+    with _open(dump, fmt, select=select) as d:
+        space = inspect.kernel_space(d)
+        syms = inspect.kernel_symbols(space)
+    if list_all:
+        if as_json:
+            emit_json([s.to_json() for s in syms.symbols])
+        else:
+            print("\n".join(f"{s.address:016x} {s.type} {s.name}" for s in syms.symbols))
+        return
+    if what[:1].isdigit():
+        a = parse_size(what, "address")
+        hit = syms.lookup(a)
+        if hit is None:
+            raise BadInputError(f"0x{a:x} is in no symbol of the dump's kallsyms")
+        res = dict(hit[0].to_json(), query=a, offset=hit[1], text=syms.describe(a))
+    else:
+        s = syms.by_name(what)
+        if s is not None:
+            res = dict(s.to_json(), text=f"{s.address:016x} {s.type} {s.name}")
+        elif space.symbol(what) is not None:
+            a = space.symbol(what)
+            res = {"name": what, "type": "?", "address": a, "size": None, "text": f"{a:016x} ? {what} (VMCOREINFO)"}
+        else:
+            raise BadInputError(f"no symbol {what!r} in the dump's kallsyms or VMCOREINFO")
+    if as_json:
+        emit_json(res)
+    else:
+        print(res["text"])
+
+
+@app.command()
+def bt(
+    dump: str = typer.Argument(...),
+    cpu: Optional[int] = typer.Option(None, "--cpu", help="only this CPU (index in the dump)"),
+    all_cpus: bool = typer.Option(False, "--all", help="every CPU (the default: the crashed CPU, else all)"),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Kernel backtrace of each CPU from its PSW and r15 along the stack back chain, named by kallsyms."""
+    from vmcore.backtrace import crash_site
+    if cpu is not None and all_cpus:
+        raise UsageError("--cpu and --all exclude each other")
+    with _open(dump, fmt, select=select) as d:
+        bts, syms = inspect.kernel_backtraces(d, cpu)
+    if cpu is None and not all_cpus:
+        hit = crash_site(bts, syms)
+        bts = [hit[0]] if hit else bts
+    if as_json:
+        emit_json({"symbols": syms.source, "cpus": [b.to_json() for b in bts]})
+        return
+    for b in bts:
+        print(f"CPU {b.cpu} (address {b.cpu_address}) PSW {b.psw_mask:016x} {b.psw_addr:016x}\nCall Trace:")
+        kind = "task"
+        for f in b.frames:
+            if f.stack != kind:
+                print(f" <{f.stack} stack>")
+                kind = f.stack
+            print(f" [<{f.address:016x}>] {f.symbol}")
+        print(f" ({b.stop})" + ("" if syms.symbols else f"\n (no symbols: {syms.source})"))
 
 
 def _cpu_counts(extra: dict) -> str:

@@ -62,6 +62,7 @@ def dump_info(dump: Dump) -> dict:
         "notes_error": a.extra.get("notes_error"),
         "vmcoreinfo_source": a.vmcoreinfo_source, "vmcoreinfo": summary,
         "meminfo": report,
+        "crashed_in": crashed_in(dump),
         "extra": a.extra,
     }
 
@@ -93,3 +94,67 @@ def hexdump(data: bytes, addr: int) -> str:
         text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
         lines.append(f"{addr + off:016x}  {hexpart:<35}  {text}")
     return "\n".join(lines)
+
+
+# -- kernel virtual addresses, symbols and backtraces (issue 19) ---------------------------------
+def kernel_space(dump: Dump):
+    from vmcore.kvaddr import KernelSpace
+    return KernelSpace(dump)
+
+
+def kernel_symbols(space, required: bool = True):
+    """kallsyms from the dump; without it (kernels before 6.0) an error, or an empty table
+    when not required (then backtraces show bare addresses)."""
+    from vmcore.kallsyms import SymbolTable, load_kallsyms
+    try:
+        return load_kallsyms(space.read, space.symbol, space.symbols())
+    except DumpToolError as exc:
+        if required:
+            raise
+        return SymbolTable([], f"none: {exc}")
+
+
+def symbol_address(space, syms, name: str) -> int | None:
+    """A name from kallsyms, else from VMCOREINFO's SYMBOL() (data symbols such as init_uts_ns
+    are in kallsyms only with CONFIG_KALLSYMS_ALL)."""
+    s = syms.by_name(name) if syms is not None else None
+    return s.address if s is not None else space.symbol(name)
+
+
+def parse_location(space, text: str) -> tuple[int, bool]:
+    """ADDRESS or SYMBOL[+OFF] -> (address, is_symbol)."""
+    from s390_machine.units import parse_size
+    from meminfo_abi.errors import UsageError
+    name, plus, off = text.partition("+")
+    if name[:1].isdigit():
+        return parse_size(text, "address"), False
+    syms = kernel_symbols(space, required=False)
+    base = symbol_address(space, syms, name)
+    if base is None:
+        raise BadInputError(f"no symbol {name!r} in the dump's kallsyms ({syms.source}) or VMCOREINFO")
+    try:
+        return base + (int(off, 0) if plus else 0), True
+    except ValueError:
+        raise UsageError(f"{text!r}: the offset after + is not a number") from None
+
+
+def kernel_backtraces(dump: Dump, cpu: int | None = None):
+    from vmcore.backtrace import backtraces
+    space = kernel_space(dump)
+    syms = kernel_symbols(space, required=False)
+    return backtraces(space, syms, cpu_registers(dump, cpu)), syms
+
+
+def crashed_in(dump: Dump) -> dict | None:
+    """{"cpu", "where"} for the CPU whose stack runs through panic, or None (no kallsyms, no
+    such stack); never fails: info must show what it can."""
+    from vmcore.backtrace import crash_site
+    vi = dump.attrs.vmcoreinfo
+    if vi is None or vi.get("SYMBOL(kallsyms_names)") is None or not dump.cpus:
+        return None
+    try:
+        bts, syms = kernel_backtraces(dump)
+        hit = crash_site(bts, syms)
+    except DumpToolError:
+        return None
+    return None if hit is None else {"cpu": hit[0].cpu, "where": hit[1]}
