@@ -287,7 +287,7 @@ def atomic_file(path: str | os.PathLike, mode: str = "wb", *, seekable: bool = T
         os.fsync(fh.fileno())
         fh.close()
         os.replace(tmp, target)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     except BaseException:
         with signals_held():
             if fh is not None:
@@ -362,7 +362,7 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
     try:
         yield tmp
         os.rename(tmp, path)
-        _fsync_dir(parent)
+        fsync_dir(parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -370,7 +370,8 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[str]:
         os.close(lock)
 
 
-def _fsync_dir(directory: str) -> None:
+def fsync_dir(directory: str) -> None:
+    """fsync a directory (a rename or a new name in it is durable); errors are ignored."""
     try:
         fd = os.open(directory, os.O_RDONLY)
     except OSError:

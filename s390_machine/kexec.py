@@ -16,7 +16,6 @@ machine for writing (Machine.open, mode "write"); a reading command only reports
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import os
 import struct
@@ -31,7 +30,7 @@ from meminfo_abi.meminfo import (
     KEXEC_MAX_SEGMENTS, MEMINFO_KEXEC_SEGMENTS, SEGMENT_KIND_NAMES, SEGMENT_KIND_PURGATORY,
     KexecSegment, KexecSegmentTable, MemInfo,
 )
-from s390_machine.fileio import Writeback, create_temporary, signals_held
+from s390_machine.fileio import Writeback, create_temporary, fsync_dir, signals_held
 from s390_machine.machine import Machine
 
 PAGE_SIZE = 4096
@@ -207,7 +206,7 @@ class _Journal:
         with signals_held():                   # renamed and known to be: one step for a signal
             os.rename(self.tmp, self.path)
             self.committed = True
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
 
     def restore(self) -> None:
         _restore(self.mem, self.fh, self.entries)
@@ -216,7 +215,7 @@ class _Journal:
         """Forget the journal (storage is consistent: loaded and flushed, or restored)."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path if self.committed else self.tmp)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self.committed = False
         self.fh.close()
 
@@ -244,14 +243,6 @@ def _restore(mem, fh, entries: list[tuple[int, int, int]]) -> None:
     mem.flush()
 
 
-def _fsync_dir(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
 
 def find_interrupted_load(directory: str, memory_size: int, writable: bool):
     """The journal of a kexec load that died after it began to change storage: (fd, entries),
@@ -275,7 +266,7 @@ def roll_back_load(directory: str, fd: int, entries, mem) -> str:
     with os.fdopen(fd, "rb") as fh:
         _restore(mem, fh, entries)
     os.unlink(os.path.join(directory, JOURNAL_FILE))
-    _fsync_dir(directory)
+    fsync_dir(directory)
     return f"rolled back an interrupted kexec load ({len(entries)} ranges restored)"
 
 

@@ -44,6 +44,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from meminfo_abi.errors import BadInputError, DumpIOError
+from s390_machine.fileio import fsync_dir
 
 PAGE = 4096
 TXN_FILE = "transaction.journal"
@@ -255,14 +256,6 @@ def _check_swap(d: dict, memory_size: int) -> None:
         raise ValueError("no machine state")
 
 
-def _fsync_dir(directory: str) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
 
 def _io(what: str, exc: OSError) -> DumpIOError:
     return DumpIOError(f"{what}: {exc.strerror or exc}")
@@ -298,7 +291,7 @@ class Transaction:
                 os.unlink(tmp)
             os.close(fd)
             raise _io(f"cannot write the transaction journal in {directory}", exc) from None
-        _fsync_dir(directory)
+        fsync_dir(directory)
         return cls(directory, fd, txn_id, kind, memory_size)
 
     @classmethod
@@ -369,7 +362,7 @@ class Transaction:
         """Committed (or restored): the journal goes."""
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path)
-        _fsync_dir(self.dir)
+        fsync_dir(self.dir)
         self.close()
 
     def close(self) -> None:

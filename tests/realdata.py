@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -29,3 +30,21 @@ def debian_kernel() -> str:
     if not found:
         pytest.fail(f"no vmlinuz in {root}")
     return found[0]
+
+
+PEERS_SCRIPT = os.path.join(os.path.dirname(ROOT), "shared", "peers", "s390x-peers.sh")
+
+
+def s390x_peers() -> dict[str, list[str]]:
+    """argv prefixes of today's s390x peers under qemu-user: {"ZGETDUMP": [...] (2.35),
+    "MAKEDUMPFILE": [...] (1.7.6)}, unpacked once into the cache by shared/peers/s390x-peers.sh
+    (shared/ sits beside the repository, for the developers and for CI)."""
+    if shutil.which("qemu-s390x-static") is None:
+        pytest.fail("qemu-s390x-static is not installed (apt-get install qemu-user-static)")
+    if not os.path.exists(PEERS_SCRIPT):
+        pytest.fail(f"{PEERS_SCRIPT} is missing: the s390x peers come with shared/, beside the repository")
+    proc = subprocess.run(["bash", PEERS_SCRIPT, os.path.join(CACHE, "s390x-peers")], capture_output=True, text=True)
+    found = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line)
+    if proc.returncode or not {"ZGETDUMP", "MAKEDUMPFILE"} <= set(found):
+        pytest.fail(f"cannot unpack the s390x peers: {proc.stderr.strip()}")
+    return {name: cmd.split() for name, cmd in found.items()}

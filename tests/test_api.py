@@ -47,7 +47,7 @@ def test_example_runs(index, workdir, monkeypatch, capsys):
 def test_open_refuses_a_bad_select(workdir):
     import vmcore
     from meminfo_abi.errors import UsageError
-    with pytest.raises(UsageError, match="select='nonsense'"):
+    with pytest.raises(UsageError, match="-s nonsense: choose one of"):
         vmcore.open(str(workdir / "dump.s390"), select="nonsense")
     with pytest.raises(UsageError, match="holds one system"):
         vmcore.open(str(workdir / "dump.s390"), select="prod")

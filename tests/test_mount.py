@@ -5,20 +5,18 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
 import subprocess
 import time
 
 import pytest
 
-from tests.conftest import ROOT, peer_drgn, peer_kdumpfile, run_cli
-from tests.realdata import CACHE
+from tests.conftest import peer_drgn, peer_kdumpfile, run_cli
+from tests.realdata import s390x_peers
 from tests.test_elf_format import assert_drgn_reads_the_same, gdb_registers
 from vmcore.formats import open_dump
 from vmcore.model import page_digests
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/fuse"), reason="no /dev/fuse on this host")
-PEERS = os.path.join(os.path.dirname(ROOT), "shared", "peers", "s390x-peers.sh")
 
 
 def mount_processes(directory: str) -> list[str]:
@@ -109,13 +107,7 @@ def test_500_random_pages_through_the_mount_equal_the_source(mounted):
 
 def test_zgetdump_235_reads_the_mounted_file(mounted, tmp_path):
     dev, mnt, path = mounted
-    if shutil.which("qemu-s390x-static") is None:
-        pytest.fail("qemu-s390x-static is not installed (apt-get install qemu-user-static)")
-    if not os.path.exists(PEERS):
-        pytest.fail(f"{PEERS} is missing: the shared peers sit beside the repository")
-    root = os.path.join(CACHE, "peers-trixie")
-    lines = subprocess.run(["bash", PEERS, root], capture_output=True, text=True, check=True).stdout
-    zgetdump = dict(line.split("=", 1) for line in lines.splitlines())["ZGETDUMP"].split()
+    zgetdump = s390x_peers()["ZGETDUMP"]
     proc = subprocess.run([*zgetdump, "-i", path], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout + proc.stderr          # zgetdump -i reports on stderr

@@ -23,11 +23,10 @@ import time
 import pytest
 
 from tests.conftest import ROOT, copy_machine, run_cli
-from tests.realdata import CACHE, debian_kernel, make_initrd
+from tests.realdata import debian_kernel, make_initrd, s390x_peers
 from vmcore.formats import open_dump
 from vmcore.model import page_digests
 
-PEERS_SCRIPT = os.path.join(os.path.dirname(ROOT), "shared", "peers", "s390x-peers.sh")
 QEMU = "qemu-s390x-static"
 ONE_LINE = re.compile(r"[a-z0-9-]+: error: [^\n]+\n")
 
@@ -76,15 +75,7 @@ def device(machine, work):
 @pytest.fixture(scope="session")
 def makedumpfile():
     """argv prefix running the real makedumpfile (s390x) under qemu-user."""
-    if shutil.which(QEMU) is None:
-        pytest.fail(f"{QEMU} is not installed (apt-get install qemu-user-static)")
-    if not os.path.exists(PEERS_SCRIPT):
-        pytest.fail(f"no {PEERS_SCRIPT}: the s390x peers come with shared/")
-    root = os.path.join(CACHE, "peers-s390x")
-    proc = subprocess.run(["bash", PEERS_SCRIPT, root], capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
-    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("MAKEDUMPFILE="))
-    return line.split("=", 1)[1].split()
+    return s390x_peers()["MAKEDUMPFILE"]
 
 
 def digest(path: str) -> str:

@@ -1,7 +1,7 @@
 """Issue 15, points 3, 4, 6 and 7 (damaged notes): never misrepresent a dump.
 
 The peers are real: makedumpfile 1.7.6 (Debian s390x, under qemu-user, unpacked by
-/work/shared/peers/s390x-peers.sh into the cache, never into the repository), readelf and
+shared/peers/s390x-peers.sh into the cache, never into the repository), readelf and
 eu-readelf.  makedumpfile needs the kernel's memory layout to filter: the synthetic kernel gets
 a FLATMEM mem_map (struct page array) in its memory and the VMCOREINFO entries that describe it,
 with page-cache pages at pfn 0x1100-0x11ff and anonymous (user) pages at 0x1200-0x12ff, so
@@ -22,13 +22,12 @@ import pytest
 
 from meminfo_abi import diskdump as dd
 from meminfo_abi.elfnotes import iter_notes
-from tests.conftest import ROOT, run_cli
-from tests.realdata import CACHE
+from tests.conftest import run_cli
+from tests.realdata import s390x_peers
 from vmcore.formats import open_dump, write_dump
 from vmcore.formats import kdump_compressed as kc
 from vmcore.model import page_digests
 
-PEERS_SCRIPT = "/work/shared/peers/s390x-peers.sh"
 MIB = 1 << 20
 PS = 4096
 MEMMAP_PTR, MEMMAP, SIZE_PAGE = 0x404900, 0x600000, 64
@@ -40,16 +39,7 @@ USER_PFNS = range(0x1200, 0x1300)            # anonymous: -d 8 leaves them out
 @pytest.fixture(scope="session")
 def makedumpfile():
     """Run the real makedumpfile 1.7.6 (s390x) with arguments in a directory."""
-    if shutil.which("qemu-s390x-static") is None:
-        pytest.fail("qemu-s390x-static is not installed (apt-get install qemu-user-static)")
-    if not os.path.exists(PEERS_SCRIPT):
-        pytest.fail(f"{PEERS_SCRIPT} (the s390x peers) is missing")
-    proc = subprocess.run(["bash", PEERS_SCRIPT, os.path.join(CACHE, "s390x-peers-1.7.6")],
-                          capture_output=True, text=True)
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("MAKEDUMPFILE=")), None)
-    if proc.returncode or line is None:
-        pytest.fail(f"cannot unpack the s390x peers: {proc.stderr.strip()}")
-    cmd = line.split("=", 1)[1].split()
+    cmd = s390x_peers()["MAKEDUMPFILE"]
 
     def run(*args: str, cwd: str, check: bool = True) -> subprocess.CompletedProcess:
         p = subprocess.run(cmd + list(args), cwd=cwd, capture_output=True, text=True, timeout=600)

@@ -13,29 +13,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, copy_machine, run_cli
-from tests.realdata import CACHE
+from tests.conftest import copy_machine, run_cli
+from tests.realdata import s390x_peers
 from vmcore.formats import open_dump
 from vmcore.model import page_digests
 
-PEERS = os.path.join(os.path.dirname(ROOT), "shared", "peers", "s390x-peers.sh")
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root (CI runs as root)")
 
 
 @pytest.fixture(scope="module")
 def zgetdump235():
-    if shutil.which("qemu-s390x-static") is None:
-        pytest.fail("qemu-s390x-static is not installed (apt-get install qemu-user-static)")
-    if not os.path.exists(PEERS):
-        pytest.fail(f"{PEERS} is missing: the shared peers sit beside the repository")
-    out = subprocess.run(["bash", PEERS, os.path.join(CACHE, "peers-trixie")], capture_output=True, text=True,
-                         check=True).stdout
-    return dict(line.split("=", 1) for line in out.splitlines())["ZGETDUMP"].split()
+    return s390x_peers()["ZGETDUMP"]
 
 
 @contextlib.contextmanager

@@ -31,7 +31,7 @@ def open(path: str | _os.PathLike | list, select: str | None = None, fmt: str | 
     from vmcore.formats.s390 import SELECTS, select_system
     from meminfo_abi.errors import UsageError
     if select is not None and select not in SELECTS:
-        raise UsageError(f"select={select!r}: choose one of {', '.join(SELECTS)}")
+        raise UsageError(f"-s {select}: choose one of {', '.join(SELECTS)}")
     dump = open_dump(path, fmt=fmt, **opts)
     if select is None:
         return dump

@@ -14,7 +14,7 @@ from s390_machine.fileio import STDOUT, check_output, is_stream_output, stream_d
 from s390_machine.units import human, parse_size
 from vmcore import inspect
 from vmcore.dmesg import format_dmesg
-from vmcore.formats import open_dump, write_dump
+from vmcore.formats import write_dump
 
 app = new_app(help="Save, inspect and convert s390x dumps: ELF, s390 (flat/extended), kdump-compressed, "
              "raw memory images, and a kdump kernel's /proc/vmcore.")
@@ -56,20 +56,8 @@ def _summary(output: str):
 
 def _open(dump: str, fmt: Optional[str] = None, cpus_from: Optional[str] = None, select: Optional[str] = None):
     """Open DUMP (FILE, or FILE1,FILE2,... for a multi-volume set); -s picks the system."""
-    from vmcore.formats.s390 import SELECTS, select_system
-    if select is not None and select not in SELECTS:
-        raise UsageError(f"-s {select}: choose one of {', '.join(SELECTS)}")
-    opts = {}
-    if cpus_from:
-        opts["cpus_from"] = cpus_from
-    d = open_dump(dump, fmt=fmt, **opts)
-    if select is None:
-        return d
-    try:
-        return select_system(d, select)
-    except BaseException:
-        d.close()
-        raise
+    import vmcore
+    return vmcore.open(dump, select=select, fmt=fmt, **({"cpus_from": cpus_from} if cpus_from else {}))
 
 
 @app.command()

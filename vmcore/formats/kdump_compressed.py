@@ -73,6 +73,7 @@ from s390_machine.units import human
 from vmcore.formats.elf import build_notes
 from vmcore.formats.flattened import FlatFile, FlatSink
 from vmcore.model import (
+    subtract_ranges,
     open_dump_fd,
     read_head,
     ADDRESS_LIMIT,
@@ -327,7 +328,7 @@ def _data_runs(dump: Dump, ps: int, lo: int, hi: int, missing: list[Range]) -> l
         else:
             held.append((a, b))
     held = _clip_runs(held, lo, hi)
-    miss = _subtract(_clip_runs(missing, lo, hi), held)
+    miss = subtract_ranges(_clip_runs(missing, lo, hi), held)
     out = [(a, b, False) for a, b in held] + [(a, b, True) for a, b in miss]
     out.sort()
     return out
@@ -976,25 +977,6 @@ def _merge(runs: list[Range]) -> list[Range]:
     return [(a, b) for a, b in out]
 
 
-def _subtract(runs: list[Range], holes: list[Range]) -> list[Range]:
-    """runs minus holes (both sorted, non-overlapping)."""
-    out = []
-    j = 0
-    for a, b in runs:
-        while j < len(holes) and holes[j][1] <= a:
-            j += 1
-        k = j
-        pos = a
-        while k < len(holes) and holes[k][0] < b:
-            if holes[k][0] > pos:
-                out.append((pos, holes[k][0]))
-            pos = max(pos, holes[k][1])
-            k += 1
-        if pos < b:
-            out.append((pos, b))
-    return out
-
-
 def _intersect(runs: list[Range], others: list[Range]) -> list[Range]:
     out = []
     j = 0
@@ -1590,7 +1572,7 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
         if part.unknown_tail:
             lost.append(part.unknown_tail)
         if part.never_written:
-            usable = _subtract(usable, part.never_written)
+            usable = subtract_ranges(usable, part.never_written)
             reasons.append(f"{part.path} was written incomplete (status flag): "
                            f"{sum(b - a for a, b in part.never_written)} "
                            f"pages were never written (empty descriptors; physical "
@@ -1610,7 +1592,7 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
         filtered = _intersect(part.excluded, usable)
         # pages the dump level left out: the dump is complete without them (makedumpfile -d N)
         attrs.excluded += [(a * bs, b * bs) for a, b in filtered]
-        ram = _subtract(usable, filtered)
+        ram = subtract_ranges(usable, filtered)
         for a, b in ram:
             chunks.append(MemChunk(a * bs, (b - a) * bs, _PartView(part, a * bs, (b - a) * bs), KIND_RAM))
         absent_pfns += lost + filtered
@@ -1618,7 +1600,7 @@ def _assemble(parts: list[KdumpPart]) -> Dump:
         reasons.append(f"{first.path} was written incomplete (status flag DUMP_DH_COMPRESSED_INCOMPLETE)")
     # pages of the system that no given part covers (the other files of a split dump)
     covered = [(p.lo, p.hi) for p in parts]
-    gaps = _subtract([(0, first.max_mapnr)], _merge(covered))
+    gaps = subtract_ranges([(0, first.max_mapnr)], _merge(covered))
     if gaps:
         missing = []
         for lo, hi in gaps:
