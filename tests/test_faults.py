@@ -856,6 +856,27 @@ def test_enospc_every_writer_every_target(fault, writer, target, small_fs, crash
         assert not t.temporaries()
 
 
+@pytest.mark.parametrize("after", [0, 64 * 1024 + 3])
+@pytest.mark.parametrize("fault,writer,target", [p for p in _matrix(["EIO"]) if p.values[2] != "fifo"])
+def test_eio_every_writer_every_target(fault, writer, target, after, crashed, elf_dump, dumped_device, tmp_path,
+                                       monkeypatch, capsys):
+    """EIO from the disk at the first byte or part way (or, for writers that go through Python's
+    buffered files, from fsync, as a failed write-back reports it): one line, exit 5, the target
+    as it was (an existing file byte-identical, a symlink still a symlink), no temporary left."""
+    d = tmp_path / "out-dir"
+    d.mkdir()
+    t = Target(target, str(d))
+    argv = _writer_argv(writer, t.path, crashed, elf_dump, dumped_device)
+    module, args = argv[argv.index("-m") + 1], argv[argv.index("-m") + 2:]
+    f = FaultyWrites(monkeypatch, lambda p: p.startswith(str(d)), after, fsync=True)
+    rc, err = run_in_process(module, module.split(".")[0], args, capsys)
+    monkeypatch.undo()
+    assert f.failed, "the fault was never hit"
+    assert_io_error(rc, err, "Input/output error")
+    t.check_untouched()
+    assert not t.temporaries()
+
+
 def _signal_when_writing(argv: list[str], t: Target, sig: int, streams: bool, delay: float = 0.0) \
         -> subprocess.Popen:
     if t.kind == "fifo" and streams:
