@@ -602,7 +602,8 @@ def test_enospc_at_many_points(op, small_fs, loaded, refs, tmp_path):
     crashkernel or machine.json find no space.  Afterwards (and once there is room again for
     the swap to be completed) the machine is before or after, the full dump verifies or is refused."""
     if op in ("panic", "ipl-kdump"):
-        frees = [0, 8 * 1024, 64 * 1024, 3 * MIB, 20 * MIB, 50 * MIB] if ALL_POINTS else [8 * 1024, 3 * MIB]
+        frees = ([0, 8 * 1024, 64 * 1024, 512 * 1024, 3 * MIB, 10 * MIB, 20 * MIB, 35 * MIB, 50 * MIB, 70 * MIB]
+                 if ALL_POINTS else [8 * 1024, 3 * MIB])
     else:
         frees = [0, 4096, 16 * 1024] if ALL_POINTS else [4096]
     outcomes = []
