@@ -56,15 +56,13 @@ def new_app(help: str) -> typer.Typer:
 
 
 def version_text(prog: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
     import native
     try:
-        from importlib.metadata import PackageNotFoundError, version
-        try:
-            ver = version("s390-dumptools")
-        except PackageNotFoundError:
-            ver = "unknown (running from a source tree that is not installed)"
-    except ImportError:  # pragma: no cover - Python < 3.8
-        ver = "unknown"
+        ver = version("s390-dumptools")
+    except PackageNotFoundError:
+        ver = "unknown (running from a source tree that is not installed)"
     return f"{prog} (s390-dumptools) {ver}\n{native.describe()}"
 
 

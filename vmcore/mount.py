@@ -20,7 +20,6 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import threading
 import time
 from typing import Callable
@@ -202,7 +201,3 @@ def umount(directory: str, timeout: float = 10.0) -> dict:
     while os.path.ismount(directory) and time.monotonic() < deadline:
         time.sleep(0.05)
     return {"mountpoint": directory, "unmounted": not os.path.ismount(directory)}
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use: vmcore mount DUMP DIR")
