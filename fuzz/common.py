@@ -22,7 +22,7 @@ import resource
 import time
 from dataclasses import dataclass
 
-from meminfo_abi.errors import DumpToolError
+from dumpkit.errors import DumpToolError
 
 
 class FuzzViolation(AssertionError):

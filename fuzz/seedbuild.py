@@ -37,7 +37,7 @@ class ByteMemory(bytearray):
         return len(self)
 
     def read(self, addr: int, length: int) -> bytes:
-        from meminfo_abi.errors import BadInputError
+        from dumpkit.errors import BadInputError
         if addr < 0 or length < 0 or addr + length > len(self):
             raise BadInputError(f"0x{addr:x}+0x{length:x} outside memory")
         return bytes(self[addr:addr + length])
@@ -133,7 +133,8 @@ class SeedContext:
             OS_INFO_VMCOREINFO, SEGMENT_KIND_INITRD, SEGMENT_KIND_KERNEL, SEGMENT_KIND_PURGATORY, MemInfo,
             check_meminfo,
         )
-        from s390_machine.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, LoadSegment, kexec_load
+        from meminfo_abi.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, LoadSegment
+        from s390_machine.kexec import kexec_load
         keys, mem = self.printk_image("ringbuffer", _records(), count_bits=3, size_bits=10)
         text = self.vmcoreinfo_text(keys)
         note = vmcoreinfo_note(text)
@@ -286,7 +287,7 @@ class SeedContext:
         from s390_machine.machine import Machine
         src = self.machine_dir
         dst = tempfile.mkdtemp(dir=self.workdir)
-        from s390_machine.fileio import sparse_copy
+        from dumpkit.fileio import sparse_copy
         for name in os.listdir(src):
             with open(os.path.join(dst, name), "wb") as fh:
                 sparse_copy(os.path.join(src, name), fh)

@@ -103,7 +103,7 @@ def encode_files(contents: list[bytes | str]) -> bytes:
 
 
 def _file_pages(path: str, size: int):
-    from s390_machine.fileio import data_extents
+    from dumpkit.fileio import data_extents
     fd = os.open(path, os.O_RDONLY)
     try:
         for start, end in data_extents(fd, size):

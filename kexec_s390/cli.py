@@ -9,8 +9,8 @@ import typer
 from rich.table import Table
 
 from kexec_s390 import ops
-from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
-from s390_machine.units import human
+from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stdout
+from dumpkit.units import human
 
 app = new_app(help="Load a kdump kernel into the reserved crashkernel memory (no page tables) and "
              "secure it in the checksummed meminfo block.")

@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from meminfo_abi.errors import BadInputError, UsageError
+from dumpkit.errors import BadInputError, UsageError
 from meminfo_abi.meminfo import MeminfoReport
 from kexec_s390 import syscall
-from kexec_s390.image import KernelImage, read_kernel_image
+from meminfo_abi.kernel_image import KernelImage, read_kernel_image
 from kexec_s390.plan import LoadPlan, build_command_line, plan_load
-from s390_machine.kexec import LoadResult, kexec_load, kexec_unload
-from s390_machine.machine import Machine
-from s390_machine.ops import read_command_line
-from s390_machine.units import parse_size
+from meminfo_abi.parmarea import read_command_line
+from dumpkit.units import parse_size
+
+if TYPE_CHECKING:
+    from s390_machine.kexec import LoadResult
+
+# The simulated machine is imported where a command acts on one (--machine); the real
+# kexec_load(2) path and --dry-run need none of it.
 
 
 @dataclass
 class LoadOutcome:
     image: KernelImage
     plan: LoadPlan
-    result: LoadResult | None      # None for --dry-run and the real syscall
+    result: "LoadResult | None"    # None for --dry-run and the real syscall
     target: str                    # machine dir, "dry run", or "kexec_load(2)"
 
 
@@ -39,6 +44,8 @@ def load(kernel: str, *, initrd: str | None, command_line: list[str], append: li
          crashkernel: str | None, progress=None, wait: bool = True) -> LoadOutcome:
     image = read_kernel_image(kernel)
     if machine is not None:
+        from s390_machine.kexec import kexec_load
+        from s390_machine.machine import Machine
         with Machine.open(machine, "read" if dry_run else "write", wait=wait) as m:
             reuse = None
             if reuse_cmdline:
@@ -64,7 +71,7 @@ def load(kernel: str, *, initrd: str | None, command_line: list[str], append: li
                            None, "dry run")
     why = syscall.host_supports_kexec()
     if why:
-        from meminfo_abi.errors import UnsupportedError
+        from dumpkit.errors import UnsupportedError
         raise UnsupportedError(f"no --machine given and {why}")
     base, size = syscall.real_crashkernel() if kdump else (0, 0)
     reuse = _proc_cmdline() if reuse_cmdline else None
@@ -83,11 +90,14 @@ def _proc_cmdline() -> str:
 
 
 def unload(machine: str, wait: bool = True) -> bool:
+    from s390_machine.kexec import kexec_unload
+    from s390_machine.machine import Machine
     with Machine.open(machine, "write", wait=wait) as m:
         return kexec_unload(m)
 
 
 def status(machine: str, wait: bool = True) -> tuple[MeminfoReport, str | None]:
     """The meminfo report and what interrupted change the machine holds (read only)."""
+    from s390_machine.machine import Machine
     with Machine.open(machine, "read", wait=wait) as m:
         return m.meminfo_report(), m.interrupted

@@ -14,15 +14,15 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from meminfo_abi.errors import BadInputError
-from s390_machine.fileio import os_open_input
+from dumpkit.errors import BadInputError
+from dumpkit.fileio import os_open_input
 from meminfo_abi.meminfo import SEGMENT_KIND_INITRD, SEGMENT_KIND_KERNEL
 from meminfo_abi.parmarea import (
     COMMAND_LINE_OFFS, IMAGE_ENTRY, IMAGE_ENTRY_KDUMP, IMAGE_READ_OFFSET, INITRD_SIZE_OFFS,
     INITRD_START_OFFS, OLDMEM_BASE_OFFS, OLDMEM_SIZE_OFFS,
 )
-from kexec_s390.image import KernelImage
-from s390_machine.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, LoadSegment, segment_checksums
+from meminfo_abi.kernel_image import KernelImage
+from meminfo_abi.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, LoadSegment, segment_checksums
 
 PAGE = 4096
 MIB = 1 << 20

@@ -13,26 +13,21 @@ import os
 import platform
 import re
 
-from meminfo_abi.errors import BadInputError, DumpIOError, UnsupportedError
-from s390_machine.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, LoadSegment  # noqa: F401
+from dumpkit.errors import BadInputError, DumpIOError, UnsupportedError
+from meminfo_abi.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, KEXEC_SEGMENT_MAX, LoadSegment, kexec_segment  # noqa: F401
 
 SYS_KEXEC_LOAD = {"s390x": 277}
 SYS_KEXEC_FILE_LOAD = {"s390x": 381}
-KEXEC_SEGMENT_MAX = 16
-
-
-class KexecSegmentC(ctypes.Structure):
-    _fields_ = [("buf", ctypes.c_void_p), ("bufsz", ctypes.c_size_t),
-                ("mem", ctypes.c_void_p), ("memsz", ctypes.c_size_t)]
 
 
 def marshal_segments(segments: list[LoadSegment]) -> tuple[ctypes.Array, list]:
-    """The kexec_segment array the syscall takes, plus the buffers that must stay alive."""
+    """The `struct kexec_segment` array the syscall takes (built from the one declaration), plus
+    the buffers that must stay alive."""
     if len(segments) > KEXEC_SEGMENT_MAX:
         raise BadInputError(f"{len(segments)} segments, kexec_load takes at most {KEXEC_SEGMENT_MAX}")
     keep: list = []
-    arr = (KexecSegmentC * len(segments))()
-    for i, s in enumerate(segments):
+    raw = bytearray()
+    for s in segments:
         if s.data is not None:
             buf = ctypes.create_string_buffer(bytes(s.data[: s.bufsz]), s.bufsz)
             keep.append(buf)
@@ -46,7 +41,8 @@ def marshal_segments(segments: list[LoadSegment]) -> tuple[ctypes.Array, list]:
             addr = ctypes.addressof(cbuf) + s.offset
         else:
             addr = 0
-        arr[i].buf, arr[i].bufsz, arr[i].mem, arr[i].memsz = addr, s.bufsz, s.mem, s.memsz
+        raw += kexec_segment.build(dict(buf=addr, bufsz=s.bufsz, mem=s.mem, memsz=s.memsz))
+    arr = ctypes.create_string_buffer(bytes(raw), len(raw))
     return arr, keep
 
 

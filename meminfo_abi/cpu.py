@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.lowcore import SaveArea, VX_SAVE_AREA_SIZE
 
 U64 = (1 << 64) - 1

@@ -47,7 +47,7 @@ from construct import (
     Struct,
 )
 
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 
 # -- signatures and versions ------------------------------------------------------------
 KDUMP_SIGNATURE = b"KDUMP   "            # "KDUMP" and three blanks

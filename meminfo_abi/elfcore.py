@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from construct import Bytes, Const, Int8ub, Int16ub, Int32ub, Int64ub, Padding, Struct
 
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 
 ELFMAG = b"\x7fELF"
 ELFCLASS64 = 2

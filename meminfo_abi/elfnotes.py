@@ -34,7 +34,7 @@ from construct import (
 )
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.flat import FlatLayout
 from meminfo_abi.lowcore import VX_SAVE_AREA_SIZE
 

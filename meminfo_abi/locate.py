@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from meminfo_abi.checksum import csum_partial
 from meminfo_abi.elfnotes import iter_notes
-from meminfo_abi.errors import BadInputError, DumpToolError
+from dumpkit.errors import BadInputError, DumpToolError
 from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO
 from meminfo_abi.meminfo import OS_INFO_MAGIC, OS_INFO_SIZE, OS_INFO_VMCOREINFO, MemInfo, header_csum
 from meminfo_abi.meminfo import Readable

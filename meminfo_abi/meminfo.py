@@ -23,7 +23,7 @@ from typing import Callable, Iterable, Protocol
 from construct import Array, Bytes, Const, Int16ub, Int32ub, Int64ub, Padding, Struct
 
 from meminfo_abi.checksum import csum_partial, csum_range
-from meminfo_abi.errors import BadInputError, DumpToolError
+from dumpkit.errors import BadInputError, DumpToolError
 from meminfo_abi.flat import FlatLayout, field_names
 from meminfo_abi.lowcore import LC_OS_INFO
 

@@ -61,3 +61,17 @@ S390EP_HEADER_SIZE = 0x20
 def command_line_limit(max_command_line_size: int) -> int:
     """Bytes available for the command line including its NUL (896 when the field is 0)."""
     return max_command_line_size or LEGACY_COMMAND_LINE_SIZE
+
+
+def read_command_line(mem) -> str | None:
+    """The kernel command line in the parameter area, if it looks like one."""
+    if PARM_COMMAND_LINE + 1 > mem.size:
+        return None
+    limit = command_line_limit(mem.read_u64(PARM_MAX_COMMAND_LINE_SIZE))
+    limit = min(limit, 1 << 16, mem.size - PARM_COMMAND_LINE)
+    raw = mem.read(PARM_COMMAND_LINE, limit).split(b"\0", 1)[0]
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    return text if text.isprintable() else None

@@ -45,7 +45,7 @@ from typing import BinaryIO, Iterator, Sequence
 
 from construct import Adapter, Array, Bytes, Int8ub, Int16ub, Int16ul, Int32ub, Int64ub, Struct
 
-from meminfo_abi.errors import BadInputError, DumpIOError
+from dumpkit.errors import BadInputError, DumpIOError
 
 try:  # zlib-ng is a dependency; the standard zlib reads the same streams
     from zlib_ng import zlib_ng as _zlib

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Mapping
 
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 
 VMCOREINFO_BYTES = 4096                 # the kernel's vmcoreinfo_data buffer
 VMCOREINFO_NOTE_NAME = "VMCOREINFO"

@@ -9,9 +9,9 @@ import typer
 from rich.table import Table
 
 from s390_machine import ops
-from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
+from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from s390_machine.synth import SynthOptions, data_mibs, validate
-from s390_machine.units import human, parse_crashkernel, parse_memory_size
+from dumpkit.units import human, parse_crashkernel, parse_memory_size
 
 app = new_app(help="Simulated s390x machines: a raw memory image (QEMU pmemsave compatible) plus CPU state.")
 
@@ -122,7 +122,7 @@ def hotplug(
     from s390_machine.machine import Machine
     done = {}
     if not (add_cpu or remove_cpu is not None or add_memory is not None):
-        from meminfo_abi.errors import UsageError
+        from dumpkit.errors import UsageError
         raise UsageError("say what to plug: --add-cpu, --remove-cpu N or --add-memory SIZE")
     increment = parse_memory_size(add_memory, "memory increment") if add_memory is not None else None
     with Machine.open(directory, "write", wait=not no_wait) as m:      # each change its own transaction

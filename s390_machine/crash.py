@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.locate import find_vmcoreinfo, read_meminfo
 from meminfo_abi.lowcore import LC_MCESAD, LC_OS_INFO, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK
 from meminfo_abi.meminfo import (
@@ -157,7 +157,7 @@ def finish_swap(machine: Machine, txn, info) -> None:
     mem.write_u64(PARM_OLDMEM_SIZE, osz)
     mem.flush()
     machine.state = state
-    from s390_machine.fileio import atomic_write_text
+    from dumpkit.fileio import atomic_write_text
     from s390_machine.state import STATE_FILE, dump_state
     import os
     atomic_write_text(os.path.join(machine.path, STATE_FILE), dump_state(state))

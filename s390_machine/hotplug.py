@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from meminfo_abi.errors import BadInputError, DumpIOError
+from dumpkit.errors import BadInputError, DumpIOError
 from meminfo_abi.lowcore import LC_EXT_CPU_ADDR, LC_MCESAD, LOWCORE_SIZE
 from s390_machine.machine import Machine
 from s390_machine.state import MEMORY_FILE, STATUS_RUNNING

@@ -15,10 +15,10 @@ import stat
 import sys
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError, DumpIOError
+from dumpkit.errors import BadInputError, DumpIOError
 from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO, LOWCORE_SIZE
 from meminfo_abi.meminfo import MeminfoReport, check_meminfo
-from s390_machine.fileio import atomic_write_text, remove_stale_temporaries
+from dumpkit.fileio import atomic_write_text, remove_stale_temporaries
 from s390_machine.memory import PhysicalMemory, real_to_absolute
 from s390_machine.txn import KINDS, TXN_FILE, lock_directory, open_journal_fd, read_journal
 from s390_machine.state import MEMORY_FILE, STATE_FILE, MachineState, dump_state, load_state

@@ -13,7 +13,7 @@ import os
 import struct
 from typing import Iterator
 
-from meminfo_abi.errors import BadInputError, DumpIOError
+from dumpkit.errors import BadInputError, DumpIOError
 from meminfo_abi.lowcore import LOWCORE_SIZE
 
 PAGE_SIZE = 4096

@@ -7,11 +7,11 @@ import os
 from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.elfcore import read_core_headers, read_note_segments
 from meminfo_abi.elfnotes import cpus_from_notes, iter_notes
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.locate import find_vmcoreinfo
 from meminfo_abi.lowcore import LOWCORE_SIZE
-from meminfo_abi.parmarea import PARM_COMMAND_LINE, PARM_MAX_COMMAND_LINE_SIZE, command_line_limit
-from s390_machine.fileio import atomic_directory, atomic_write_text, sparse_copy
+from meminfo_abi.parmarea import read_command_line
+from dumpkit.fileio import atomic_directory, atomic_write_text, sparse_copy
 from s390_machine.machine import Machine
 from s390_machine.memory import PhysicalMemory
 from s390_machine.state import MEMORY_FILE, STATE_FILE, Crashkernel, MachineState, dump_state
@@ -84,20 +84,6 @@ def import_machine(path: str, raw: str, cpus_from: str | None = None, cpus: int 
         state.record("imported", f"{raw} ({size} bytes), CPUs from {cpus_from or 'nowhere (zero registers)'}")
         atomic_write_text(os.path.join(tmp, STATE_FILE), dump_state(state))
     return path
-
-
-def read_command_line(mem) -> str | None:
-    """The kernel command line in the parameter area, if it looks like one."""
-    if PARM_COMMAND_LINE + 1 > mem.size:
-        return None
-    limit = command_line_limit(mem.read_u64(PARM_MAX_COMMAND_LINE_SIZE))
-    limit = min(limit, 1 << 16, mem.size - PARM_COMMAND_LINE)
-    raw = mem.read(PARM_COMMAND_LINE, limit).split(b"\0", 1)[0]
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    return text if text.isprintable() else None
 
 
 def describe(path: str, wait: bool = True) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 
 STATE_FILE = "machine.json"
 MEMORY_FILE = "memory.img"

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.elfnotes import vmcoreinfo_note
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.lowcore import (
     LC_EXT_CPU_ADDR, LC_IPIB, LC_IPIB_CHECKSUM, LC_IPL_PSW, LC_MCESAD, LC_OS_INFO, LC_RESTART_PSW, LC_VMCORE_INFO, LOWCORE_SIZE,
 )

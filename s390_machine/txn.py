@@ -43,8 +43,8 @@ import sys
 import zlib
 from dataclasses import dataclass, field
 
-from meminfo_abi.errors import BadInputError, DumpIOError
-from s390_machine.fileio import fsync_dir
+from dumpkit.errors import BadInputError, DumpIOError
+from dumpkit.fileio import fsync_dir
 
 PAGE = 4096
 TXN_FILE = "transaction.journal"
@@ -276,7 +276,7 @@ class Transaction:
 
     @classmethod
     def begin(cls, directory: str, memory_size: int, kind: str) -> "Transaction":
-        from s390_machine.fileio import create_temporary
+        from dumpkit.fileio import create_temporary
         txn_id = secrets.token_hex(8)
         try:
             tmp, fd = create_temporary(directory, TXN_FILE)
@@ -304,7 +304,7 @@ class Transaction:
         try:
             end = os.lseek(self.fd, 0, os.SEEK_END)
             rec = _REC.pack(tag, 0, addr, length, _crc(tag, addr, length, payload))
-            from s390_machine.fileio import pwrite_all
+            from dumpkit.fileio import pwrite_all
             pwrite_all(self.fd, rec, end)
             if len(payload):
                 pwrite_all(self.fd, payload, end + _REC.size)

@@ -47,7 +47,7 @@ def tree_digest(path: str) -> dict:
     """Name -> (size, digest of the data extents and their offsets) of every file below path:
     proves 'nothing changed on disk' without reading the holes of sparse images."""
     import hashlib
-    from s390_machine.fileio import data_extents
+    from dumpkit.fileio import data_extents
     out = {}
     for base, _dirs, files in os.walk(path):
         for f in files:
@@ -70,7 +70,7 @@ def exercise_dump(path: str) -> None:
     """Open a (possibly corrupted) dump and touch everything a command may read: its data
     ranges, every page, the start of the first chunks, VMCOREINFO from memory, the attributes.
     Only the suite's errors may escape (reads of single chunks swallow them)."""
-    from meminfo_abi.errors import DumpToolError
+    from dumpkit.errors import DumpToolError
     from vmcore.formats import open_dump
     with open_dump(path) as d:
         list(d.data_ranges())
@@ -88,7 +88,7 @@ def exercise_dump(path: str) -> None:
 
 def copy_machine(src: str, dst: str) -> str:
     """Copy a machine directory keeping memory.img sparse (shutil.copytree would fill the holes)."""
-    from s390_machine.fileio import sparse_copy
+    from dumpkit.fileio import sparse_copy
     os.makedirs(dst)
     for name in os.listdir(src):
         s, d = os.path.join(src, name), os.path.join(dst, name)

@@ -46,7 +46,7 @@ def test_example_runs(index, workdir, monkeypatch, capsys):
 
 def test_open_refuses_a_bad_select(workdir):
     import vmcore
-    from meminfo_abi.errors import UsageError
+    from dumpkit.errors import UsageError
     with pytest.raises(UsageError, match="-s nonsense: choose one of"):
         vmcore.open(str(workdir / "dump.s390"), select="nonsense")
     with pytest.raises(UsageError, match="holds one system"):

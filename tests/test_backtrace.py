@@ -19,7 +19,7 @@ import pytest
 
 from meminfo_abi import dat
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.lowcore import LC_LINUX_STACKS
 from meminfo_abi.stackframe import (PSW_MASK_PSTATE, STACK_FRAME_BACK_CHAIN, STACK_FRAME_OVERHEAD,
                                     STACK_FRAME_R14, THREAD_SIZE)

@@ -84,7 +84,7 @@ def invoke(mode: str, cli: str, argv: list[str], capfd) -> tuple[int, str, str]:
         proc = subprocess.run([script(cli), *argv], capture_output=True, text=True, cwd="/",
                               stdin=subprocess.DEVNULL, timeout=120)
         return proc.returncode, proc.stdout, proc.stderr
-    from s390_machine.clikit import run
+    from dumpkit.clikit import run
     app = importlib.import_module(CLIS[cli]).app
     capfd.readouterr()
     code = run(app, cli, argv)

@@ -29,9 +29,9 @@ from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.elfcore import (
     EHDR_SIZE, PHDR_SIZE, PN_XNUM, PT_LOAD, PT_NOTE, Elf64_Ehdr, Elf64_Shdr, phdr_bytes, read_core_headers,
 )
-from meminfo_abi.errors import BadInputError, DumpToolError, IncompleteDumpError
+from dumpkit.errors import BadInputError, DumpToolError, IncompleteDumpError
 from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO
-from s390_machine.fileio import sparse_copy
+from dumpkit.fileio import sparse_copy
 from s390_machine.memory import PhysicalMemory
 from s390_machine.state import load_state
 from vmcore.formats import READERS, WRITERS, open_dump, probe_format, write_dump

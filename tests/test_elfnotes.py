@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from meminfo_abi import elfnotes as en
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 
 U64 = st.integers(0, (1 << 64) - 1)
 U32 = st.integers(0, (1 << 32) - 1)

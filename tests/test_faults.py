@@ -33,7 +33,7 @@ import time
 
 import pytest
 
-from s390_machine.clikit import run as run_app
+from dumpkit.clikit import run as run_app
 from tests.conftest import ROOT, cli_json, copy_machine, run_cli, tree_digest
 from tests.realdata import debian_kernel, make_initrd
 
@@ -175,7 +175,7 @@ def assert_device_incomplete(dev: str) -> dict:
 
 
 def device_data(dev: str) -> bytes:
-    from s390_machine.fileio import data_extents
+    from dumpkit.fileio import data_extents
     out = bytearray()
     fd = os.open(dev, os.O_RDONLY)
     try:
@@ -263,7 +263,7 @@ def test_enospc_vmcore_convert(free, small_fs, elf_dump, tmp_path):
 
 def _journal_bytes(machine: str, kernel: str, initrd: str) -> int:
     """What the load's journal holds: the data (not holes) of every range the load overwrites."""
-    from kexec_s390.image import read_kernel_image
+    from meminfo_abi.kernel_image import read_kernel_image
     from kexec_s390.plan import plan_load
     from s390_machine.machine import Machine
     with Machine.open(machine, "read") as m:
@@ -629,7 +629,7 @@ def test_stale_temporaries_in_process(tmp_path, capsys):
     """The helper every writer uses: a killed `s390-machine create` leaves a temporary
     directory, removed by the next create of the same machine; a symlink or a name that is
     not ours is never followed or removed."""
-    from s390_machine.fileio import atomic_directory, atomic_file
+    from dumpkit.fileio import atomic_directory, atomic_file
     stale_dir = tmp_path / ".m.abcdefgh.tmp"
     stale_dir.mkdir()
     (stale_dir / "memory.img").write_bytes(b"\1" * 8192)
@@ -800,7 +800,7 @@ class Target:
         """What the FIFO's reader got reads as complete only if the stream was ended (its end
         record written before the fault)."""
         from meminfo_abi.diskdump import FLAT_END_RECORD
-        from meminfo_abi.errors import DumpToolError
+        from dumpkit.errors import DumpToolError
         from vmcore.formats import open_dump
         with open(self.received, "rb") as fh:
             fh.seek(max(0, os.path.getsize(self.received) - len(FLAT_END_RECORD)))

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from s390_machine.clikit import run
+from dumpkit.clikit import run
 from tests.conftest import ROOT, run_cli
 
 DOCUMENTED = {0, 2, 3, 4, 5, 6}
@@ -104,7 +104,7 @@ def test_fifo_returns_on_its_own(module, argv, tmp_path):
 def test_truncated_and_flipped_dumps(kind, dumps, tmp_path, capfd):
     """Cut at random points and flipped at random bytes: every reader answers with a documented
     code, and `info` never calls a cut dump complete."""
-    from s390_machine.fileio import data_extents
+    from dumpkit.fileio import data_extents
     rng = random.Random(kind)
     src = dumps[kind]
     fd = os.open(src, os.O_RDONLY)

@@ -13,7 +13,7 @@ import pytest
 
 from meminfo_abi.vmcoreinfo import parse_vmcoreinfo
 from meminfo_abi.locate import find_vmcoreinfo
-from s390_machine.fileio import sparse_copy
+from dumpkit.fileio import sparse_copy
 from s390_machine.machine import Machine
 from s390_machine.state import MEMORY_FILE
 from s390_machine.synth import PRINTK_AREA, PRINTK_AREA_SIZE

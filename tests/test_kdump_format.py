@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meminfo_abi import diskdump as dd
-from meminfo_abi.errors import BadInputError, DumpToolError, IncompleteDumpError
-from s390_machine.fileio import sparse_copy
+from dumpkit.errors import BadInputError, DumpToolError, IncompleteDumpError
+from dumpkit.fileio import sparse_copy
 from s390_machine.memory import PhysicalMemory
 from s390_machine.state import load_state
 from tests.test_elf_format import (

@@ -8,10 +8,12 @@ import struct
 
 import pytest
 
-from kexec_s390.syscall import KexecSegmentC, marshal_segments, parse_iomem_crashkernel
+from kexec_s390.syscall import marshal_segments, parse_iomem_crashkernel
+from meminfo_abi.kexec import kexec_segment
 from meminfo_abi.checksum import csum_partial
 from meminfo_abi.lowcore import LC_OS_INFO
-from s390_machine.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, LoadSegment, kexec_load
+from meminfo_abi.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, LoadSegment
+from s390_machine.kexec import kexec_load
 from s390_machine.machine import Machine
 from s390_machine.state import MEMORY_FILE
 from tests.conftest import cli_json, copy_machine, run_cli, tree_digest
@@ -152,19 +154,20 @@ def test_real_syscall_is_refused_off_s390x(kernel, initrd):
 
 
 def test_syscall_argument_marshalling(tmp_path):
-    assert ctypes.sizeof(KexecSegmentC) == 32
-    assert [getattr(KexecSegmentC, f).offset for f in ("buf", "bufsz", "mem", "memsz")] == [0, 8, 16, 24]
+    assert kexec_segment.sizeof() == 32        # 4 x 8 bytes: buf, bufsz, mem, memsz
     f = tmp_path / "initrd"
     f.write_bytes(b"I" * 5000)
     segs = [LoadSegment(mem=CK_BASE + 0x10000, memsz=0x2000, kind=1, bufsz=0x1234, data=b"K" * 0x1234),
             LoadSegment(mem=CK_BASE + 0x800000, memsz=0x2000, kind=2, bufsz=5000, path=str(f))]
     arr, keep = marshal_segments(segs)
-    assert len(arr) == 2 and keep
-    assert (arr[0].bufsz, arr[0].mem, arr[0].memsz) == (0x1234, CK_BASE + 0x10000, 0x2000)
-    assert ctypes.string_at(arr[0].buf, 4) == b"KKKK"
-    assert ctypes.string_at(arr[1].buf, 5000) == b"I" * 5000 and arr[1].memsz == 0x2000
+    assert ctypes.sizeof(arr) == 64 and keep
     raw = ctypes.string_at(ctypes.addressof(arr), 64)
-    assert struct.unpack_from("=QQQQ", raw, 32)[1:] == (5000, CK_BASE + 0x800000, 0x2000)
+    first = struct.unpack_from("=QQQQ", raw, 0)
+    second = struct.unpack_from("=QQQQ", raw, 32)
+    assert first[1:] == (0x1234, CK_BASE + 0x10000, 0x2000)
+    assert ctypes.string_at(first[0], 4) == b"KKKK"
+    assert second[1:] == (5000, CK_BASE + 0x800000, 0x2000)
+    assert ctypes.string_at(second[0], 5000) == b"I" * 5000
     iomem = "00000000-3fffffff : System RAM\n  00100000-0092afff : Kernel code\n" \
             "  30000000-3fffffff : Crash kernel\n"
     assert parse_iomem_crashkernel(iomem) == (0x30000000, 0x10000000)
@@ -174,9 +177,9 @@ def test_syscall_argument_marshalling(tmp_path):
 def test_io_error_halfway_leaves_the_machine_unchanged(machine, kernel, initrd):
     load(machine, kernel, initrd)                 # a previous kdump must survive a failed reload
     before = tree_digest(machine)
-    from kexec_s390.image import read_kernel_image
+    from meminfo_abi.kernel_image import read_kernel_image
     from kexec_s390.plan import plan_load
-    from meminfo_abi.errors import DumpIOError
+    from dumpkit.errors import DumpIOError
     plan = plan_load(read_kernel_image(kernel), initrd, "x", kdump=True, crash_base=CK_BASE, crash_size=CK_SIZE)
     with Machine.open(machine, "write") as m:
         with pytest.raises(DumpIOError):

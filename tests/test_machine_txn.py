@@ -103,7 +103,7 @@ def one_line(proc_or_err) -> str:
 
 def image_pages(path: str) -> dict[int, bytes]:
     """Page number -> sha1 of every page of a memory image that is not all zero."""
-    from s390_machine.fileio import data_extents
+    from dumpkit.fileio import data_extents
     out = {}
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -14,7 +14,7 @@ from meminfo_abi.meminfo import (
     SEGMENT_KIND_INITRD, SEGMENT_KIND_KERNEL, KexecSegment, KexecSegmentEntry, KexecSegmentTable,
     KexecSegmentTableHeader, MemInfo, MemInfoPage, OsInfoEntry, check_meminfo, segments_digest,
 )
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from tests.conftest import Memory
 
 MIB = 1 << 20

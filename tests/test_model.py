@@ -7,7 +7,7 @@ import os
 import pytest
 
 from meminfo_abi.elfnotes import vmcoreinfo_note
-from meminfo_abi.errors import BadInputError, DumpIOError, IncompleteDumpError
+from dumpkit.errors import BadInputError, DumpIOError, IncompleteDumpError
 from meminfo_abi.lowcore import LC_VMCORE_INFO
 from vmcore.model import (
     ADDRESS_LIMIT,

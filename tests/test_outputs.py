@@ -206,7 +206,7 @@ def test_character_device_is_written_through_never_replaced(dump):
 
 
 def test_a_planted_symlink_at_a_temporary_name_is_never_followed(dump, tmp_path):
-    from s390_machine.fileio import atomic_file
+    from dumpkit.fileio import atomic_file
     victim = tmp_path / "victim"
     victim.write_bytes(b"precious")
     # every name a temporary of out.elf could take is a symlink to the victim: the writer must fail

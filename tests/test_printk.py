@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meminfo_abi import printk as P
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from s390_machine.printk import PrintkRecord, build_legacy_logbuf, build_ringbuffer
 from vmcore.dmesg import LogRecord, detect_layout, format_dmesg, read_dmesg
 

@@ -12,13 +12,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError, DumpToolError, IncompleteDumpError, UsageError
+from dumpkit.errors import BadInputError, DumpToolError, IncompleteDumpError, UsageError
 from meminfo_abi.lowcore import LC_MCESAD, LC_SAVE_AREA, MCESA_ORIGIN_MASK
 from meminfo_abi.s390dump import (
     DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC, MIB, TAPE_RECORD_SIZE,
     ExtStreamWalker, build_end_marker, build_header, parse_end_marker, read_header, tod_now,
 )
-from s390_machine.fileio import data_extents
+from dumpkit.fileio import data_extents
 from s390_machine.machine import Machine
 from s390_machine.state import STATUS_DISABLED_WAIT
 from tests.conftest import Memory, copy_machine, run_cli

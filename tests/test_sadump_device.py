@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.s390dump import (
     AWS_HEADER_SIZE, BOOT_INFO_OFFSET_ECKD_STAGE1, BOOT_INFO_OFFSET_FBA_STAGE0, DF_S390_HDR_SIZE,
     DF_S390_MAGIC_EXT, DUMP_SEGM_ZLIB_MAXENTS, DUMP_SEGM_ZLIB_MAXLEN, MIB, TOD_UNIX_EPOCH, AwsTapeHeader,

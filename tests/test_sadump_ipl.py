@@ -42,7 +42,7 @@ def fresh(base, name, which="loaded"):
 
 
 def fresh_dev(base, name, which="dev"):
-    from s390_machine.fileio import sparse_copy
+    from dumpkit.fileio import sparse_copy
     path = str(base["tmp"] / f"{name}-{random.getrandbits(32):08x}.img")
     with open(path, "wb") as fh:
         sparse_copy(base[which], fh)
@@ -120,7 +120,7 @@ def test_no_kdump_loaded_means_full_dump(base):
 def test_kdump_from_the_device_when_memory_kdump_is_damaged(base, tmp_path):
     m = fresh(base, "devkdump")
     snap = str(tmp_path / "before.img")
-    from s390_machine.fileio import sparse_copy
+    from dumpkit.fileio import sparse_copy
     with open(snap, "wb") as fh:
         sparse_copy(os.path.join(m, MEMORY_FILE), fh)
     with Machine.open(m, "write") as mach:      # the in-memory kdump is overwritten

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.vmcoreinfo import (
     MAX_VMCOREINFO_INPUT,
     VMCOREINFO_BYTES,

@@ -29,7 +29,7 @@ def open(path: str | _os.PathLike | list, select: str | None = None, fmt: str | 
     The Dump is a context manager; close it when done."""
     from vmcore.formats import open_dump
     from vmcore.formats.s390 import SELECTS, select_system
-    from meminfo_abi.errors import UsageError
+    from dumpkit.errors import UsageError
     if select is not None and select not in SELECTS:
         raise UsageError(f"-s {select}: choose one of {', '.join(SELECTS)}")
     dump = open_dump(path, fmt=fmt, **opts)
@@ -47,7 +47,7 @@ def drgn_program(dump):
     set_linux_kernel_custom).  Load the kernel's debug info into it as usual."""
     import drgn
     if dump.attrs.vmcoreinfo_raw is None and not dump.fill_vmcoreinfo_from_memory():
-        from meminfo_abi.errors import BadInputError
+        from dumpkit.errors import BadInputError
         raise BadInputError("the dump has no VMCOREINFO: drgn needs it to know the kernel")
     prog = drgn.Program(drgn.Platform(drgn.Architecture.S390X, drgn.PlatformFlags.IS_64_BIT))
 

@@ -14,7 +14,7 @@ import struct
 from dataclasses import dataclass, field
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import DumpToolError
+from dumpkit.errors import DumpToolError
 from meminfo_abi.lowcore import LC_LINUX_STACKS
 from meminfo_abi.stackframe import (PSW_ADDR_MASK, PSW_MASK_PSTATE, PSW_MASK_WAIT, STACK_ALIGN,
                                     STACK_FRAME_BACK_CHAIN, STACK_FRAME_OVERHEAD, STACK_FRAME_R14, THREAD_SIZE,

@@ -8,10 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from meminfo_abi.errors import EXIT_BAD_INPUT, EXIT_INCOMPLETE, BadInputError, UsageError
-from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stderr, stdout
-from s390_machine.fileio import STDOUT, check_output, is_stream_output, stream_description
-from s390_machine.units import human, parse_size
+from dumpkit.errors import EXIT_BAD_INPUT, EXIT_INCOMPLETE, BadInputError, UsageError
+from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stderr, stdout
+from dumpkit.fileio import STDOUT, check_output, is_stream_output, stream_description
+from dumpkit.units import human, parse_size
 from vmcore import inspect
 from vmcore.dmesg import format_dmesg
 from vmcore.formats import write_dump
@@ -84,7 +84,7 @@ def save(
     check_output(output, force=force, inputs=[machine])
     with Machine.open(machine, "read", wait=not no_wait) as m:
         if m.interrupted:
-            from meminfo_abi.errors import BadInputError
+            from dumpkit.errors import BadInputError
             raise BadInputError(f"{machine}: {m.interrupted}; not saving from it")
         dump = kdump_dump(m)
         with dump, progress_bar(dump.present_bytes, f"saving {fmt}", progress) as advance:
@@ -297,7 +297,7 @@ def map_(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Physical memory as a picture: present, zero, excluded, absent, crashkernel, swapped, anchors."""
-    from s390_machine.fileio import atomic_write_text
+    from dumpkit.fileio import atomic_write_text
     from vmcore import memmap
     width = stdout.width
     if svg:

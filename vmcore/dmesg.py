@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping
 
 from meminfo_abi import printk as P
-from meminfo_abi.errors import BadInputError, DumpToolError, IncompleteDumpError
+from dumpkit.errors import BadInputError, DumpToolError, IncompleteDumpError
 
 Read = Callable[[int, int], bytes]
 

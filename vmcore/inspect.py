@@ -4,7 +4,7 @@ memory below, meaning above).  The CLI only prints these results."""
 from __future__ import annotations
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError, DumpToolError
+from dumpkit.errors import BadInputError, DumpToolError
 from meminfo_abi.meminfo import check_meminfo
 from vmcore.dmesg import LogRecord, read_dmesg
 from vmcore.model import KIND_ABSENT, Dump
@@ -123,8 +123,8 @@ def symbol_address(space, syms, name: str) -> int | None:
 
 def parse_location(space, text: str) -> tuple[int, bool]:
     """ADDRESS or SYMBOL[+OFF] -> (address, is_symbol)."""
-    from s390_machine.units import parse_size
-    from meminfo_abi.errors import UsageError
+    from dumpkit.units import parse_size
+    from dumpkit.errors import UsageError
     name, plus, off = text.partition("+")
     if name[:1].isdigit():
         return parse_size(text, "address"), False

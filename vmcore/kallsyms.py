@@ -21,7 +21,7 @@ import bisect
 import struct
 from dataclasses import dataclass
 
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.stackframe import KALLSYMS_MAX_SYMS, KALLSYMS_NAME_LONG, KALLSYMS_TOKENS
 
 KALLSYMS_KEYS = ("kallsyms_names", "kallsyms_num_syms", "kallsyms_token_table", "kallsyms_token_index",

@@ -15,7 +15,7 @@ The result is a Dump (vmcore/model.py): any writer saves it, ProcVmcore serves i
 from __future__ import annotations
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.locate import find_vmcoreinfo, read_meminfo
 from meminfo_abi.lowcore import LC_MCESAD, LC_SAVE_AREA, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE
 from meminfo_abi.parmarea import PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE

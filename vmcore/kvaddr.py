@@ -13,7 +13,7 @@ import struct
 from dataclasses import dataclass, field
 
 from meminfo_abi import dat
-from meminfo_abi.errors import BadInputError, DumpToolError
+from dumpkit.errors import BadInputError, DumpToolError
 from vmcore.inspect import virt_to_phys_for
 from vmcore.model import Dump
 

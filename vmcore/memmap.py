@@ -9,7 +9,7 @@ from xml.sax.saxutils import escape
 
 from meminfo_abi.locate import read_meminfo
 from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO, LOWCORE_SIZE
-from meminfo_abi.errors import DumpToolError
+from dumpkit.errors import DumpToolError
 from vmcore.model import KIND_ABSENT, KIND_ZERO, Dump
 
 # category -> (glyph, rich style, svg colour, legend): what a cell holds

@@ -35,10 +35,10 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkabl
 
 from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.diskdump import merge_touching
-from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
+from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
 from meminfo_abi.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from native import nonzero_ranges
-from s390_machine.fileio import open_input
+from dumpkit.fileio import open_input
 
 PAGE_SIZE = 4096
 ADDRESS_LIMIT = 1 << 64          # physical addresses are 64-bit

@@ -24,7 +24,7 @@ import threading
 import time
 from typing import Callable
 
-from meminfo_abi.errors import BadInputError, DumpToolError, UnsupportedError, UsageError
+from dumpkit.errors import BadInputError, DumpToolError, UnsupportedError, UsageError
 from vmcore.formats.elf import file_head, plan_layout
 from vmcore.model import KIND_RAM, Dump
 

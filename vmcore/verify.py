@@ -30,11 +30,11 @@ import struct
 from dataclasses import dataclass, field
 from typing import BinaryIO, Callable, Iterator
 
-from meminfo_abi.errors import (
+from dumpkit.errors import (
     EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_OK, BadInputError, DumpIOError, DumpToolError,
 )
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file, os_open_input
+from dumpkit.fileio import atomic_file, os_open_input
 from vmcore.model import KIND_ABSENT, KIND_RAM, PAGE_SIZE, Dump
 
 MANIFEST_FORMAT = "s390-dumptools page manifest"

@@ -13,11 +13,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from meminfo_abi.errors import BadInputError, DumpToolError, UsageError
+from dumpkit.errors import BadInputError, DumpToolError, UsageError
 from meminfo_abi.s390dump import tod_text
-from s390_machine.clikit import emit_json, main_for, new_app, progress_bar, stdout
-from s390_machine.fileio import check_output, output_kind
-from s390_machine.units import human, parse_size
+from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stdout
+from dumpkit.fileio import check_output, output_kind
+from dumpkit.units import human, parse_size
 from zipl_sadump.device import (
     DeviceInfo, build_device, build_multi_volume, fits, parse_device_list, read_devices,
 )
@@ -60,7 +60,7 @@ def build(
         if kdump_kernel is not None and type_.lower() != "eckd":
             raise UsageError("--kdump-kernel is supported on ECKD devices (zipl's DASD stand-alone kdump)")
         if kdump_kernel is not None:       # check the kernel before anything is written
-            from kexec_s390.image import read_kernel_image
+            from meminfo_abi.kernel_image import read_kernel_image
             read_kernel_image(kdump_kernel)
         devs = [build_device(device, type_.lower(), size_b, mem_limit=limit, no_compress=no_compress)]
         if kdump_kernel is not None:
@@ -228,7 +228,7 @@ def ipl(
 def _print_map(paths: list[str]) -> None:
     """The picture `vmcore map` draws, of the dump just written (read back from the device).
     A CLI may use any package; the dumper itself (zipl_sadump.ipl) never imports vmcore."""
-    from meminfo_abi.errors import DumpToolError
+    from dumpkit.errors import DumpToolError
     from vmcore import memmap
     from vmcore.formats import open_dump as open_any
     try:

@@ -66,7 +66,7 @@ import stat
 from dataclasses import asdict, dataclass, field, fields
 from typing import Iterator, Sequence
 
-from meminfo_abi.errors import BadInputError, DumpIOError
+from dumpkit.errors import BadInputError, DumpIOError
 from meminfo_abi.s390dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_FLAG_TAPEMARK, AWS_HEADER_SIZE, BOOT_INFO_BP_TYPE_DUMP,
     BOOT_INFO_DEV_TYPE_ECKD, BOOT_INFO_DEV_TYPE_FBA, BOOT_INFO_FLAGS_ARCH, BOOT_INFO_MAGIC, BOOT_INFO_VERSION,
@@ -79,8 +79,8 @@ from meminfo_abi.s390dump import (
     BootFbaStage0, BootFbaStage1b, DumpArea, DumperHead, EckdDumpParam, FbaDumpParam, MvdumpParmTable, MvTable,
     Stage2dumpParmTail, TapeHead, check_volume_set, read_dump_area, tod_now,
 )
-from s390_machine.fileio import atomic_file, sparse_copy, os_open_input
-from s390_machine.units import human
+from dumpkit.fileio import atomic_file, sparse_copy, os_open_input
+from dumpkit.units import human
 
 DEVICE_TYPES = DEVICE_KINDS
 

@@ -45,7 +45,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 import native
-from meminfo_abi.errors import BadInputError, DumpIOError, IncompleteDumpError
+from dumpkit.errors import BadInputError, DumpIOError, IncompleteDumpError
 from meminfo_abi.s390dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_FLAG_TAPEMARK, AWS_HEADER_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
     DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_EXT, DF_S390_VERSION_EXT_ZLIB, DUMP_SEGM_ENTRY_UNCOMPRESSED,
@@ -54,8 +54,8 @@ from meminfo_abi.s390dump import (
     build_header, build_segment_header, compress_unit, parse_end_marker, parse_header, read_unit, tod_now,
     tod_text,
 )
-from s390_machine.fileio import Writeback, atomic_file, os_open_input
-from s390_machine.units import human
+from dumpkit.fileio import Writeback, atomic_file, os_open_input
+from dumpkit.units import human
 from zipl_sadump.device import (
     MVDUMP_SIGN_OFFSET, TAPE_TOOL_SIZE, DeviceInfo, check_device_set, dump_mem_size, read_device,
 )

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 from meminfo_abi.checksum import csum_partial
-from meminfo_abi.errors import BadInputError, DumpToolError
+from dumpkit.errors import BadInputError, DumpToolError
 from meminfo_abi.locate import read_meminfo
 from meminfo_abi.lowcore import LC_IPIB, LC_IPIB_CHECKSUM
 from meminfo_abi.meminfo import OS_INFO_FLAG_REIPL_CLEAR, OS_INFO_FLAGS_ENTRY, MeminfoReport, check_meminfo

@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 
 from meminfo_abi.checksum import csum_partial
-from meminfo_abi.errors import BadInputError, DumpToolError
+from dumpkit.errors import BadInputError, DumpToolError
 from meminfo_abi.kdumpdev import (
     KDUMP_DEV_CMDLINE_MAX, KDUMP_DEV_MAGIC, KDUMP_DEV_TABLE_SIZE, KDUMP_DEV_VERSION, KdumpDeviceTable,
 )
@@ -20,8 +20,8 @@ from meminfo_abi.parmarea import (
     COMMAND_LINE_OFFS, IMAGE_ENTRY, IMAGE_ENTRY_KDUMP, IMAGE_READ_OFFSET, INITRD_SIZE_OFFS, INITRD_START_OFFS,
     OLDMEM_BASE_OFFS, OLDMEM_SIZE_OFFS,
 )
-from kexec_s390.image import parse_kernel_image, read_kernel_image
-from s390_machine.fileio import atomic_file, sparse_copy, os_open_input
+from meminfo_abi.kernel_image import parse_kernel_image, read_kernel_image
+from dumpkit.fileio import atomic_file, sparse_copy, os_open_input
 from s390_machine.machine import Machine
 from s390_machine.state import STATUS_KDUMP
 from zipl_sadump.device import read_device

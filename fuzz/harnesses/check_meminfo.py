@@ -5,7 +5,7 @@ the kdump kernel's lookup of VMCOREINFO (find_vmcoreinfo, through read_meminfo).
 Input: fuzz/sparse.py describing absolute storage (file 0, at most MEMORY_CAP bytes)."""
 
 from fuzz import sparse
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.locate import find_vmcoreinfo
 from meminfo_abi.meminfo import check_meminfo
 

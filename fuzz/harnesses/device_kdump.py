@@ -3,7 +3,7 @@ zipl_sadump.kdumpdev.read_device_kdump, then the kernel it names through parse_k
 as the dumper does before starting it.  Input: fuzz/sparse.py (one file)."""
 
 from fuzz.harnesses import _files
-from kexec_s390.image import parse_kernel_image
+from meminfo_abi.kernel_image import parse_kernel_image
 from zipl_sadump.kdumpdev import read_device_kdump
 
 MAX_LEN = 0x20000

@@ -4,7 +4,7 @@ log_buf, everything located through VMCOREINFO.
 Input: 2 bytes (big-endian) length of the VMCOREINFO text, the text, 1 flag byte (bit 0:
 --partial, bits 1-3: record limit 2**n), then physical memory from address 0."""
 
-from meminfo_abi.errors import BadInputError
+from dumpkit.errors import BadInputError
 from meminfo_abi.vmcoreinfo import parse_vmcoreinfo
 from vmcore.dmesg import format_dmesg, read_dmesg
 

@@ -3,7 +3,7 @@ chunks, VMCOREINFO (note or memory), then what `vmcore info` computes and bounde
 every chunk."""
 
 from fuzz.harnesses import _files
-from meminfo_abi.errors import DumpToolError
+from dumpkit.errors import DumpToolError
 from vmcore import inspect
 from vmcore.formats import open_dump
 

@@ -1,8 +1,8 @@
-"""Kernel images: kexec_s390.image.read_kernel_image, then the segment plan built from the image
+"""Kernel images: meminfo_abi.kernel_image.read_kernel_image, then the segment plan built from the image
 (command line limit, parameter area patching) as `kexec-s390 load -p` does."""
 
 from fuzz.harnesses import _files
-from kexec_s390.image import read_kernel_image
+from meminfo_abi.kernel_image import read_kernel_image
 from kexec_s390.plan import build_command_line, plan_load
 
 MAX_LEN = 0x13000

@@ -17,8 +17,8 @@ import os
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Protocol
 
-from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
-from s390_machine.fileio import os_open_input
+from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
+from dumpkit.fileio import os_open_input
 from vmcore.model import Dump
 
 PROBE_BYTES = 4096

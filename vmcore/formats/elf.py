@@ -62,9 +62,9 @@ from meminfo_abi.elfnotes import (
     prpsinfo_note,
     vmcoreinfo_note,
 )
-from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, UsageError
+from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, UsageError
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file, pwrite_all, Writeback, os_open_input
+from dumpkit.fileio import atomic_file, pwrite_all, Writeback, os_open_input
 from vmcore.model import (
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,

@@ -35,7 +35,7 @@ from meminfo_abi.diskdump import (
     flat_header_bytes,
     is_flattened,
 )
-from meminfo_abi.errors import BadInputError, DumpIOError
+from dumpkit.errors import BadInputError, DumpIOError
 from vmcore.model import open_dump_fd
 
 FILE_LIMIT = (1 << 63) - 1

@@ -59,7 +59,7 @@ from construct import ConstructError
 from meminfo_abi import diskdump as dd
 from meminfo_abi.elfnotes import NOTE_NAME_VMCOREINFO, cpus_from_intact_notes, iter_notes, read_notes
 from meminfo_abi.elfcore import MAX_NOTES_BYTES
-from meminfo_abi.errors import (
+from dumpkit.errors import (
     BadInputError,
     DumpIOError,
     DumpToolError,
@@ -68,8 +68,8 @@ from meminfo_abi.errors import (
 )
 from meminfo_abi.vmcoreinfo import MAX_VMCOREINFO_INPUT
 from native import nonzero_ranges
-from s390_machine.fileio import Writeback, atomic_file, is_stream_output, os_open_input
-from s390_machine.units import human
+from dumpkit.fileio import Writeback, atomic_file, is_stream_output, os_open_input
+from dumpkit.units import human
 from vmcore.formats.elf import build_notes
 from vmcore.formats.flattened import FlatFile, FlatSink
 from vmcore.model import (

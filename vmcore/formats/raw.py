@@ -19,11 +19,9 @@ import os
 from typing import Callable
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
+from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file, pwrite_all, os_open_input
-from s390_machine.memory import PhysicalMemory
-from s390_machine.state import MEMORY_FILE, STATE_FILE, MachineState, load_state
+from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
 from vmcore.model import (
     DEFAULT_BLOCK,
     KIND_RAM,
@@ -39,19 +37,26 @@ FORMAT_NAME = "raw"
 Progress = Callable[[int], None] | None
 
 
-def _boot_first(state: MachineState) -> list[CpuRegs]:
+def _boot_first(state) -> list[CpuRegs]:
     cpus = list(state.cpus)
     cpus.sort(key=lambda c: (c.address != state.ipl_cpu, c.address))
     return cpus
 
 
+# A machine directory is the simulator's: reading one acts on a machine, so the simulator is
+# imported there and only there (a plain raw image needs none of it).
+
 def is_machine_dir(path: str) -> bool:
-    return os.path.isdir(path) and os.path.isfile(os.path.join(path, STATE_FILE))
+    if not os.path.isdir(path):
+        return False
+    from s390_machine.state import STATE_FILE
+    return os.path.isfile(os.path.join(path, STATE_FILE))
 
 
 def cpus_from(spec: str | os.PathLike) -> list[CpuRegs]:
     """CPU registers from a machine directory, a machine.json or a QEMU ELF dump."""
     spec = os.fspath(spec)
+    from s390_machine.state import STATE_FILE, load_state
     if os.path.isdir(spec):
         return _boot_first(load_state(spec))
     if os.path.basename(spec) == STATE_FILE:
@@ -78,6 +83,8 @@ def read_raw(path: str | os.PathLike, cpus_from_path: str | os.PathLike | None =
     path = os.fspath(path)
     attrs = DumpAttrs(format=FORMAT_NAME, origin=path)
     if os.path.isdir(path):
+        from s390_machine.memory import PhysicalMemory
+        from s390_machine.state import MEMORY_FILE, load_state
         state = load_state(path)
         mem = PhysicalMemory(os.path.join(path, MEMORY_FILE), expected_size=state.memory_size)
         source = MemoryImageSource(mem, owns=True)

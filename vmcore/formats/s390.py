@@ -56,7 +56,7 @@ from typing import Any, Callable, Iterator, Sequence
 from construct import ConstructError
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
+from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
 from meminfo_abi.locate import read_meminfo
 from meminfo_abi.lowcore import (
     LC_EXT_CPU_ADDR, LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE,
@@ -72,7 +72,7 @@ from meminfo_abi.s390dump import (
 )
 from meminfo_abi.s390dump import PAGE_SIZE as S390_PAGE_SIZE
 from native import nonzero_ranges
-from s390_machine.fileio import atomic_file, pwrite_all, os_open_input
+from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
 from vmcore.model import (
     DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, PAGE_SIZE, Dump, DumpAttrs, FileSource,
     MappedSource, MemChunk, _SizedSource, read_head,

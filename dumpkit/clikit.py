@@ -1,7 +1,7 @@
 """What every CLI of the suite shares: error lines and exit codes, --json output, progress bars.
 
 A CLI module parses arguments, calls one library function and prints; errors
-become one line on stderr with the exit code of their class (meminfo_abi.errors).
+become one line on stderr with the exit code of their class (dumpkit.errors).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from meminfo_abi.errors import EXIT_IO, EXIT_USAGE, DumpToolError
+from dumpkit.errors import EXIT_IO, EXIT_USAGE, DumpToolError
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)

@@ -13,8 +13,8 @@ import struct
 from dataclasses import dataclass
 
 from meminfo_abi.elfcore import ELFMAG, Elf64_Ehdr
-from meminfo_abi.errors import BadInputError
-from s390_machine.fileio import os_open_input
+from dumpkit.errors import BadInputError
+from dumpkit.fileio import os_open_input
 from meminfo_abi.parmarea import (
     EP_OFFSET, EP_STRING, HEAD_END, IMAGE_READ_OFFSET, PARMAREA, PARMAREA_FIXED_SIZE, ParmArea,
     command_line_limit,

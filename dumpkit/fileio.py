@@ -27,8 +27,8 @@ import stat
 import sys
 from typing import BinaryIO, Iterator
 
-from meminfo_abi.errors import BadInputError, DumpIOError, UsageError
-from s390_machine.units import human
+from dumpkit.errors import BadInputError, DumpIOError, UsageError
+from dumpkit.units import human
 
 # .NAME. + 8 of these + .tmp: the names tempfile.mkstemp made before, so what an older
 # version left behind is recognised too.
