@@ -60,13 +60,18 @@ def load(
     for r in rows:
         csum = r.get("csum")
         if csum is None and out.result is not None:
-            csum = out.result.table.segments[r["index"]].csum
+            recorded = out.result.table.segments
+            csum = recorded[r["index"]].csum if r["index"] < len(recorded) else None
         t.add_row(str(r["index"]), r["what"], f"0x{r['mem']:x}", human(r["memsz"]), human(r["bufsz"]),
                   "" if csum is None else f"0x{csum:08x}")
     stdout.print(t)
     stdout.print(f"entry 0x{plan.entry:x}, flags 0x{plan.flags:x}"
                  + (f", kernel {out.image.version}" if out.image.version else ""))
-    if out.result is not None:
+    if isinstance(out.result, ops.RealLoadResult):
+        stdout.print(f"purgatory: segment table at 0x{out.result.table_addr:x}, sha256 "
+                     f"{out.result.table.sha256.hex()}; kexec_load(2) entry 0x{plan.entry:x}"
+                     + (" (replaced the previous kdump)" if out.result.replaced else ""))
+    elif out.result is not None:
         stdout.print(f"meminfo: segment table at 0x{out.result.table_addr:x}, sha256 "
                      f"{out.result.table.sha256.hex()}" + (" (replaced the previous kdump)" if out.result.replaced else ""))
 
@@ -88,11 +93,13 @@ def _debug(out: ops.LoadOutcome, rows: list[dict]) -> None:
 @app.command()
 def unload(
     kdump: bool = typer.Option(False, "-p", "--kdump", help="unload the kdump kernel"),
-    machine: str = typer.Option(..., "--machine", help="simulated machine directory"),
+    machine: Optional[str] = typer.Option(None, "--machine", help="simulated machine directory "
+                                          "(none: this s390x host, kexec_load(2))"),
     no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Unload the kdump kernel: clear its meminfo entry and segment table."""
+    """Unload the kdump kernel: clear its meminfo entry and segment table (this host: kexec_load(2)
+    with no segments)."""
     was = ops.unload(machine, wait=not no_wait)
     if as_json:
         emit_json({"unloaded": was})
@@ -102,11 +109,15 @@ def unload(
 
 @app.command()
 def status(
-    machine: str = typer.Option(..., "--machine", help="simulated machine directory"),
+    machine: Optional[str] = typer.Option(None, "--machine", help="simulated machine directory (none: this "
+                                          "s390x host: /sys/kernel/kexec_crash_loaded, kexec_crash_size, /proc/iomem)"),
     no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command uses the machine"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Is kdump loaded and is every checksum valid? (read only)"""
+    if machine is None:
+        _real_status(as_json)
+        return
     rep, interrupted = ops.status(machine, wait=not no_wait)
     if interrupted:
         typer.echo(f"warning: {machine}: {interrupted}", err=True)
@@ -129,6 +140,28 @@ def status(
                       "" if c.wait_code is None else f"0x{c.wait_code:04x}")
         stdout.print(t)
     if not rep.kdump_intact:
+        raise typer.Exit(1)
+
+
+def _real_status(as_json: bool) -> None:
+    from kexec_s390.syscall import host_supports_kexec
+    why = host_supports_kexec()
+    if why:
+        from dumpkit.errors import UnsupportedError
+        raise UnsupportedError(f"no --machine given and {why}")
+    data = ops.real_status()
+    if as_json:
+        emit_json(data)
+    else:
+        stdout.print("[green]kdump loaded[/] (the kernel checks the segments' CKSMs at the crash)"
+                     if data["kdump_intact"] else f"[red]{data['reason']}[/]")
+        t = Table(title="this host")
+        for col in ("check", "result", "detail"):
+            t.add_column(col)
+        for c in data["checks"]:
+            t.add_row(c["name"], "[green]ok[/]" if c["ok"] else "[red]FAILED[/]", c["detail"])
+        stdout.print(t)
+    if not data["kdump_intact"]:
         raise typer.Exit(1)
 
 

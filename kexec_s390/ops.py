@@ -6,12 +6,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dumpkit.errors import BadInputError, UsageError
-from meminfo_abi.meminfo import MeminfoReport
+from meminfo_abi.meminfo import KexecSegmentTable, MeminfoReport
 from kexec_s390 import syscall
 from meminfo_abi.kernel_image import KernelImage, read_kernel_image
 from kexec_s390.plan import LoadPlan, build_command_line, plan_load
 from meminfo_abi.parmarea import read_command_line
-from dumpkit.units import parse_size
+from dumpkit.units import human, parse_size
+from kexec_s390.purgatory import add_purgatory
 
 if TYPE_CHECKING:
     from s390_machine.kexec import LoadResult
@@ -21,10 +22,20 @@ if TYPE_CHECKING:
 
 
 @dataclass
+class RealLoadResult:
+    """What a real kdump load secured: the segment table in the purgatory page (the simulator's
+    LoadResult, as far as a real host can say)."""
+    table: KexecSegmentTable
+    table_addr: int
+    replaced: bool
+    copied: int
+
+
+@dataclass
 class LoadOutcome:
     image: KernelImage
     plan: LoadPlan
-    result: "LoadResult | None"    # None for --dry-run and the real syscall
+    result: "LoadResult | RealLoadResult | None"    # None for --dry-run and a real non-kdump load
     target: str                    # machine dir, "dry run", or "kexec_load(2)"
 
 
@@ -77,8 +88,19 @@ def load(kernel: str, *, initrd: str | None, command_line: list[str], append: li
     reuse = _proc_cmdline() if reuse_cmdline else None
     line = build_command_line(image, command_line, append, reuse, kdump)
     plan = plan_load(image, initrd, line, kdump=kdump, crash_base=base, crash_size=size)
+    if not kdump:
+        syscall.kexec_load(plan.entry, plan.segments, plan.flags)
+        return LoadOutcome(image, plan, None, "kexec_load(2)")
+    was = syscall.crash_state().loaded
+    # the kernel wants the entry inside the crashkernel memory and asks it "intact?" at the crash:
+    # the purgatory page (kexec_s390/purgatory.py) answers from the simulator's segment table
+    entry, segments, table = add_purgatory(base, plan.entry, plan.segments)
+    plan.entry, plan.segments = entry, segments
     syscall.kexec_load(plan.entry, plan.segments, plan.flags)
-    return LoadOutcome(image, plan, None, "kexec_load(2)")
+    copied = sum(s.bufsz for s in segments)
+    if progress:
+        progress(copied)
+    return LoadOutcome(image, plan, RealLoadResult(table, segments[-1].mem, was, copied), "kexec_load(2)")
 
 
 def _proc_cmdline() -> str:
@@ -89,11 +111,46 @@ def _proc_cmdline() -> str:
         return ""
 
 
-def unload(machine: str, wait: bool = True) -> bool:
+def unload(machine: str | None, wait: bool = True) -> bool:
+    if machine is None:
+        why = syscall.host_supports_kexec()
+        if why:
+            from dumpkit.errors import UnsupportedError
+            raise UnsupportedError(f"no --machine given and {why}")
+        was = syscall.crash_state().loaded
+        syscall.kexec_unload(kdump=True)
+        return was
     from s390_machine.kexec import kexec_unload
     from s390_machine.machine import Machine
     with Machine.open(machine, "write", wait=wait) as m:
         return kexec_unload(m)
+
+
+def real_status(sys_kernel: str = syscall.SYS_KERNEL, iomem: str = syscall.PROC_IOMEM) -> dict:
+    """kdump on this (real) host: loaded or not, the crashkernel memory (the kernel checks the
+    segments' CKSMs at the crash, through the purgatory, not before)."""
+    st = syscall.crash_state(sys_kernel, iomem)
+    checks = [
+        {"name": "kexec_crash_loaded", "ok": st.loaded,
+         "detail": f"{sys_kernel}/kexec_crash_loaded = {int(st.loaded)}"},
+        {"name": "crashkernel memory", "ok": bool(st.crash_size),
+         "detail": (f"{sys_kernel}/kexec_crash_size = {st.crash_size} ({human(st.crash_size)})"
+                    if st.crash_size else "none reserved (boot with crashkernel=SIZE)")},
+    ]
+    if st.crash_range:
+        start, size = st.crash_range
+        checks.append({"name": "crashkernel range", "ok": True,
+                       "detail": f"0x{start:x}-0x{start + size - 1:x} ({human(size)}) in {iomem}"})
+    else:
+        checks.append({"name": "crashkernel range", "ok": not st.crash_size,
+                       "detail": f"no 'Crash kernel' line in {iomem}" + (
+                           " (addresses hidden: not root?)" if st.crash_size else "")})
+    intact = all(c["ok"] for c in checks)
+    reason = None if intact else next(c["detail"] for c in checks if not c["ok"])
+    return {"target": "this host", "loaded": st.loaded, "kdump_intact": intact, "reason": reason,
+            "crashkernel": None if not st.crash_range else
+            {"base": hex(st.crash_range[0]), "size": hex(st.crash_range[1])},
+            "crash_size": st.crash_size, "checks": checks}
 
 
 def status(machine: str, wait: bool = True) -> tuple[MeminfoReport, str | None]:

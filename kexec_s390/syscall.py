@@ -8,10 +8,12 @@ Anywhere else `load` without --machine refuses: there is no s390 storage to load
 from __future__ import annotations
 
 import ctypes
+import errno
 import mmap
 import os
 import platform
 import re
+from dataclasses import dataclass
 
 from dumpkit.errors import BadInputError, DumpIOError, UnsupportedError
 from meminfo_abi.kexec import KEXEC_ARCH_S390, KEXEC_ON_CRASH, KEXEC_SEGMENT_MAX, LoadSegment, kexec_segment  # noqa: F401
@@ -67,12 +69,12 @@ def host_supports_kexec() -> str | None:
     return None
 
 
-def real_crashkernel() -> tuple[int, int]:
+def real_crashkernel(iomem: str = "/proc/iomem") -> tuple[int, int]:
     try:
-        with open("/proc/iomem") as fh:
+        with open(iomem) as fh:
             found = parse_iomem_crashkernel(fh.read())
     except OSError as exc:
-        raise DumpIOError(f"cannot read /proc/iomem: {exc.strerror}") from None
+        raise DumpIOError(f"cannot read {iomem}: {exc.strerror}") from None
     if not found:
         raise BadInputError("memory for crashkernel is not reserved (no 'Crash kernel' in /proc/iomem); "
                             "boot with crashkernel=SIZE")
@@ -80,14 +82,62 @@ def real_crashkernel() -> tuple[int, int]:
 
 
 def kexec_load(entry: int, segments: list[LoadSegment], flags: int) -> None:
+    """kexec_load(2); no segments (and entry 0) unloads what `flags` names."""
     why = host_supports_kexec()
     if why:
         raise UnsupportedError(f"cannot call kexec_load: {why}")
     arr, keep = marshal_segments(segments)
     libc = ctypes.CDLL(None, use_errno=True)
     rc = libc.syscall(ctypes.c_long(SYS_KEXEC_LOAD[platform.machine()]), ctypes.c_ulong(entry),
-                      ctypes.c_ulong(len(segments)), arr, ctypes.c_ulong(flags))
+                      ctypes.c_ulong(len(segments)), arr if segments else None, ctypes.c_ulong(flags))
     del keep
     if rc != 0:
         err = ctypes.get_errno()
-        raise DumpIOError(f"kexec_load failed: {os.strerror(err)}")
+        what = "kexec_load" if segments else "kexec_load (unload)"
+        hint = {errno.EPERM: " (needs root: CAP_SYS_BOOT)",
+                errno.EBUSY: " (another kexec load is in progress)",
+                errno.EADDRNOTAVAIL: " (a segment or the entry is outside the crashkernel memory)",
+                errno.ENOSYS: " (this kernel has no CONFIG_KEXEC)"}.get(err, "")
+        raise DumpIOError(f"{what} failed: {os.strerror(err)}{hint}")
+
+
+def kexec_unload(kdump: bool) -> None:
+    kexec_load(0, [], (KEXEC_ON_CRASH if kdump else 0) | KEXEC_ARCH_S390)
+
+
+SYS_KERNEL = "/sys/kernel"
+PROC_IOMEM = "/proc/iomem"
+
+
+@dataclass
+class CrashState:
+    """What the running kernel says about kdump (sysfs and /proc/iomem)."""
+    loaded: bool                       # /sys/kernel/kexec_crash_loaded
+    crash_size: int | None             # /sys/kernel/kexec_crash_size (None: not there)
+    crash_range: tuple[int, int] | None    # (start, size) of 'Crash kernel' in /proc/iomem
+
+
+def _read_sys(path: str) -> str | None:
+    try:
+        with open(path) as fh:
+            return fh.read().strip()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DumpIOError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def crash_state(sys_kernel: str = SYS_KERNEL, iomem: str = PROC_IOMEM) -> CrashState:
+    loaded_text = _read_sys(os.path.join(sys_kernel, "kexec_crash_loaded"))
+    if loaded_text is None:
+        raise UnsupportedError(f"{sys_kernel}/kexec_crash_loaded does not exist: this kernel has no kexec "
+                               f"(CONFIG_KEXEC) or sysfs is not mounted")
+    size_text = _read_sys(os.path.join(sys_kernel, "kexec_crash_size"))
+    try:
+        loaded = int(loaded_text) != 0
+        size = int(size_text) if size_text is not None else None
+    except ValueError:
+        raise BadInputError(f"{sys_kernel}: kexec_crash_loaded {loaded_text!r} / kexec_crash_size "
+                            f"{size_text!r} are not numbers") from None
+    text = _read_sys(iomem)
+    return CrashState(loaded, size, parse_iomem_crashkernel(text) if text else None)

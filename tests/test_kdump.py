@@ -144,6 +144,24 @@ def test_real_readers_open_the_kdump_elf(crashed):
             assert bytes(k.read(kdumpfile.KDUMP_KPHYSADDR, addr, 64)) == d.read(addr, 64), hex(addr)
 
 
+def test_save_without_machine_reads_the_vmcore_file(crashed):
+    """Issue 21: in a kdump kernel `vmcore save` (no --machine) reads /proc/vmcore; --vmcore names
+    the file (here the simulated kdump kernel's /proc/vmcore, saved as ELF) and any format is written."""
+    elf = str(crashed["tmp"] / "proc-vmcore.elf")
+    run_cli("vmcore.cli", "save", "--machine", crashed["dir"], "-o", elf, check=True)
+    out = str(crashed["tmp"] / "from-proc.kdump")
+    res = cli_json("vmcore.cli", "save", "--vmcore", elf, "-f", "kdump", "--exclude-zero", "-o", out)
+    assert res["source"] == elf and res["complete"] and res["cpus"] == 3 and res["zero_pages_excluded"]
+    with open_dump(elf) as a, open_dump(out) as b:
+        assert b.attrs.vmcoreinfo.entries == a.attrs.vmcoreinfo.entries
+        assert [c.psw_addr for c in b.cpus] == [c.psw_addr for c in a.cpus]
+        for addr in (0x10000, 0x100000, 0x400000):
+            assert b.read(addr, 4096) == a.read(addr, 4096)
+    proc = run_cli("vmcore.cli", "save", "-o", str(crashed["tmp"] / "none.elf"))   # this host: no /proc/vmcore
+    assert proc.returncode == 3 and "/proc/vmcore does not exist" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
 def test_bad_input_not_in_kdump(tmp_path, machine_1g):
     proc = run_cli("vmcore.cli", "save", "--machine", machine_1g, "-o", str(tmp_path / "x.elf"))
     assert proc.returncode == 3 and "no kdump kernel is running" in proc.stderr

@@ -250,3 +250,78 @@ def test_bad_input_leaves_machine_unchanged(case, machine, kernel, initrd, tmp_p
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1 and "Traceback" not in proc.stderr
     assert tree_digest(target) == before
+
+
+# -- issue 21: the real host (kexec_load(2) with a purgatory page, unload, status from sysfs) --
+
+def test_purgatory_code_is_what_purgatory_s_assembles_to(tmp_path):
+    """The bytes in kexec_s390/purgatory.py are purgatory.S, assembled and linked as its header says."""
+    import shutil
+    import subprocess
+    from kexec_s390 import purgatory
+    tools = [f"s390x-linux-gnu-{t}" for t in ("as", "ld", "objcopy")]
+    if any(shutil.which(t) is None for t in tools):
+        pytest.skip("binutils-s390x-linux-gnu is not installed")
+    src = os.path.join(os.path.dirname(purgatory.__file__), "purgatory.S")
+    o, elf, binary = (str(tmp_path / n) for n in ("p.o", "p.elf", "p.bin"))
+    subprocess.run([tools[0], "-m64", "-o", o, src], check=True)
+    subprocess.run([tools[1], "-m", "elf64_s390", "-Ttext=0x2800", "--defsym", "segtab=0x2000",
+                    "--defsym", "startup_kdump=0x10010", "-e", "_start", "-o", elf, o], check=True)
+    subprocess.run([tools[2], "-O", "binary", "-j", ".text", elf, binary], check=True)
+    assert open(binary, "rb").read() == purgatory.CODE
+
+
+def test_real_load_adds_the_purgatory_page_with_the_simulators_table(machine, kernel, initrd):
+    """The real kdump load is the simulator's plan plus one page at crash base + 0x2000: the very
+    segment table the simulated kernel records there (byte for byte), the purgatory code at +0x800,
+    the kexec entry inside the crashkernel memory (the kernel refuses one outside)."""
+    from kexec_s390 import purgatory
+    from kexec_s390.plan import plan_load
+    from meminfo_abi.kernel_image import read_kernel_image
+    from meminfo_abi.kexec import SEGTAB_OFFSET
+    from meminfo_abi.meminfo import KexecSegmentTable
+    load(machine, kernel, initrd, "--command-line", "console=ttysclp0")
+    plan = plan_load(read_kernel_image(kernel), initrd, "console=ttysclp0", kdump=True,
+                     crash_base=CK_BASE, crash_size=CK_SIZE)
+    entry, segs, table = purgatory.add_purgatory(CK_BASE, plan.entry, plan.segments)
+    assert entry == CK_BASE + 0x2800 and CK_BASE <= entry < CK_BASE + CK_SIZE
+    assert [s.name for s in segs] == ["kernel", "initrd", "purgatory"]
+    page = segs[-1]
+    assert (page.mem, page.memsz, page.bufsz) == (CK_BASE + SEGTAB_OFFSET, 0x1000, 0x1000)
+    raw = table.to_bytes()
+    with Machine.open(machine, "read") as m:
+        simulated = m.memory.read(CK_BASE + SEGTAB_OFFSET, len(raw))
+    assert simulated == raw == page.data[:len(raw)]
+    parsed = KexecSegmentTable.parse(page.data)
+    assert parsed.entry == 0x10010        # where the kdump kernel starts after the swap
+    assert [s.csum for s in parsed.segments] == [csum_partial(segs[0].data),      # the patched kernel buffer
+                                                 csum_partial(open(initrd, "rb").read())]
+    assert page.data[0x800:0x800 + len(purgatory.CODE)] == purgatory.CODE
+    assert not any(page.data[len(raw):0x800]) and not any(page.data[0x800 + len(purgatory.CODE):])
+
+
+def test_real_status_reads_sysfs_and_iomem(tmp_path):
+    from kexec_s390.ops import real_status
+    sysk = tmp_path / "sys"
+    sysk.mkdir()
+    (sysk / "kexec_crash_loaded").write_text("1\n")
+    (sysk / "kexec_crash_size").write_text(f"{CK_SIZE}\n")
+    iomem = tmp_path / "iomem"
+    iomem.write_text("00000000-3fffffff : System RAM\n  30000000-3fffffff : Crash kernel\n")
+    st = real_status(str(sysk), str(iomem))
+    assert st["loaded"] and st["kdump_intact"] and st["crashkernel"] == {"base": hex(CK_BASE), "size": hex(CK_SIZE)}
+    assert any("kexec_crash_loaded = 1" in c["detail"] for c in st["checks"])
+    (sysk / "kexec_crash_loaded").write_text("0\n")
+    st = real_status(str(sysk), str(iomem))
+    assert not st["loaded"] and not st["kdump_intact"] and "kexec_crash_loaded = 0" in st["reason"]
+    (sysk / "kexec_crash_loaded").unlink()
+    from dumpkit.errors import UnsupportedError
+    with pytest.raises(UnsupportedError, match="kexec_crash_loaded does not exist"):
+        real_status(str(sysk), str(iomem))
+
+
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["unload", "-p"]])
+def test_status_and_unload_without_machine_need_an_s390x_host(args):
+    proc = kexec(*args)
+    assert proc.returncode == 6, proc.stderr
+    assert "not s390x" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1

@@ -19,6 +19,7 @@ from vmcore.formats import write_dump
 app = new_app(help="Save, inspect and convert s390x dumps: ELF, s390 (flat/extended), kdump-compressed, "
              "raw memory images, and a kdump kernel's /proc/vmcore.")
 
+PROC_VMCORE = "/proc/vmcore"        # vmcore.kdump.PROC_VMCORE (not imported: it pulls in the simulator)
 FORMAT_HELP = "output format: elf, kdump (kdump-compressed), s390 (flat s390 dump)"
 ALLOW_INCOMPLETE_HELP = ("write a dump that was cut short anyway: what is missing stays missing and the "
                          "result is marked incomplete (without it: refused, exit 4)")
@@ -62,7 +63,10 @@ def _open(dump: str, fmt: Optional[str] = None, cpus_from: Optional[str] = None,
 
 @app.command()
 def save(
-    machine: str = typer.Option(..., "--machine", help="machine whose kdump kernel is running"),
+    machine: Optional[str] = typer.Option(None, "--machine", help="machine whose kdump kernel is running "
+                                          "(none: this kdump kernel's --vmcore)"),
+    vmcore_path: str = typer.Option(PROC_VMCORE, "--vmcore", help="without --machine: the old kernel's memory "
+                                    "as the running kdump kernel serves it"),
     output: str = typer.Option(..., "-o", "--output", help=OUTPUT_HELP),
     fmt: str = typer.Option("elf", "--format", "-f", help=FORMAT_HELP),
     flattened: bool = typer.Option(False, "-F", "--flattened", help=FLAT_HELP),
@@ -76,23 +80,34 @@ def save(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """What the kdump initrd runs: build the dump from /proc/vmcore and save it."""
-    from s390_machine.machine import Machine
-    from vmcore.kdump import kdump_dump
     opts = _write_opts(fmt, output, flattened, as_json)
     if fmt == "kdump":
         opts.update(compress=compress, level=level, exclude_zero=exclude_zero)
-    check_output(output, force=force, inputs=[machine])
-    with Machine.open(machine, "read", wait=not no_wait) as m:
-        if m.interrupted:
-            from dumpkit.errors import BadInputError
-            raise BadInputError(f"{machine}: {m.interrupted}; not saving from it")
-        dump = kdump_dump(m)
-        with dump, progress_bar(dump.present_bytes, f"saving {fmt}", progress) as advance:
+    check_output(output, force=force, inputs=[machine or vmcore_path])
+
+    def _save(dump) -> dict:
+        with progress_bar(dump.present_bytes, f"saving {fmt}", progress) as advance:
             write_dump(dump, output, fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
-        result = {"output": output, "format": fmt, "memory": dump.size, "cpus": len(dump.cpus),
-                  "complete": dump.attrs.complete, "incomplete_reason": dump.attrs.incomplete_reason,
-                  "vmcoreinfo": dump.attrs.vmcoreinfo_source,
-                  "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded")}
+        return {"output": output, "format": fmt, "source": machine or vmcore_path, "memory": dump.size,
+                "cpus": len(dump.cpus), "complete": dump.attrs.complete,
+                "incomplete_reason": dump.attrs.incomplete_reason,
+                "vmcoreinfo": dump.attrs.vmcoreinfo_source,
+                "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded"),
+                "zero_pages_excluded": bool(fmt == "kdump" and exclude_zero)}
+
+    if machine is None:
+        from vmcore.kdump import open_proc_vmcore
+        with open_proc_vmcore(vmcore_path) as dump:
+            result = _save(dump)
+    else:
+        from s390_machine.machine import Machine
+        from vmcore.kdump import kdump_dump
+        with Machine.open(machine, "read", wait=not no_wait) as m:
+            if m.interrupted:
+                from dumpkit.errors import BadInputError
+                raise BadInputError(f"{machine}: {m.interrupted}; not saving from it")
+            with kdump_dump(m) as dump:
+                result = _save(dump)
     if as_json:
         emit_json(result)
     else:

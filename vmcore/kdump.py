@@ -168,3 +168,17 @@ class ProcVmcore:
                     out += self.dump.read(c.start + (pos - s), n)
             pos += n
         return bytes(out)
+
+
+PROC_VMCORE = "/proc/vmcore"
+
+
+def open_proc_vmcore(path: str = PROC_VMCORE) -> Dump:
+    """The running kdump kernel's /proc/vmcore (an ELF core file the kernel builds: every old
+    memory range, one prstatus and the s390 register notes per CPU, VMCOREINFO) as a Dump."""
+    import os
+    if not os.path.exists(path):
+        raise BadInputError(f"{path} does not exist: this is no kdump kernel (give --machine DIR for a "
+                            f"simulated one)")
+    from vmcore.formats import open_dump
+    return open_dump(path, fmt="elf")
