@@ -74,6 +74,7 @@ class Config:
     memory_mb: int
     cpus: int
     crashkernel: str | None     # crashkernel= value; None: no kdump
+    suite: bool = False         # the suite itself in the guest (its kexec-s390 and vmcore save)
 
     @property
     def kdump(self) -> bool:
@@ -85,6 +86,15 @@ CONFIGS = (
     Config("kdump-768m", "built", 768, 3, "192M"),
     Config("stock-1g", "stock", 1024, 2, None),
 )
+SUITE_CONFIG = Config("suite-on-s390x", "built", 1024, 2, "256M", suite=True)
+
+# the s390x Python the suite runs on in the guest (bookworm), its libraries, and what cross-building
+# native/ against it takes (Python's headers, the C library's)
+SUITE_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-stdlib", "zlib1g", "libffi8",
+                  "libexpat1", "libssl3", "libbz2-1.0", "liblzma5", "libcrypt1", "libuuid1", "libtinfo6",
+                  "libncursesw6", "libreadline8", "libsqlite3-0", "libnsl2", "libtirpc3", "libdb5.3",
+                  "libgssapi-krb5-2", "libgcc-s1"]
+SUITE_BUILD_PACKAGES = ["libpython3.11-dev", "libc6-dev", "linux-libc-dev", "libcrypt-dev"]
 
 BOOT_TIMEOUT = 240
 DUMP_TIMEOUT = 300
@@ -295,6 +305,138 @@ def step_initramfs(force: bool, debs: dict, kernel: dict) -> dict:
     return dict(meta, cached=False)
 
 
+def step_suite_debs(force: bool) -> dict:
+    """The s390x Python and what it needs, and the headers for cross-building native/."""
+    meta_path = os.path.join(CACHE, "suite-debs.json")
+    wanted = SUITE_PACKAGES + SUITE_BUILD_PACKAGES
+    if os.path.exists(meta_path) and not force:
+        with open(meta_path) as fh:
+            old = json.load(fh)
+        if old.get("packages") == wanted and all(os.path.exists(os.path.join(r, ".unpacked"))
+                                                 for r in old["roots"].values()):
+            return dict(old, cached=True)
+    proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "fetch-s390x-debs.sh"), *wanted],
+                          capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise StepError("suite-debs", (proc.stderr.strip().splitlines() or ["fetch-s390x-debs.sh failed"])[-1])
+    roots = proc.stdout.split()
+    if len(roots) != len(wanted):
+        raise StepError("suite-debs", f"fetch-s390x-debs.sh printed {len(roots)} directories for {len(wanted)} packages")
+    meta = {"packages": wanted, "roots": dict(zip(wanted, roots))}
+    with open(meta_path + ".tmp", "w") as fh:
+        json.dump(meta, fh, indent=1)
+    os.replace(meta_path + ".tmp", meta_path)
+    return dict(meta, cached=False)
+
+
+def cross_build_native(out: str, suite_debs: dict, libc_root: str) -> str:
+    """native/_native.c built for s390x against Debian's Python 3.11 headers (as setup.py builds
+    it: -O3 -std=c11); unresolved C library symbols come from the Python process that loads it."""
+    inc = os.path.join(out, "include")
+    for pkg in ("libpython3.11-dev", "libc6-dev", "linux-libc-dev", "libcrypt-dev"):
+        shutil.copytree(os.path.join(suite_debs["roots"][pkg], "usr", "include"), inc, dirs_exist_ok=True,
+                        symlinks=True)
+    so = os.path.join(out, "_native.cpython-311-s390x-linux-gnu.so")
+    gcc_inc = run("suite-initramfs", [f"{CROSS}gcc", "-print-file-name=include"], 30).stdout.strip()
+    run("suite-initramfs", [f"{CROSS}gcc", "-O3", "-std=c11", "-Wall", "-Wextra", "-shared", "-fPIC", "-nostdinc",
+                            "-nostdlib", "-isystem", gcc_inc, "-isystem", os.path.join(inc, "s390x-linux-gnu"),
+                            "-isystem", inc, "-I", os.path.join(inc, "python3.11"),
+                            os.path.join(ROOT, "native", "_native.c"), "-o", so], 300)
+    return so
+
+
+def s390x_wheels() -> dict[str, str]:
+    """The compiled dependencies as PyPI's manylinux s390x wheels (the host's versions), unpacked
+    into the cache: module -> directory."""
+    import importlib.metadata
+    import zipfile
+    out = {}
+    for mod in initramfs.WHEEL_MODULES:
+        dist = mod.replace("_", "-")
+        version = importlib.metadata.version(dist)
+        wheels = os.path.join(CACHE, "wheels")
+        unpacked = os.path.join(wheels, f"{mod}-{version}-s390x")
+        if not os.path.isdir(os.path.join(unpacked, mod)):
+            os.makedirs(wheels, exist_ok=True)
+            run("suite-initramfs", [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                                    "--python-version", "3.11", "--platform", "manylinux2014_s390x",
+                                    "--platform", "manylinux_2_17_s390x", "-d", wheels, f"{dist}=={version}"], 300)
+            found = glob.glob(os.path.join(wheels, f"{mod}-{version}-*s390x*.whl"))
+            if not found:
+                raise StepError("suite-initramfs", f"pip downloaded no s390x wheel of {dist} {version}")
+            shutil.rmtree(unpacked + ".tmp", ignore_errors=True)
+            with zipfile.ZipFile(found[0]) as z:
+                z.extractall(unpacked + ".tmp")
+            shutil.rmtree(unpacked, ignore_errors=True)
+            os.replace(unpacked + ".tmp", unpacked)
+        out[mod] = os.path.join(unpacked, mod)
+    return out
+
+
+def site_dirs() -> dict[str, str]:
+    """Where the host's copies of the suite's pure-Python dependencies are (a package directory
+    or a module file), and the s390x wheels of the compiled ones."""
+    import importlib.util
+    out = s390x_wheels()
+    for mod in initramfs.SITE_MODULES:
+        spec = importlib.util.find_spec(mod)
+        if spec is None or spec.origin is None:
+            raise StepError("suite-initramfs", f"{mod} is not installed on the host (pip install the suite's "
+                                               f"dependencies)")
+        out[mod] = os.path.dirname(spec.origin) if spec.submodule_search_locations else spec.origin
+    return out
+
+
+def _suite_sources_digest() -> str:
+    h = hashlib.sha256()
+    for pkg in initramfs.SUITE_PACKAGES:
+        for dirpath, dirnames, filenames in sorted(os.walk(os.path.join(ROOT, pkg))):
+            dirnames.sort()
+            for fn in sorted(filenames):
+                if fn.endswith((".py", ".c", ".S")):
+                    h.update(fn.encode())
+                    h.update(open(os.path.join(dirpath, fn), "rb").read())
+    return h.hexdigest()
+
+
+def step_suite_initramfs(force: bool, debs: dict, suite_debs: dict, kernel: dict) -> dict:
+    with open(initramfs.__file__, "rb") as fh:
+        src = fh.read()
+    sites = site_dirs()
+    key = sha256_of(src, _suite_sources_digest(), *sorted(os.path.basename(r) for r in suite_debs["roots"].values()),
+                    os.path.basename(debs["roots"]["libc6"]), file_digest(kernel["image"]),
+                    json.dumps(sorted(sites.items())), "suite-initramfs-v1")[:16]
+    out = os.path.join(CACHE, "suite-initramfs", key)
+    meta_path = os.path.join(out, "initramfs.json")
+    if os.path.exists(meta_path) and not force:
+        with open(meta_path) as fh:
+            return dict(json.load(fh), cached=True)
+    tmp = out + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    native_so = None
+    try:
+        native_so = cross_build_native(tmp, suite_debs, debs["roots"]["libc6"])
+    except StepError as exc:
+        say(f"realworld: suite-initramfs: native/ not cross-built ({exc}); the guest uses the pure-Python fallback")
+    roots = [*(suite_debs["roots"][p] for p in SUITE_PACKAGES), debs["roots"]["libc6"]]
+    try:
+        meta = initramfs.build_suite_initrds(tmp, debs["busybox"], roots, ROOT, sites, native_so,
+                                             kernel["image"], tag=key)
+    except (FileNotFoundError, OSError) as exc:
+        raise StepError("suite-initramfs", str(exc)) from None
+    shutil.rmtree(os.path.join(tmp, "include"), ignore_errors=True)
+    meta = dict(meta, key=key, kdump_image=kernel["image"])
+    for k in ("kdump_initrd", "production", "native"):
+        if isinstance(meta.get(k), str) and meta[k].startswith(tmp):
+            meta[k] = out + meta[k][len(tmp):]
+    with open(os.path.join(tmp, "initramfs.json"), "w") as fh:
+        json.dump(meta, fh, indent=1)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return dict(meta, cached=False)
+
+
 def run_dir(name: str) -> str:
     return os.path.join(CACHE, "runs", name)
 
@@ -366,14 +508,14 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
         with Guest(tmp, kernel=image, initrd=initrd["production"], append=append, memory_mb=cfg.memory_mb,
                    cpus=cfg.cpus, disk=disk) as g:
             g.start()
-            g.wait_for(rf"^S390DT-READY {token}", BOOT_TIMEOUT, what="the guest's READY line",
-                       fail_on_panic=True)
+            g.wait_for(rf"^S390DT-READY {token}", BOOT_TIMEOUT * (3 if cfg.suite else 1),
+                       what="the guest's READY line", fail_on_panic=True)
             mark("ready")
             facts = parse_console(g.console.text)
             if cfg.kdump:
                 m = re.search(r"rc=(\d+) loaded=(\d)", facts.get("kexec", ""))
                 if not m or m.group(1) != "0" or m.group(2) != "1":
-                    raise StepError(step, f"kexec -p in the guest failed: S390DT-KEXEC {facts.get('kexec')!r}; "
+                    raise StepError(step, f"{'kexec-s390 load' if cfg.suite else 'kexec'} -p in the guest failed: S390DT-KEXEC {facts.get('kexec')!r}; "
                                           f"console tail: {g.console.tail(4)}")
                 if "crash_kernel" not in facts:
                     raise StepError(step, "the guest's /proc/iomem has no 'Crash kernel' line")
@@ -395,20 +537,32 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
             g.console.send("panic")
             g.wait_for(rf"^S390DT-PANIC {token}", 60, what="the guest's PANIC line", start=start)
             if cfg.kdump:
-                done = g.wait_for(rf"^S390DT-KDUMP-DONE {token} rc=(\d+)(.*)$", KDUMP_TIMEOUT,
+                done = g.wait_for(rf"^S390DT-KDUMP-DONE {token} rc=(\d+)(.*)$", KDUMP_TIMEOUT * (2 if cfg.suite else 1),
                                   what="the kdump kernel's KDUMP-DONE line", start=start,
                                   fail_on_panic=True)
                 mark("kdump_done")
                 begin = re.search(rf"^S390DT-KDUMP-BEGIN {token} size=(\d+) release=(\S+)", g.console.text, re.M)
                 if done.group(1) != "0" or not begin:
-                    raise StepError(step, f"copying /proc/vmcore in the kdump kernel failed: {done.group(0)!r}")
+                    what = "vmcore save" if cfg.suite else "copying /proc/vmcore"
+                    raise StepError(step, f"{what} in the kdump kernel failed: {done.group(0)!r}; "
+                                          f"console tail: {g.console.tail(6)}")
                 vmcore_size = int(begin.group(1))
                 kdump_release = begin.group(2)
-                # the kdump kernel's physical memory: old [0, crash size) now sits at the crash base
-                g.qmp.execute("stop")
-                g.qmp.execute("pmemsave", timeout=DUMP_TIMEOUT, val=0, size=size,
-                              filename=os.path.join(tmp, "kdump-memory.raw"))
-                mark("kdump_snapshot")
+                if cfg.suite:
+                    # the kdump kernel saved the dump with our vmcore save, copied it to the disk and
+                    # powers the machine off
+                    saved_size = int(re.search(r"size=(\d+)", done.group(2)).group(1))
+                    try:
+                        g.proc.wait(60)
+                    except subprocess.TimeoutExpired:
+                        raise StepError(step, "the kdump kernel did not power off") from None
+                    mark("powered_off")
+                else:
+                    # the kdump kernel's physical memory: old [0, crash size) now sits at the crash base
+                    g.qmp.execute("stop")
+                    g.qmp.execute("pmemsave", timeout=DUMP_TIMEOUT, val=0, size=size,
+                                  filename=os.path.join(tmp, "kdump-memory.raw"))
+                    mark("kdump_snapshot")
             else:
                 g.qmp.wait_event("GUEST_PANICKED", PANIC_TIMEOUT)
                 mark("panicked")
@@ -422,7 +576,13 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
         raise StepError(step, f"QEMU: {exc}") from None
     files.update(memory="memory.raw", qemu_elf="qemu.elf", qemu_kdump="qemu.kdump", registers="registers.txt",
                  console="console.log")
-    if cfg.kdump:
+    if cfg.suite:
+        saved = f"vmcore.d{initramfs.DUMP_LEVEL}"
+        with open(disk, "r+b") as fh:
+            fh.truncate(saved_size)
+        os.replace(disk, os.path.join(tmp, saved))
+        files.update(saved=saved)
+    elif cfg.kdump:
         with open(disk, "r+b") as fh:
             fh.truncate(vmcore_size)
         os.replace(disk, os.path.join(tmp, "vmcore"))
@@ -456,6 +616,11 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
     if not cfg.kdump:
         with open(os.path.join(tmp, "panic-registers.txt")) as fh:
             manifest["panic_registers"] = parse_info_registers(fh.read())
+    if cfg.suite:
+        manifest["suite"] = {"vmcore_size": vmcore_size, "saved_size": saved_size,
+                             "dump_level": initramfs.DUMP_LEVEL, "native": initrd.get("native"),
+                             "lines": [ln for ln in console_text.splitlines() if ln.startswith("S390DT-")
+                                       and not ln.startswith(("S390DT-IOMEM", "S390DT-SYM"))]}
     with open(os.path.join(tmp, "manifest.json"), "w") as fh:
         json.dump(manifest, fh, indent=1)
     shutil.rmtree(out, ignore_errors=True)
@@ -465,7 +630,8 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
 
 # --------------------------------------------------------------------------- driver
 
-STEPS = ["host", "debs", "kernel", "initramfs", *(c.name for c in CONFIGS)]
+STEPS = ["host", "debs", "kernel", "initramfs", *(c.name for c in CONFIGS), "suite-debs", "suite-initramfs",
+         SUITE_CONFIG.name]
 CURRENT_STEP = "start"
 
 
@@ -476,6 +642,9 @@ def build_all(force: bool = False, only: str | None = None) -> dict:
     wanted = STEPS if only is None else STEPS[:STEPS.index(only) + 1]
     if only in [c.name for c in CONFIGS]:
         wanted = ["host", "debs", "kernel", "initramfs", only]
+    elif only in ("suite-debs", "suite-initramfs", SUITE_CONFIG.name):
+        wanted = ["host", "debs", "kernel", "suite-debs", "suite-initramfs", SUITE_CONFIG.name]
+        wanted = wanted[:wanted.index(only) + 1]
     results: dict = {}
 
     def do(name: str, fn, *args):
@@ -505,6 +674,12 @@ def build_all(force: bool = False, only: str | None = None) -> dict:
     for cfg in CONFIGS:
         if cfg.name in wanted:
             do(cfg.name, step_run, cfg, host, debs, kernel, initrd)
+    if "suite-debs" in wanted:
+        suite_debs = do("suite-debs", step_suite_debs)
+    if "suite-initramfs" in wanted:
+        suite_initrd = do("suite-initramfs", step_suite_initramfs, debs, suite_debs, kernel)
+    if SUITE_CONFIG.name in wanted:
+        do(SUITE_CONFIG.name, step_run, SUITE_CONFIG, host, debs, kernel, suite_initrd)
     return results
 
 
@@ -515,6 +690,11 @@ def summary(name: str, res: dict) -> str:
         return f"{len(res['roots'])} packages, stock kernel {res['stock_release']}"
     if name == "kernel":
         return f"{res['release']} -> {os.path.dirname(res['image'])}"
+    if name == "suite-debs":
+        return f"{len(res['roots'])} packages (python3.11 {os.path.basename(res['roots']['python3.11-minimal'])})"
+    if name == "suite-initramfs":
+        return f"{os.path.getsize(res['production']) >> 10} KiB production, " \
+               f"{os.path.getsize(res['kdump_initrd']) >> 10} KiB kdump initrd, native: {res['native']}"
     if name == "initramfs":
         return f"{os.path.getsize(res['production']) >> 10} KiB production, " \
                f"{os.path.getsize(res['kdump_initrd']) >> 10} KiB kdump initrd"
