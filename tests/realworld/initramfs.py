@@ -426,3 +426,35 @@ def build_suite_initrds(out_dir: str, busybox: str, roots: list[str], repo: str,
     _write_gz(pp, newc(prod))
     return dict(meta, kdump_initrd=kd, production=pp, files=len(entries), pattern_pages=PATTERN_PAGES,
                 pattern_tag=tag)
+
+
+def unpack_newc(path: str, dest: str) -> None:
+    """Unpack a gzip'd newc archive (what the functions above write) into dest, for running its
+    s390x programs under qemu-user on the host."""
+    data = gzip.decompress(_read(path))
+    pos = 0
+    while True:
+        if data[pos:pos + 6] != b"070701":
+            raise ValueError(f"{path}: no newc header at {pos}")
+        fields = [int(data[pos + 6 + 8 * i:pos + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, namesize = fields[1], fields[6], fields[11]
+        name = data[pos + 110:pos + 110 + namesize - 1].decode()
+        pos += 110 + namesize
+        pos += -pos % 4
+        body = data[pos:pos + size]
+        pos += size
+        pos += -pos % 4
+        if name == "TRAILER!!!":
+            return
+        target = os.path.join(dest, name)
+        kind = mode & 0o170000
+        if kind == 0o040000:
+            os.makedirs(target, exist_ok=True)
+        elif kind == 0o120000:
+            if not os.path.lexists(target):
+                os.symlink(body.decode(), target)
+        else:
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "wb") as fh:
+                fh.write(body)
+            os.chmod(target, mode & 0o777)
