@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from kexec_s390 import ops
+from meminfo_abi.kexec import segment_checksums
 from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from dumpkit.units import human
 
@@ -61,7 +62,8 @@ def load(
         csum = r.get("csum")
         if csum is None and out.result is not None:
             recorded = out.result.table.segments
-            csum = recorded[r["index"]].csum if r["index"] < len(recorded) else None
+            csum = recorded[r["index"]].csum if r["index"] < len(recorded) else \
+                segment_checksums(plan.segments[r["index"]])      # the purgatory page holding the table
         t.add_row(str(r["index"]), r["what"], f"0x{r['mem']:x}", human(r["memsz"]), human(r["bufsz"]),
                   "" if csum is None else f"0x{csum:08x}")
     stdout.print(t)
