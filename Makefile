@@ -23,7 +23,8 @@ install-test: build/.installed-test
 demo: build/.installed
 	bash scripts/demo.sh
 
-# the same on real s390x Linux under QEMU (first run builds and boots: ~13 minutes, then cached)
+# the same on real s390x Linux under QEMU, and the suite itself in the s390x guest (first run builds
+# and boots: ~18 minutes, then cached)
 demo-real: build/.installed-test
 	bash scripts/demo-real.sh
 

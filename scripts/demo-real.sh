@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # The suite on real s390x Linux: real memory images and dumps from qemu-system-s390x (cached),
+# the suite itself running in the s390x guest (kexec_load, the crash, vmcore save of /proc/vmcore),
 # then our chain on the real production kernel's memory.
 set -euo pipefail
 PY=${PY:-python3}
@@ -29,3 +30,17 @@ run $PY -m zipl_sadump.cli ipl --device "$OUT/dasd.img" --machine "$OUT/machine"
 run $PY -m vmcore.cli save --machine "$OUT/machine" -o "$OUT/vmcore.elf"
 run $PY -m vmcore.cli info "$OUT/vmcore.elf"
 run $PY -m vmcore.cli map "$OUT/vmcore.elf" --rows 6
+
+step "the suite itself on real s390x (issue 21): in the guest, Debian's s390x Python runs our kexec-s390 and vmcore"
+SUITE=$($PY -c "from tests.realworld import harness; print(harness.run_dir(harness.SUITE_CONFIG.name))")
+printf '\033[1m$ grep ... %s/console.log\033[0m   (what the guest printed)\n' "$SUITE"
+grep -E '^(S390DT-(PYTHON|FIRST-LOAD|UNLOAD|KEXEC|STATUS |PANIC|KDUMP-BEGIN|SAVED|KDUMP-DONE)|loaded into|│ [0-9] │|entry 0x|purgatory:|kdump (un)?loaded|saved [0-9]|.*kexec_crash_loaded = 1|\[ *[0-9.]+\] Linux version|warning: zlib)' \
+    "$SUITE/console.log" | sed 's/\(Linux version [^ ]*\).*/\1 .../'
+step "on the host: the dump our vmcore save wrote in the kdump kernel"
+run $PY -m vmcore.cli verify "$SUITE/vmcore.d1"
+run $PY -m vmcore.cli info "$SUITE/vmcore.d1"
+run $PY -m vmcore.cli dmesg "$SUITE/vmcore.d1" | grep S390DT-MARKER
+MAKEDUMPFILE=$($PY -c "from tests.realdata import s390x_peers; print(' '.join(s390x_peers()['MAKEDUMPFILE']))")
+rm -f "$OUT/makedumpfile-dmesg.txt"
+run $MAKEDUMPFILE --dump-dmesg "$SUITE/vmcore.d1" "$OUT/makedumpfile-dmesg.txt" >/dev/null
+grep S390DT-MARKER "$OUT/makedumpfile-dmesg.txt"

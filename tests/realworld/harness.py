@@ -15,6 +15,13 @@ without kdump, a QEMU ELF dump of the panicked guest (panic.elf; -action panic=p
 What the guest's /init printed (release, /proc/iomem, symbols, the marker lines) and the
 parsed registers go to manifest.json.
 
+Then the suite itself on s390x (issue 21): suite-debs (Debian's s390x Python 3.11, its libraries,
+the headers to cross-build native/), suite-initramfs (Python, the suite, its dependencies), and
+the run suite-on-s390x: in the guest our `kexec-s390 load -p` / `unload -p` / `status` through
+the real kexec_load(2), the same snapshots as above, the crash, and in our loaded kdump kernel
+our `vmcore save -f kdump` of the real /proc/vmcore, copied to the virtio disk (vmcore.d1);
+then the guest powers off.
+
 Everything is cached under $S390_DUMPTOOLS_CACHE/realworld (default
 ~/.cache/s390-dumptools/realworld), never in the repository; a step whose inputs did not
 change is not redone.  One line per step; on failure one line naming the step, exit 1.

@@ -263,6 +263,11 @@ echo "S390DT-PYTHON $(python3 -c 'import sys, native; print(sys.version.split()[
 echo "S390DT-RUN kexec-s390 status (before)"
 python3 -m kexec_s390.cli status
 echo "S390DT-STATUS-BEFORE rc=$?"
+echo "S390DT-RUN kexec-s390 load -p /boot/kdump-image (no initrd), then unload -p"
+python3 -m kexec_s390.cli load -p /boot/kdump-image --command-line "console=ttysclp0" --no-progress >/dev/null
+echo "S390DT-FIRST-LOAD rc=$? loaded=$(cat /sys/kernel/kexec_crash_loaded)"
+python3 -m kexec_s390.cli unload -p
+echo "S390DT-UNLOAD rc=$? loaded=$(cat /sys/kernel/kexec_crash_loaded)"
 echo "S390DT-RUN kexec-s390 load -p /boot/kdump-image --initrd /boot/kdump-initrd"
 t0=$(now)
 python3 -m kexec_s390.cli load -p /boot/kdump-image --initrd /boot/kdump-initrd \

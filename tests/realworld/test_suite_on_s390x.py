@@ -90,6 +90,14 @@ def test_kexec_s390_load_through_the_real_kexec_load(suite, phases):
     assert m and m.group(1, 2) == ("0", "1"), m and m.group(0)
 
 
+def test_kexec_s390_unload_through_the_real_kexec_load(phases):
+    """A first load (kernel only) is taken and `unload -p` (kexec_load with no segments) drops it."""
+    prod, _ = phases
+    assert re.search(r"^S390DT-FIRST-LOAD rc=0 loaded=1$", prod, re.M)
+    assert re.search(r"^kdump unloaded$", prod, re.M)
+    assert re.search(r"^S390DT-UNLOAD rc=0 loaded=0$", prod, re.M)
+
+
 def test_kexec_s390_status_says_loaded(suite, phases):
     prod, _ = phases
     after = prod[prod.index("S390DT-RUN kexec-s390 status\n"):]
