@@ -34,7 +34,7 @@ run $PY -m vmcore.cli map "$OUT/vmcore.elf" --rows 6
 step "the suite itself on real s390x (issue 21): in the guest, Debian's s390x Python runs our kexec-s390 and vmcore"
 SUITE=$($PY -c "from tests.realworld import harness; print(harness.run_dir(harness.SUITE_CONFIG.name))")
 printf '\033[1m$ grep ... %s/console.log\033[0m   (what the guest printed)\n' "$SUITE"
-grep -E '^(S390DT-(PYTHON|FIRST-LOAD|UNLOAD|KEXEC|STATUS |PANIC|KDUMP-BEGIN|SAVED|KDUMP-DONE)|loaded into|│ [0-9] │|entry 0x|purgatory:|kdump (un)?loaded|saved [0-9]|.*kexec_crash_loaded = 1|\[ *[0-9.]+\] Linux version|warning: zlib)' \
+grep -E '^(S390DT-(PYTHON|FIRST-LOAD|UNLOAD|KEXEC|STATUS |PANIC|KDUMP-BEGIN|SAVED|KDUMP-DONE)|loaded into|│ [0-9] │|entry 0x|purgatory:|kdump (un)?loaded|saved [0-9]|│ kexec_crash_loaded .*= 1|\[ *[0-9.]+\] Linux version|warning: zlib)' \
     "$SUITE/console.log" | sed 's/\(Linux version [^ ]*\).*/\1 .../'
 step "on the host: the dump our vmcore save wrote in the kdump kernel"
 run $PY -m vmcore.cli verify "$SUITE/vmcore.d1"
