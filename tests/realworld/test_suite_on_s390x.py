@@ -184,3 +184,36 @@ def test_pages_equal_qemus_own_dump_where_memory_was_stable(suite):
     with open_dump(suite.path("saved")) as ours, open_dump(suite.path("qemu_elf")) as qemu:
         for p in pages:
             assert ours.read(p, PAGE) == qemu.read(p, PAGE), hex(p)
+
+
+def test_our_purgatory_answers_the_kernels_question_on_the_real_crash_memory(suite, tmp_path):
+    """The crashkernel memory of the READY instant, mapped at its own address under qemu-user,
+    and our purgatory called as the kernel calls it at the crash (start_kdump(0)): 0, intact; a
+    bit flipped in the kernel, the initrd or a recorded CKSM: 1 (the kernel then skips kdump);
+    outside the segments: still 0."""
+    import shutil
+    if shutil.which(f"{harness.CROSS}gcc") is None or shutil.which("qemu-s390x-static") is None:
+        pytest.fail("gcc-s390x-linux-gnu and qemu-user-static are needed")
+    debs = harness.build_all(only="suite-debs")["suite-debs"]
+    sysroot = tmp_path / "sysroot"
+    for pkg in ("libc6-dev", "linux-libc-dev"):
+        shutil.copytree(debs["roots"][pkg], sysroot, dirs_exist_ok=True, symlinks=True)
+    prog = str(tmp_path / "run_purgatory")
+    subprocess.run([f"{harness.CROSS}gcc", f"--sysroot={sysroot}", "-static", "-O2",
+                    os.path.join(os.path.dirname(__file__), "run_purgatory.c"), "-o", prog], check=True)
+    base, size = suite.crash
+
+    def intact(flip: int | None = None) -> int:
+        argv = ["qemu-s390x-static", prog, suite.path("memory"), hex(base), hex(base), hex(size)]
+        proc = subprocess.run(argv + ([hex(flip)] if flip is not None else []), capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        return int(proc.stdout)
+
+    table = KexecSegmentTable.parse(suite.read_image("memory", base + 0x2000, PAGE))
+    kernel, initrd = table.segments
+    assert intact() == 0
+    assert intact(kernel.mem + 0x400) == 1                       # the parameter area
+    assert intact(initrd.mem + initrd.bufsz // 2) == 1
+    assert intact(base + 0x2000 + 64 + 24) == 1                 # the kernel's recorded CKSM
+    assert intact(base + 0x2000 + 0x100) == 0                    # the table's padding: no segment
