@@ -482,7 +482,10 @@ def dig_holes(step: str, *paths: str) -> None:
 def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, initrd: dict) -> dict:
     step = cfg.name
     image = kernel["image"] if cfg.kernel == "built" else debs["stock_kernel"]
-    key = sha256_of(json.dumps(dataclasses.asdict(cfg), sort_keys=True), file_digest(image),
+    fields = dataclasses.asdict(cfg)
+    if not cfg.suite:
+        del fields["suite"]         # the key of the runs before the suite run existed stays the same
+    key = sha256_of(json.dumps(fields, sort_keys=True), file_digest(image),
                     file_digest(initrd["production"]), host["qemu"], FORMAT_VERSION)[:16]
     out = run_dir(cfg.name)
     manifest_path = os.path.join(out, "manifest.json")
