@@ -362,11 +362,14 @@ def mount(
     in_fmt: Optional[str] = typer.Option(None, "--input-format", help="force the input format (e.g. raw)"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     foreground: bool = typer.Option(False, "--foreground", help="serve in this process until unmounted"),
+    cache_size: str = typer.Option("64M", "--cache-size",
+                                   help="inflated units (compressed dumps) kept between reads; 0: none"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """zgetdump -m: the dump as a read-only file DIR/dump.elf, made on demand (no copy)."""
     from vmcore.mount import mount as do_mount
-    res = do_mount(lambda: _open(dump, in_fmt, select=select), directory, out_fmt, foreground=foreground)
+    res = do_mount(lambda: _open(dump, in_fmt, select=select), directory, out_fmt, foreground=foreground,
+                   cache_size=parse_size(cache_size, "cache size"))
     if as_json:
         emit_json(res)
     elif not foreground:
