@@ -417,3 +417,25 @@ def test_mount_s390_refuses_a_dump_with_memory_left_out(device, tmp_path):
     run_cli("vmcore.cli", "umount", mnt, check=True)
     bad = run_cli("vmcore.cli", "mount", dev, mnt, "-f", "kdump")
     assert bad.returncode == 2 and "elf, s390" in bad.stderr
+
+
+def test_a_window_of_a_compressed_segment_reads_through_its_units(device):
+    """-s prod|kdump|all show windows of the device's segments (the swap undone): the cache finds
+    the zlib units behind a window at any offset."""
+    from vmcore.formats.s390 import ZlibSegmentSource, _OffsetSource
+    from vmcore.model import MemChunk
+    from vmcore.mount import ByteLru, ChunkReader
+    _d, _m, dev = device
+    rng = random.Random(7)
+    with open_dump(dev) as src:
+        seg = next(c.source for c in src.chunks
+                   if isinstance(c.source, ZlibSegmentSource) and c.size >= 3 * MIB)
+        start = MIB + MIB // 2 + 4096
+        window = _OffsetSource(seg, start, seg.size - start, "window")
+        reader = ChunkReader(MemChunk(0, window.size, window), ByteLru(2 * MIB))
+        assert reader.units is not None and reader.units[1] == start
+        for _ in range(60):
+            off = rng.randrange(window.size - 1)
+            n = min(window.size - off, rng.choice([1, 4096, 300000, 2 * MIB]))
+            assert reader.read(off, n) == seg.read(start + off, n), (off, n)
+        assert reader.cache.hits and reader.cache.used <= 2 * MIB
