@@ -70,7 +70,7 @@ S390X_PACKAGES = ["busybox-static", "kexec-tools", "libc6", "s390-tools", STOCK_
 @dataclasses.dataclass(frozen=True)
 class Config:
     name: str
-    kernel: str                 # "built" (kdump capable) or "stock" (Debian's)
+    kernel: str                 # "built" (kdump capable), "stock" (Debian's 6.1) or "debian612" (BTF)
     memory_mb: int
     cpus: int
     crashkernel: str | None     # crashkernel= value; None: no kdump
@@ -84,6 +84,17 @@ CONFIGS = (
     Config("kdump-1g", "built", 1024, 2, "256M"),
     Config("kdump-768m", "built", 768, 3, "192M"),
     Config("stock-1g", "stock", 1024, 2, None),
+)
+
+# A kernel that carries BTF (CONFIG_DEBUG_INFO_BTF=y, CONFIG_KALLSYMS_ALL=y, KASLR): Debian's 6.12 from
+# bookworm-backports, fetched with apt through a package list of its own under the cache (the host's
+# apt sources stay as they are).  Its run is not in CONFIGS: the tests that walk every run assume the
+# 6.1 kernels' identity-mapped image; tests/realworld/test_btf.py takes it from EXTRA_CONFIGS.
+BACKPORTS_SOURCE = ("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+                    "http://deb.debian.org/debian bookworm-backports main")
+DEBIAN612_PACKAGE = r"linux-image-6\.12\.[0-9]+\+deb12-s390x"
+EXTRA_CONFIGS = (
+    Config("debian612-1g", "debian612", 1024, 2, None),
 )
 
 BOOT_TIMEOUT = 240
@@ -192,6 +203,50 @@ def step_debs(force: bool) -> dict:
     meta = {"packages": S390X_PACKAGES, "roots": d, "stock_kernel": stock[0],
             "stock_release": os.path.basename(stock[0])[len("vmlinuz-"):], "busybox": busybox, "kexec": kexec,
             "zgetdump": os.path.join(d["s390-tools"], "sbin", "zgetdump")}
+    with open(meta_path + ".tmp", "w") as fh:
+        json.dump(meta, fh, indent=1)
+    os.replace(meta_path + ".tmp", meta_path)
+    return dict(meta, cached=False)
+
+
+def step_debian612(force: bool) -> dict:
+    """Debian's 6.12 s390x kernel image (bookworm-backports), unpacked under the cache."""
+    meta_path = os.path.join(CACHE, "debian612.json")
+    if os.path.exists(meta_path) and not force:
+        with open(meta_path) as fh:
+            old = json.load(fh)
+        if os.path.isfile(old.get("image", "")):
+            return dict(old, cached=True)
+    apt = os.path.join(BASE, "apt-backports")
+    for d in ("lists/partial", "cache/archives/partial"):
+        os.makedirs(os.path.join(apt, d), exist_ok=True)
+    with open(os.path.join(apt, "sources.list"), "w") as fh:
+        fh.write(BACKPORTS_SOURCE + "\n")
+    opts = ["-q", "-o", f"Dir::Etc::SourceList={apt}/sources.list", "-o", "Dir::Etc::SourceParts=/nonexistent",
+            "-o", f"Dir::State::Lists={apt}/lists", "-o", f"Dir::Cache={apt}/cache"]
+    if not glob.glob(os.path.join(apt, "lists", "*s390x_Packages*")) or force:
+        run("debian612", ["apt-get", *opts, "update"], 600)
+    names = run("debian612", ["apt-cache", *opts, "search", "--names-only", f"^{DEBIAN612_PACKAGE}$"], 120).stdout
+    found = sorted((line.split()[0] for line in names.splitlines() if line.strip()),
+                   key=lambda n: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", n)])
+    if not found:
+        raise StepError("debian612", f"no package matching {DEBIAN612_PACKAGE} in bookworm-backports")
+    name = found[-1]
+    debs = os.path.join(apt, "debs")
+    os.makedirs(debs, exist_ok=True)
+    if not glob.glob(os.path.join(debs, f"{name}_*_s390x.deb")):
+        run("debian612", ["apt-get", *opts, "download", f"{name}:s390x"], 900, cwd=debs)
+    deb = sorted(glob.glob(os.path.join(debs, f"{name}_*_s390x.deb")))[-1]
+    root = os.path.join(BASE, "root", os.path.basename(deb)[:-4])
+    if not os.path.exists(os.path.join(root, ".unpacked")):
+        shutil.rmtree(root, ignore_errors=True)
+        run("debian612", ["dpkg-deb", "-x", deb, root], 300)
+        open(os.path.join(root, ".unpacked"), "w").close()
+    images = glob.glob(os.path.join(root, "boot", "vmlinuz-*"))
+    if not images:
+        raise StepError("debian612", f"no boot/vmlinuz-* in {deb}")
+    meta = {"package": name, "deb": deb, "image": images[0], "release": os.path.basename(images[0])[8:],
+            "config": images[0].replace("vmlinuz-", "config-"), "system_map": images[0].replace("vmlinuz-", "System.map-")}
     with open(meta_path + ".tmp", "w") as fh:
         json.dump(meta, fh, indent=1)
     os.replace(meta_path + ".tmp", meta_path)
@@ -332,7 +387,7 @@ def dig_holes(step: str, *paths: str) -> None:
 
 def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, initrd: dict) -> dict:
     step = cfg.name
-    image = kernel["image"] if cfg.kernel == "built" else debs["stock_kernel"]
+    image = kernel["image"] if cfg.kernel == "built" else debs[f"{cfg.kernel}_kernel"]
     key = sha256_of(json.dumps(dataclasses.asdict(cfg), sort_keys=True), file_digest(image),
                     file_digest(initrd["production"]), host["qemu"], FORMAT_VERSION)[:16]
     out = run_dir(cfg.name)
@@ -465,7 +520,8 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
 
 # --------------------------------------------------------------------------- driver
 
-STEPS = ["host", "debs", "kernel", "initramfs", *(c.name for c in CONFIGS)]
+STEPS = ["host", "debs", "kernel", "initramfs", *(c.name for c in CONFIGS), "debian612",
+         *(c.name for c in EXTRA_CONFIGS)]
 CURRENT_STEP = "start"
 
 
@@ -476,6 +532,8 @@ def build_all(force: bool = False, only: str | None = None) -> dict:
     wanted = STEPS if only is None else STEPS[:STEPS.index(only) + 1]
     if only in [c.name for c in CONFIGS]:
         wanted = ["host", "debs", "kernel", "initramfs", only]
+    if only in [c.name for c in EXTRA_CONFIGS]:
+        wanted = ["host", "debs", "kernel", "initramfs", "debian612", only]
     results: dict = {}
 
     def do(name: str, fn, *args):
@@ -505,6 +563,11 @@ def build_all(force: bool = False, only: str | None = None) -> dict:
     for cfg in CONFIGS:
         if cfg.name in wanted:
             do(cfg.name, step_run, cfg, host, debs, kernel, initrd)
+    if "debian612" in wanted:
+        d612 = do("debian612", step_debian612)
+        for cfg in EXTRA_CONFIGS:
+            if cfg.name in wanted:
+                do(cfg.name, step_run, cfg, host, dict(debs, debian612_kernel=d612["image"]), kernel, initrd)
     return results
 
 
@@ -515,6 +578,8 @@ def summary(name: str, res: dict) -> str:
         return f"{len(res['roots'])} packages, stock kernel {res['stock_release']}"
     if name == "kernel":
         return f"{res['release']} -> {os.path.dirname(res['image'])}"
+    if name == "debian612":
+        return f"{res['package']} -> {res['image']}"
     if name == "initramfs":
         return f"{os.path.getsize(res['production']) >> 10} KiB production, " \
                f"{os.path.getsize(res['kdump_initrd']) >> 10} KiB kdump initrd"
