@@ -94,6 +94,7 @@ def kernel_btf() -> BtfWriter:
     w.add(DATASEC, ".data..percpu", 64, 1, struct.pack(">III", var, 0, 4))
     w.add(DECL_TAG, "tag", var, data=struct.pack(">i", -1))
     w.add(TYPE_TAG, "user", u32)
+    w.add(TYPEDEF, "atomic_long_t", w.struct("", 8, [("counter", u64_, 0)]))     # a typedef'd anonymous struct
     lh, lh_ptr = w.count + 1, w.count + 2                                   # ids are given in order
     w.struct("list_head", 16, [("next", lh_ptr, 0), ("prev", lh_ptr, 8)])
     w.add(PTR, "", lh)
@@ -128,7 +129,9 @@ def test_btf_resolves_member_offsets_through_typedefs_anonymous_members_and_nest
     assert btf.field("list_head", "prev").offset == 8
     assert btf.field("signal_struct", "nr_threads").size == 4                  # through const volatile
     assert btf.field("task_struct", "state") is None and btf.field("task_struct", "thread.nope") is None
+    assert btf.field("task_struct", "pid.x") is None and btf.field("pid_t", "x") is None
     assert btf.struct_size("task_struct") == TASK_SIZE and btf.find("no_such") is None
+    assert btf.struct_size("atomic_long_t") == 8 and btf.field("atomic_long_t", "counter").offset == 0
     with pytest.raises(BadInputError, match="bitfield"):
         btf.field("task_struct", "sched_remote_wakeup")
 

@@ -224,14 +224,21 @@ class Btf:
                     return Field(m.bit_offset // 8 + inner.offset, inner.type, inner.size)
         return None
 
+    def named(self, name: str) -> int | None:
+        """A struct or union by name, else a typedef of that name (atomic_long_t, nodemask_t)."""
+        tid = self.find(name)
+        return tid if tid is not None else self.find(name, (abi.BTF_KIND_TYPEDEF,))
+
     def field(self, struct_name: str, path: str) -> Field | None:
         """A dotted member path ("thread.ksp") of a named struct; None where a step is missing."""
-        tid = self.find(struct_name)
+        tid = self.named(struct_name)
         if tid is None:
             return None
         offset, cur = 0, tid
         f = None
         for step in path.split("."):
+            if self.kind(self.resolve(cur)) not in (abi.BTF_KIND_STRUCT, abi.BTF_KIND_UNION):
+                return None
             f = self.member(cur, step)
             if f is None:
                 return None
@@ -240,7 +247,7 @@ class Btf:
         return Field(offset, f.type, f.size)
 
     def struct_size(self, name: str) -> int | None:
-        tid = self.find(name)
+        tid = self.named(name)
         return None if tid is None else self.sizeof(tid)
 
 
