@@ -216,7 +216,7 @@ def task_va(i: int) -> int:
     return HIGH + TASKS_PHYS + i * 0x400
 
 
-def btf_machine(with_btf: bool = True, blob: bytes | None = None) -> Dump:
+def btf_machine(with_btf: bool = True, blob: bytes | None = None, break_after: int | None = None) -> Dump:
     d = machine()
     mem = bytearray(d.read(0, MEM))
     if with_btf:
@@ -240,6 +240,9 @@ def btf_machine(with_btf: bool = True, blob: bytes | None = None) -> Dump:
     for k, i in enumerate(idx):
         nxt, prv = idx[(k + 1) % len(idx)], idx[k - 1]
         put(mem, TASKS_PHYS + i * 0x400 + T_TASKS, u64(task_va(nxt) + T_TASKS) + u64(task_va(prv) + T_TASKS))
+    if break_after is not None:                  # that task's tasks.next into an unmapped page
+        i = next(i for i, t in enumerate(TASKS) if t[0] == break_after)
+        put(mem, TASKS_PHYS + i * 0x400 + T_TASKS, u64(0x2FF000))
     # signal->thread_head: the thread group of 400 (leader and 402)
     head = sig_va + S_THREAD_HEAD
     n400, n402 = task_va(5) + T_THREAD_NODE, task_va(7) + T_THREAD_NODE
@@ -271,6 +274,14 @@ def test_task_list_from_btf_and_a_cpus_current_task():
     assert [t.pid for t in tl.tasks] == sorted(got)
     by = {t.pid: t for t in tl.tasks}
     assert (by[321].ppid, by[17].ppid, by[1].ppid, by[402].tgid) == (1, 2, 0, 400)
+
+
+def test_a_broken_task_list_gives_the_tasks_before_the_break_and_says_where():
+    from vmcore.tasks import task_list
+    tl = task_list(btf_machine(break_after=0))
+    # the walk starts at bash (CPU 0's current) and runs 321 -> 400 -> 401 -> 0 -> (unmapped)
+    assert sorted(t.pid for t in tl.tasks) == [0, 321, 400, 401, 402]
+    assert len(tl.notes) == 1 and "breaks after 3 entries" in tl.notes[0] and "0x2ff000" in tl.notes[0]
 
 
 def test_bt_task_of_a_sleeping_task_from_thread_ksp_and_of_the_running_one():

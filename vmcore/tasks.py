@@ -98,19 +98,27 @@ class TaskReader:
         self.btf = btf
         if btf.find("task_struct") is None:
             raise BadInputError("the kernel's BTF has no struct task_struct")
+        self.size = btf.struct_size("task_struct")
+        if not 0 < self.size <= MAX_TASK_STRUCT:
+            raise BadInputError(f"the kernel's BTF gives struct task_struct {self.size} bytes")
         self.fields = {}
         for key, paths in TASK_MEMBERS.items():
             for p in paths:
-                f = btf.field("task_struct", p)
+                try:
+                    f = btf.field("task_struct", p)
+                except BadInputError:
+                    if key in REQUIRED:
+                        raise
+                    f = None            # an optional member this kernel lays out oddly: done without
                 if f is not None:
+                    if f.offset + f.size > self.size:
+                        raise BadInputError(f"the kernel's BTF puts task_struct.{p} ({f.size} bytes at "
+                                            f"{f.offset}) past the struct's {self.size} bytes")
                     self.fields[key] = f
                     break
         missing = [k for k in REQUIRED if k not in self.fields]
         if missing:
             raise BadInputError("the kernel's BTF struct task_struct has no " + ", ".join(missing))
-        self.size = btf.struct_size("task_struct")
-        if not 0 < self.size <= MAX_TASK_STRUCT:
-            raise BadInputError(f"the kernel's BTF gives struct task_struct {self.size} bytes")
         self.next_off = (btf.field("list_head", "next") or _NEXT0).offset
         th = btf.field("signal_struct", "thread_head")
         self.thread_head = th.offset if th is not None and {"signal", "thread_node"} <= set(self.fields) else None
@@ -146,16 +154,23 @@ class TaskReader:
                     fields={"stack": self.value(raw, "stack"), "ksp": self.value(raw, "ksp"),
                             "signal": self.value(raw, "signal"), "on_cpu": self.value(raw, "on_cpu")})
 
-    def list_entries(self, head: int, member_off: int, limit: int = MAX_TASKS) -> list[int]:
+    def list_entries(self, head: int, member_off: int, limit: int = MAX_TASKS) -> tuple[list[int], str]:
         """Addresses of the structs on a circular list_head list, head excluded, each minus the
-        offset of its list_head member; stops at the first address seen twice."""
+        offset of its list_head member; stops at the first address seen twice.  A list that
+        breaks (a pointer into memory the dump lacks) gives what came before and the reason."""
         out, seen = [], {head}
-        pos = self.space.u64(head + self.next_off)
-        while pos not in seen and len(out) < limit:
-            seen.add(pos)
-            out.append(pos - member_off)
-            pos = self.space.u64(pos + self.next_off)
-        return out
+        try:
+            pos = self.space.u64(head + self.next_off)
+            while pos not in seen:
+                if len(out) >= limit:
+                    return out, f"the list at 0x{head:x} goes on past {limit} entries"
+                seen.add(pos)
+                nxt = self.space.u64(pos + self.next_off)      # an entry counts once its links read
+                out.append(pos - member_off)
+                pos = nxt
+        except DumpToolError as exc:
+            return out, f"the list at 0x{head:x} breaks after {len(out)} entries: {exc}"
+        return out, ""
 
 
 @dataclass(frozen=True)
@@ -225,7 +240,10 @@ def _task_list(space, syms, reader: TaskReader, btf_source: str) -> TaskList:
     else:
         raise BadInputError("no init_task in kallsyms and no CPU's current task in the dump: no task to start from")
     notes = []
-    leaders = [start] + reader.list_entries(start + tasks_off, tasks_off)
+    rest, broken = reader.list_entries(start + tasks_off, tasks_off)
+    leaders = [start] + rest
+    if broken:
+        notes.append(f"task list: {broken}")
     order: list[int] = []
     seen: set[int] = set()
 
@@ -243,7 +261,7 @@ def _task_list(space, syms, reader: TaskReader, btf_source: str) -> TaskList:
             continue
         tasks[a] = t
         add(a)
-        for thr in _threads(reader, t):
+        for thr in _threads(reader, t, notes):
             add(thr)
     for cpu, a in sorted(currents.items()):
         add(a)
@@ -265,19 +283,19 @@ def _task_list(space, syms, reader: TaskReader, btf_source: str) -> TaskList:
     return TaskList(out, btf_source, start_how, notes)
 
 
-def _threads(reader: TaskReader, leader: Task) -> list[int]:
+def _threads(reader: TaskReader, leader: Task, notes: list[str]) -> list[int]:
     """The other threads of a thread-group leader."""
-    try:
-        if reader.thread_head is not None and leader.fields.get("signal"):
-            node = reader.fields["thread_node"].offset
-            return [a for a in reader.list_entries(leader.fields["signal"] + reader.thread_head, node)
-                    if a != leader.address]
-        if "thread_group" in reader.fields:
-            off = reader.fields["thread_group"].offset
-            return reader.list_entries(leader.address + off, off)
-    except DumpToolError:
-        pass
-    return []
+    if reader.thread_head is not None and leader.fields.get("signal"):
+        node = reader.fields["thread_node"].offset
+        found, broken = reader.list_entries(leader.fields["signal"] + reader.thread_head, node)
+    elif "thread_group" in reader.fields:
+        off = reader.fields["thread_group"].offset
+        found, broken = reader.list_entries(leader.address + off, off)
+    else:
+        return []
+    if broken:
+        notes.append(f"threads of PID {leader.pid}: {broken}")
+    return [a for a in found if a != leader.address]
 
 
 def task_backtrace(dump, pid: int) -> tuple[Backtrace, Task, object]:
