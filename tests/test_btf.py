@@ -143,6 +143,7 @@ def _bad(blob: bytes, match: str) -> None:
             tid = btf.find(name)
             for m in btf.members(tid) if tid else ():
                 btf.sizeof(m.type)
+            btf.field(name, "nope")
     assert "\n" not in str(exc.value)
 
 
@@ -180,6 +181,14 @@ def test_hostile_types():
     w = BtfWriter()
     w.struct("task_struct", 8, [("thread", 999, 0)])                         # a type id past the end
     _bad(w.blob(), "type id 999 is not among")
+    w = BtfWriter()
+    w.struct("s", 8, [("", 1, 0)])                                            # an anonymous member of itself
+    _bad(w.blob(), "contains itself")
+    w = BtfWriter()                                                           # 2**20 paths to a missing name
+    for i in range(20):
+        w.struct("s" if i == 0 else "", 8, [("", i + 2, 0), ("", i + 2, 0)] if i < 19 else [("y", 21, 0)])
+    w.add(INT, "int", 4, data=struct.pack(">I", 32))
+    _bad(w.blob(), "visits more than 65536 members")
 
 
 def test_find_btf_by_start_stop_symbols_and_no_btf_in_one_line():

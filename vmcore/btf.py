@@ -18,6 +18,7 @@ from dumpkit.errors import BadInputError, DumpToolError
 from meminfo_abi import btf as abi
 
 MAX_CHAIN = 64                  # typedef/const/volatile/... steps, nested arrays
+MAX_MEMBER_VISITS = 1 << 16     # members one lookup may visit through anonymous structs
 SCAN_LIMIT = 96 << 20           # how far past _etext the header is looked for
 SCAN_CHUNK = 1 << 20
 
@@ -208,18 +209,23 @@ class Btf:
 
     def member(self, tid: int, name: str) -> Field | None:
         """One member by name, looking into anonymous struct/union members as C does."""
-        return self._member(tid, name, 0)
+        return self._member(tid, name, [MAX_MEMBER_VISITS], ())
 
-    def _member(self, tid: int, name: str, depth: int) -> Field | None:
-        if depth > MAX_CHAIN:
-            raise BadInputError(f"BTF: anonymous members nested more than {MAX_CHAIN} deep")
+    def _member(self, tid: int, name: str, budget: list[int], path: tuple[int, ...]) -> Field | None:
+        tid = self.resolve(tid)
+        if tid in path or len(path) > MAX_CHAIN:
+            raise BadInputError(f"BTF: struct {tid} contains itself through anonymous members")
         for m in self.members(tid):
+            budget[0] -= 1
+            if budget[0] < 0:
+                raise BadInputError(f"BTF: looking up {name!r} visits more than {MAX_MEMBER_VISITS} members "
+                                    "of anonymous structs")
             if m.name == name:
                 if m.bitfield_size:
                     raise BadInputError(f"BTF: member {name!r} is a bitfield")
                 return Field(m.bit_offset // 8, m.type, self.sizeof(m.type))
             if not m.name and self.kind(self.resolve(m.type)) in (abi.BTF_KIND_STRUCT, abi.BTF_KIND_UNION):
-                inner = self._member(m.type, name, depth + 1)
+                inner = self._member(m.type, name, budget, path + (tid,))
                 if inner is not None:
                     return Field(m.bit_offset // 8 + inner.offset, inner.type, inner.size)
         return None

@@ -22,6 +22,7 @@ NAMES = (
     "kdump_compressed",
     "flattened",
     "s390_format",
+    "btf",
 )
 
 # parsers other engineers are still writing: fuzzed once their files exist
