@@ -114,6 +114,7 @@ def kernel_btf() -> BtfWriter:
         ("thread_node", lh, T_THREAD_NODE), ("thread", th, T_KSP - 8), ("", bits, 132)])
     w.add(PTR, "", task)
     w.add(PTR, "", 0)
+    w.struct("rq", 16, [("curr", task_ptr, 0), ("idle", task_ptr, 8)])
     return w
 
 
@@ -291,6 +292,26 @@ def test_a_broken_task_list_gives_the_tasks_before_the_break_and_says_where():
     # the walk starts at bash (CPU 0's current) and runs 321 -> 400 -> 401 -> 0 -> (unmapped)
     assert sorted(t.pid for t in tl.tasks) == [0, 321, 400, 401, 402]
     assert len(tl.notes) == 1 and "breaks after 3 entries" in tl.notes[0] and "0x2ff000" in tl.notes[0]
+
+
+def test_idle_and_running_tasks_from_the_per_cpu_runqueues():
+    from vmcore.tasks import runqueues
+
+    class Space:                     # kernel virtual memory: a few words
+        mem = {0x9000: 0x100, 0x9008: (-0x200) & (2**64 - 1), 0x7000: 2,
+               0x5100: 0xA1, 0x5108: 0xB1, 0x4E00: 0xA2, 0x4E08: 0xB2}
+
+        def u64(self, a):
+            return self.mem[a]
+
+        def u32(self, a):
+            return self.mem[a]
+    syms = SymbolTable([("T", "_stext", 0x1000), ("D", "runqueues", 0x5000), ("D", "__per_cpu_offset", 0x9000),
+                        ("D", "nr_cpu_ids", 0x7000)])
+    btf = Btf(kernel_btf().blob())
+    # per_cpu(runqueues, cpu) = runqueues + __per_cpu_offset[cpu], modulo 2**64 (offsets may be "negative")
+    assert runqueues(Space(), syms, btf, 8) == {0: (0xB1, 0xA1), 1: (0xB2, 0xA2)}
+    assert runqueues(Space(), SymbolTable([("T", "_stext", 0x1000)]), btf, 8) == {}
 
 
 def test_bt_task_of_a_sleeping_task_from_thread_ksp_and_of_the_running_one():

@@ -532,7 +532,7 @@ def ps(
         comm = f"[{t.comm}]" if t.kernel_thread or t.pid == 0 else t.comm
         cpu = "-" if t.cpu is None else str(t.cpu)
         ppid = "-" if t.ppid is None else str(t.ppid)
-        print(f"{'>' if t.on_cpu is not None else ' '}{t.pid:>6} {ppid:>7} {cpu:>4}  {t.address:016x}  {t.state}  {comm}")
+        print(f"{'>' if t.active else ' '}{t.pid:>6} {ppid:>7} {cpu:>4}  {t.address:016x}  {t.state}  {comm}")
     for n in tl.notes:
         stderr.print(f"note: {n}", highlight=False, markup=False)
 

@@ -20,6 +20,8 @@ from vmcore.backtrace import Backtrace, walk_cpu, walk_task
 from vmcore.btf import Btf, find_btf
 
 MAX_TASKS = 1 << 22             # the kernel's PID_MAX_LIMIT
+MAX_CPUS = 1 << 12
+U64 = (1 << 64) - 1
 MAX_TASK_STRUCT = 64 << 10
 PF_KTHREAD = 0x00200000         # task_struct.flags: a kernel thread (include/linux/sched.h)
 
@@ -82,12 +84,18 @@ class Task:
     cpu: int | None
     kernel_thread: bool
     on_cpu: int | None = None   # the dump's CPU index that runs it (its lowcore's current_task)
+    rq_curr: int | None = None  # the CPU whose runqueue names it as running (rq->curr)
     fields: dict = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict:
         return {"pid": self.pid, "ppid": self.ppid, "tgid": self.tgid, "cpu": self.cpu, "task": self.address,
                 "state": self.state, "state_letter": self.letter, "state_value": self.state_value,
-                "comm": self.comm, "kernel_thread": self.kernel_thread, "current_on_cpu": self.on_cpu}
+                "comm": self.comm, "kernel_thread": self.kernel_thread, "current_on_cpu": self.on_cpu,
+                "rq_curr": self.rq_curr}
+
+    @property
+    def active(self) -> bool:
+        return self.on_cpu is not None or self.rq_curr is not None
 
 
 class TaskReader:
@@ -215,6 +223,24 @@ def cpu_currents(space, reader: TaskReader) -> dict[int, int]:
     return out
 
 
+def runqueues(space, syms, btf: Btf, ncpus: int) -> dict[int, tuple[int, int]]:
+    """logical CPU -> (rq->idle, rq->curr) from the per-CPU runqueues (kallsyms runqueues and
+    __per_cpu_offset[], CONFIG_KALLSYMS_ALL); {} where the kernel does not show them."""
+    rqs, offsets, nr = syms.by_name("runqueues"), syms.by_name("__per_cpu_offset"), syms.by_name("nr_cpu_ids")
+    idle, curr = btf.field("rq", "idle"), btf.field("rq", "curr")
+    if None in (rqs, offsets, idle, curr):
+        return {}
+    out = {}
+    try:
+        n = space.u32(nr.address) if nr is not None else ncpus
+        for cpu in range(min(n, MAX_CPUS)):
+            rq = (rqs.address + space.u64(offsets.address + 8 * cpu)) & U64
+            out[cpu] = (space.u64(rq + idle.offset), space.u64(rq + curr.offset))
+    except DumpToolError:
+        pass
+    return out
+
+
 def load(dump):
     """(space, syms, reader, btf address and how) for a dump; NoBtfError where the kernel has none."""
     from vmcore import inspect
@@ -265,6 +291,10 @@ def _task_list(space, syms, reader: TaskReader, btf_source: str) -> TaskList:
             add(thr)
     for cpu, a in sorted(currents.items()):
         add(a)
+    rq = runqueues(space, syms, reader.btf, len(space.dump.cpus))
+    for cpu, (idle, _curr) in sorted(rq.items()):
+        if idle:
+            add(idle)           # the idle tasks of the other CPUs are on no list
     out = []
     for a in order:
         t = tasks.get(a)
@@ -275,10 +305,13 @@ def _task_list(space, syms, reader: TaskReader, btf_source: str) -> TaskList:
                 notes.append(f"task at 0x{a:x} is unreadable: {exc}")
                 continue
         out.append(t)
+    by_addr = {t.address: t for t in out}
     for cpu, a in currents.items():
-        for t in out:
-            if t.address == a:
-                t.on_cpu = cpu
+        if a in by_addr:
+            by_addr[a].on_cpu = cpu
+    for cpu, (_idle, curr) in rq.items():
+        if curr in by_addr:
+            by_addr[curr].rq_curr = cpu
     out.sort(key=lambda t: (t.pid, t.cpu if t.cpu is not None else -1, t.address))   # as crash's ps
     return TaskList(out, btf_source, start_how, notes)
 

@@ -80,7 +80,7 @@ def test_ps_lists_the_task_that_wrote_to_sysrq_trigger_as_it_died(ps, console):
     t = hit[0]
     # it was running the write when it panicked: running, current on its CPU
     assert (t["comm"], t["state"], t["state_letter"], t["cpu"]) == (comm, "RU", "R", int(cpu))
-    assert t["current_on_cpu"] is not None and not t["kernel_thread"]
+    assert t["current_on_cpu"] is not None and t["rq_curr"] == int(cpu) and not t["kernel_thread"]
 
 
 def test_ps_lists_every_cpus_idle_task_and_per_cpu_kernel_threads(ps, run612):
@@ -97,6 +97,9 @@ def test_ps_lists_every_cpus_idle_task_and_per_cpu_kernel_threads(ps, run612):
     assert len(pids) == len(set(pids)) and pids == sorted(pids)
     running = [t for t in ps["tasks"] if t["current_on_cpu"] is not None]
     assert sorted(t["current_on_cpu"] for t in running) == list(range(ncpus))
+    # the lowcore's current_task and the runqueue's curr name the same tasks
+    assert sorted(t["rq_curr"] for t in running) == list(range(ncpus))
+    assert all(t["current_on_cpu"] is not None for t in ps["tasks"] if t["rq_curr"] is not None)
     states = {t["state"] for t in ps["tasks"]}
     assert {"RU", "IN", "ID"} <= states and states <= {"RU", "IN", "UN", "ID", "ST", "TR", "ZO", "DE", "PA", "WA", "NE"}
 
@@ -104,7 +107,8 @@ def test_ps_lists_every_cpus_idle_task_and_per_cpu_kernel_threads(ps, run612):
 def test_ps_text_marks_the_running_tasks(run612, ps, vmcore_cli):
     text = vmcore_cli("ps", run612.path("panic_elf")).splitlines()
     assert text[0].split() == ["PID", "PPID", "CPU", "TASK", "ST", "COMM"]
-    assert sum(line.startswith(">") for line in text) == sum(t["current_on_cpu"] is not None for t in ps["tasks"])
+    assert sum(line.startswith(">") for line in text) == sum(
+        t["current_on_cpu"] is not None or t["rq_curr"] is not None for t in ps["tasks"])
     assert any(line.split()[-1] == "[kthreadd]" for line in text)
 
 
