@@ -127,7 +127,8 @@ class TaskReader:
         missing = [k for k in REQUIRED if k not in self.fields]
         if missing:
             raise BadInputError("the kernel's BTF struct task_struct has no " + ", ".join(missing))
-        self.next_off = (btf.field("list_head", "next") or _NEXT0).offset
+        nxt = btf.field("list_head", "next")
+        self.next_off = nxt.offset if nxt is not None else 0
         th = btf.field("signal_struct", "thread_head")
         self.thread_head = th.offset if th is not None and {"signal", "thread_node"} <= set(self.fields) else None
 
@@ -179,14 +180,6 @@ class TaskReader:
         except DumpToolError as exc:
             return out, f"the list at 0x{head:x} breaks after {len(out)} entries: {exc}"
         return out, ""
-
-
-@dataclass(frozen=True)
-class _Off:
-    offset: int
-
-
-_NEXT0 = _Off(0)
 
 
 @dataclass
