@@ -4,7 +4,8 @@
 Peers: the kernel's own compile-time offsets in VMCOREINFO (OFFSET(), SIZE()), the console
 log of the same panic (the CPU, PID and command that wrote to sysrq-trigger, its Call Trace),
 the CPU count the guest's /init printed (every CPU has its idle task and its per-CPU kernel
-threads), and the older kernels of the harness (no BTF: one line, exit 3).
+threads: this boot log names no kernel thread itself, so those stand for "the kernel threads
+the log mentions"), and the older kernels of the harness (no BTF: one line, exit 3).
 """
 
 from __future__ import annotations
