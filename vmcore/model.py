@@ -34,11 +34,11 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.diskdump import merge_touching
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
 from meminfo_abi.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from native import nonzero_ranges
 from dumpkit.fileio import open_input
+from dumpkit.ranges import Range, merge_touching, range_text, subtract
 
 PAGE_SIZE = 4096
 ADDRESS_LIMIT = 1 << 64          # physical addresses are 64-bit
@@ -55,8 +55,6 @@ KIND_RAM = "ram"
 KIND_ZERO = "zero"
 KIND_ABSENT = "absent"
 KINDS = (KIND_RAM, KIND_ZERO, KIND_ABSENT)
-
-Range = tuple[int, int]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +484,7 @@ class Dump:
         self._starts = [c.start for c in self.chunks]
         missing = self.missing_ranges()
         if missing and self.attrs.complete:
-            self.attrs.mark_incomplete("missing " + _ranges_text(missing))
+            self.attrs.mark_incomplete("missing " + range_text(missing, noun="physical"))
 
     # -- shape ----------------------------------------------------------------------------
     @property
@@ -505,7 +503,7 @@ class Dump:
 
     def missing_ranges(self) -> list[Range]:
         """Absent ranges the dump level does not explain: cut short, unreadable, lost."""
-        return subtract_ranges(self.absent_ranges(), sorted(self.attrs.excluded))
+        return subtract(self.absent_ranges(), sorted(self.attrs.excluded))
 
     def is_excluded(self, addr: int) -> bool:
         return any(s <= addr < e for s, e in self.attrs.excluded)
@@ -674,31 +672,6 @@ class Dump:
     def __repr__(self) -> str:
         return (f"Dump({self.attrs.format}, {len(self.chunks)} chunks, size 0x{self.size:x}, "
                 f"{len(self.cpus)} CPUs{'' if self.attrs.complete else ', incomplete'})")
-
-
-def subtract_ranges(runs: list[Range], holes: list[Range]) -> list[Range]:
-    """Sorted, non-overlapping `runs` minus sorted `holes`."""
-    out = []
-    j = 0
-    for a, b in runs:
-        while j < len(holes) and holes[j][1] <= a:
-            j += 1
-        k, pos = j, a
-        while k < len(holes) and holes[k][0] < b:
-            if holes[k][0] > pos:
-                out.append((pos, holes[k][0]))
-            pos = max(pos, holes[k][1])
-            k += 1
-        if pos < b:
-            out.append((pos, b))
-    return out
-
-
-def _ranges_text(ranges: list[Range], limit: int = 3) -> str:
-    parts = [f"0x{s:x}-0x{e - 1:x}" for s, e in ranges[:limit]]
-    if len(ranges) > limit:
-        parts.append(f"and {len(ranges) - limit} more")
-    return "physical range " + ", ".join(parts) if len(ranges) == 1 else "physical ranges " + ", ".join(parts)
 
 
 def page_digests(dump: Dump, start: int = 0, end: int | None = None) -> dict[int, str]:

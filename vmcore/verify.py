@@ -35,6 +35,7 @@ from dumpkit.errors import (
 )
 from native import nonzero_ranges
 from dumpkit.fileio import atomic_file, os_open_input
+from dumpkit.ranges import range_text
 from vmcore.model import KIND_ABSENT, KIND_RAM, PAGE_SIZE, Dump
 
 MANIFEST_FORMAT = "s390-dumptools page manifest"
@@ -364,9 +365,7 @@ def _generic_checks(dump: Dump) -> list[dict]:
     checks = [dict(c) for c in a.extra.get("checks", []) if isinstance(c, dict)]
     absent = dump.missing_ranges()
     if absent:
-        rng = ", ".join(f"0x{s:x}-0x{e - 1:x}" for s, e in absent[:3]) + (
-            f" and {len(absent) - 3} more" if len(absent) > 3 else "")
-        checks.append({"check": "memory present", "ok": False, "detail": f"absent: {rng}"})
+        checks.append({"check": "memory present", "ok": False, "detail": f"absent: {range_text(absent)}"})
     else:
         checks.append({"check": "memory present", "ok": True,
                        "detail": f"0x{dump.present_bytes:x} bytes in {len(dump.chunks)} chunks"})

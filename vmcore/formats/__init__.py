@@ -26,7 +26,7 @@ PROBE_BYTES = 4096
 # probe order: specific headers first, the raw reader (machine directories only) last
 FORMAT_MODULES: tuple[str, ...] = (
     "elf",
-    "kdump_compressed",
+    "kdump",
     "s390",
     "raw",
 )
