@@ -37,7 +37,7 @@ from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
 from meminfo_abi.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from native import nonzero_ranges
-from dumpkit.fileio import open_input
+from dumpkit.fileio import Writeback, open_input, write_sparse
 from dumpkit.ranges import Range, merge_touching, range_text, subtract
 
 PAGE_SIZE = 4096
@@ -672,6 +672,29 @@ class Dump:
     def __repr__(self) -> str:
         return (f"Dump({self.attrs.format}, {len(self.chunks)} chunks, size 0x{self.size:x}, "
                 f"{len(self.cpus)} CPUs{'' if self.attrs.complete else ', incomplete'})")
+
+
+def copy_memory(dump: Dump, fd: int, spans: Iterable[tuple[int, int, int]],
+                progress: Callable[[int], None] | None = None, *, block_size: int = DEFAULT_BLOCK,
+                writeback: Writeback | None = None) -> None:
+    """Write the memory of `dump` into the output `fd`, sparse: every (start, end, file offset)
+    span puts physical [start, end) at file offset + (address - start).  Only the sources' data
+    ranges are read and only their non-zero pages written (zero pages, zero chunks and holes
+    stay file holes); progress(n) counts every byte of the spans.  The writers of ELF, raw and
+    s390 files all copy memory through here (dumpkit.fileio.write_sparse below)."""
+    ps = dump.attrs.page_size or PAGE_SIZE
+
+    def blocks() -> Iterator[tuple[int, Any, int]]:
+        for start, end, base in spans:
+            done = start
+            for addr, data in dump.iter_data(block_size, start, end):
+                yield base + addr - start, data, addr + len(data) - done
+                done = addr + len(data)
+            if end > done:
+                yield base + done - start, None, end - done
+
+    write_sparse(fd, blocks(), lambda data: nonzero_ranges(data, ps), progress=progress,
+                 writeback=Writeback(fd) if writeback is None else writeback)
 
 
 def page_digests(dump: Dump, start: int = 0, end: int | None = None) -> dict[int, str]:

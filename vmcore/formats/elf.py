@@ -63,19 +63,18 @@ from meminfo_abi.elfnotes import (
     vmcoreinfo_note,
 )
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, UsageError
-from native import nonzero_ranges
-from dumpkit.fileio import atomic_file, pwrite_all, Writeback, os_open_input
+from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
 from vmcore.model import (
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,
     KIND_ABSENT,
     KIND_RAM,
     KIND_ZERO,
-    PAGE_SIZE,
     Dump,
     DumpAttrs,
     FileSource,
     MemChunk,
+    copy_memory,
 )
 
 FORMAT_NAME = "elf"
@@ -156,26 +155,12 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
     path = os.fspath(path)
     lay = plan_layout(dump, todpreg_size)
     head = file_head(dump, lay)
-    ps = dump.attrs.page_size or PAGE_SIZE
     try:
         with atomic_file(path) as fh:
             fd = fh.fileno()
-            wb = Writeback(fd)
             pwrite_all(fd, head + lay.notes, 0)
-            for c, off in lay.loads:
-                done = c.start
-                if c.kind == KIND_RAM:
-                    for addr, data in dump.iter_data(block_size, c.start, c.end):
-                        for s, e in nonzero_ranges(data, ps):
-                            pwrite_all(fd, memoryview(data)[s:e], off + addr - c.start + s)
-                            wb.wrote(off + addr - c.start + s, e - s)
-                        if progress:
-                            progress(addr + len(data) - done)
-                        done = addr + len(data)
-                if progress and c.end > done:
-                    progress(c.end - done)
+            copy_memory(dump, fd, [(c.start, c.end, off) for c, off in lay.loads], progress, block_size=block_size)
             os.ftruncate(fd, lay.file_size)
-            wb.flush()
     except DumpToolError:
         raise
     except OSError as exc:

@@ -20,17 +20,16 @@ from typing import Callable
 
 from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
-from native import nonzero_ranges
-from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
+from dumpkit.fileio import atomic_file, os_open_input
 from vmcore.model import (
     DEFAULT_BLOCK,
     KIND_RAM,
-    PAGE_SIZE,
     Dump,
     DumpAttrs,
     FileSource,
     MemChunk,
     MemoryImageSource,
+    copy_memory,
 )
 
 FORMAT_NAME = "raw"
@@ -134,19 +133,10 @@ def write_raw(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
         s, e = absent[0]
         raise IncompleteDumpError(f"the dump lacks physical 0x{s:x}-0x{e - 1:x} (and {len(absent) - 1} more "
                                   "ranges); a raw image would show zeros there (allow_incomplete to accept)")
-    ps = dump.attrs.page_size or PAGE_SIZE
     try:
         with atomic_file(path) as fh:
             fd = fh.fileno()
-            done = 0
-            for addr, data in dump.iter_data(block_size):
-                for s, e in nonzero_ranges(data, ps):
-                    pwrite_all(fd, memoryview(data)[s:e], addr + s)
-                if progress:
-                    progress(addr + len(data) - done)
-                done = addr + len(data)
-            if progress and dump.size > done:
-                progress(dump.size - done)
+            copy_memory(dump, fd, [(0, dump.size, 0)], progress, block_size=block_size)
             os.ftruncate(fd, dump.size)
     except DumpToolError:
         raise
