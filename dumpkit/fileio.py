@@ -385,17 +385,25 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of the data extents of a file (SEEK_DATA/SEEK_HOLE)."""
-    pos = 0
+def data_extents(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) of the data extents of a file in [start, size) (SEEK_DATA/SEEK_HOLE); holes
+    read as zeros.  Where the file system cannot tell, the rest is all data."""
+    pos = start
     while pos < size:
         try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:        # ENXIO: nothing but a hole up to the end
+                yield pos, size
             return
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        yield start, min(end, size)
-        pos = end
+        if data >= size:
+            return
+        try:
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+        except OSError:
+            hole = size
+        yield data, min(hole, size)
+        pos = hole
 
 
 def os_open_input(path: str | os.PathLike, flags: int = os.O_RDONLY, noun: str = "file") -> int:
@@ -453,6 +461,14 @@ def pwrite_all(fd: int, data, offset: int) -> None:
         n = os.pwrite(fd, mv, offset)
         mv = mv[n:]
         offset += n
+
+
+def read_at(fd: int, length: int, offset: int, path: str) -> bytes:
+    """pread_full, an OSError made a DumpIOError naming `path` and the offset (exit 5)."""
+    try:
+        return pread_full(fd, length, offset)
+    except OSError as exc:
+        raise DumpIOError(f"{path}: read at file offset 0x{offset:x} failed: {exc.strerror or exc}") from None
 
 
 def pread_full(fd: int, length: int, offset: int) -> bytes:

@@ -37,7 +37,7 @@ from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
 from meminfo_abi.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from native import nonzero_ranges
-from dumpkit.fileio import Writeback, open_input, write_sparse
+from dumpkit.fileio import Writeback, open_input, read_at, write_sparse
 from dumpkit.ranges import Range, merge_touching, range_text, subtract
 
 PAGE_SIZE = 4096
@@ -76,9 +76,7 @@ def read_head(path: str, n: int) -> bytes:
     """The first `n` bytes of a dump file (fewer if it is shorter), errors as open_dump_fd."""
     fd = open_dump_fd(path, "read")
     try:
-        return os.pread(fd, n, 0)
-    except OSError as exc:
-        raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return read_at(fd, n, 0, path)
     finally:
         os.close(fd)
 
@@ -194,21 +192,11 @@ class FileSource(_SizedSource):
     def read(self, offset: int, length: int) -> bytes:
         self._check(offset, length)
         pos = self.file_offset + offset
-        parts = []
-        left = length
-        while left > 0:
-            try:
-                data = os.pread(self._shared.fd, min(left, MAX_READ), pos)
-            except OSError as exc:
-                raise DumpIOError(f"{self.path}: read at file offset 0x{pos:x} failed: {exc.strerror or exc}") from None
-            if not data:
-                raise IncompleteDumpError(
-                    f"{self.path} ends before file offset 0x{pos:x} (0x{left:x} bytes missing; truncated?)"
-                )
-            parts.append(data)
-            pos += len(data)
-            left -= len(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        data = read_at(self._shared.fd, length, pos, self.path)
+        if len(data) < length:
+            raise IncompleteDumpError(f"{self.path} ends before file offset 0x{pos + len(data):x} "
+                                      f"(0x{length - len(data):x} bytes missing; truncated?)")
+        return data
 
     def data_ranges(self, start: int, end: int) -> Iterator[Range]:
         start, end = self._clip(start, end)

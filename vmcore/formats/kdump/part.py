@@ -5,7 +5,6 @@ bitmaps (scanned once into runs and a rank index), its descriptors and page data
 from __future__ import annotations
 
 import bisect
-import errno
 import os
 import threading
 from collections import OrderedDict
@@ -16,9 +15,9 @@ from meminfo_abi import diskdump as dd
 from meminfo_abi.elfcore import MAX_NOTES_BYTES
 from meminfo_abi.vmcoreinfo import MAX_VMCOREINFO_INPUT
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
+from dumpkit.fileio import data_extents, read_at
 from dumpkit.ranges import Range, add_run, merge
 from vmcore.formats.flattened import FlatFile
-
 from vmcore.formats.kdump.codecs import BITMAP_PIECE, decompressor
 from vmcore.model import ADDRESS_LIMIT, open_dump_fd, read_head
 
@@ -46,43 +45,12 @@ class _PlainFile:
     def pread(self, length: int, offset: int) -> bytes:
         if offset >= self.size or length <= 0:
             return b""
-        length = min(length, self.size - offset)
-        parts, pos, left = [], offset, length
-        while left > 0:
-            try:
-                data = os.pread(self.fd, min(left, 1 << 30), pos)
-            except OSError as exc:
-                raise DumpIOError(f"{self.path}: read at file offset 0x{pos:x} failed: {exc.strerror or exc}") \
-                    from None
-            if not data:
-                break
-            parts.append(data)
-            pos += len(data)
-            left -= len(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        return read_at(self.fd, min(length, self.size - offset), offset, self.path)
 
     def data_extents(self, offset: int, length: int) -> list[Range]:
-        """The ranges of [offset, offset+length) that hold data (SEEK_DATA / SEEK_HOLE): holes of a
-        sparse file read as zeros and cost nothing to skip.  Without SEEK_DATA all of it is data."""
-        pos, end = offset, min(offset + length, self.size)
-        out: list[Range] = []
-        while pos < end:
-            try:
-                data = os.lseek(self.fd, pos, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:          # nothing but a hole up to the end of the file
-                    break
-                out.append((pos, end))
-                break
-            if data >= end:
-                break
-            try:
-                hole = os.lseek(self.fd, data, os.SEEK_HOLE)
-            except OSError:
-                hole = end
-            out.append((data, min(hole, end)))
-            pos = hole
-        return out
+        """The ranges of [offset, offset+length) that hold data: holes of a sparse file read as
+        zeros and cost nothing to skip."""
+        return list(data_extents(self.fd, min(offset + length, self.size), offset))
 
     def close(self) -> None:
         if self.fd >= 0:
