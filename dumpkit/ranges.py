@@ -66,18 +66,7 @@ def subtract(runs: list[Range], holes: list[Range]) -> list[Range]:
 
 def intersect(runs: list[Range], others: list[Range]) -> list[Range]:
     """What sorted, non-overlapping `runs` and `others` both cover."""
-    out = []
-    j = 0
-    for a, b in runs:
-        while j < len(others) and others[j][1] <= a:
-            j += 1
-        k = j
-        while k < len(others) and others[k][0] < b:
-            s, e = max(a, others[k][0]), min(b, others[k][1])
-            if s < e:
-                out.append((s, e))
-            k += 1
-    return out
+    return subtract(runs, subtract(runs, others))
 
 
 def clip(runs: Iterable[Range], lo: int, hi: int) -> list[Range]:

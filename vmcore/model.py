@@ -25,7 +25,6 @@ reading them and a 4 TiB dump costs what its data costs.
 from __future__ import annotations
 
 import bisect
-import errno
 import hashlib
 import os
 import stat
@@ -37,7 +36,7 @@ from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
 from meminfo_abi.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from native import nonzero_ranges
-from dumpkit.fileio import Writeback, open_input, read_at, write_sparse
+from dumpkit.fileio import Writeback, data_extents, open_input, read_at, write_sparse
 from dumpkit.ranges import Range, merge_touching, range_text, subtract
 
 PAGE_SIZE = 4096
@@ -203,24 +202,8 @@ class FileSource(_SizedSource):
         if start >= end:
             return
         base = self.file_offset
-        fd = self._shared.fd
-        pos, stop = base + start, base + end
-        while pos < stop:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:      # only a hole (or EOF) after pos
-                    return
-                yield pos - base, stop - base     # the file system cannot tell: all may be data
-                return
-            if data >= stop:
-                return
-            try:
-                hole = os.lseek(fd, data, os.SEEK_HOLE)
-            except OSError:
-                hole = stop
-            yield data - base, min(hole, stop) - base
-            pos = hole
+        for s, e in data_extents(self._shared.fd, base + end, base + start):
+            yield s - base, e - base
 
     def close(self) -> None:
         if not self._closed:

@@ -34,7 +34,7 @@ from dumpkit.errors import (
     EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_OK, BadInputError, DumpIOError, DumpToolError,
 )
 from native import nonzero_ranges
-from dumpkit.fileio import atomic_file, os_open_input
+from dumpkit.fileio import atomic_file, open_input_file
 from dumpkit.ranges import range_text
 from vmcore.model import KIND_ABSENT, KIND_RAM, PAGE_SIZE, Dump
 
@@ -179,12 +179,7 @@ def write_manifest(dump: Dump, path: str | os.PathLike, errors: list[ReadError] 
 
 
 def _open_manifest(path: str) -> tuple[BinaryIO, Manifest]:
-    try:
-        fh = os.fdopen(os_open_input(path, noun="manifest"), "rb")
-    except FileNotFoundError:
-        raise BadInputError(f"manifest {path} does not exist") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot open manifest {path}: {exc.strerror or exc}") from None
+    fh = open_input_file(path, noun="manifest")
     try:
         head = fh.read(MANIFEST_HEAD)
         try:

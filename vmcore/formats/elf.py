@@ -63,7 +63,7 @@ from meminfo_abi.elfnotes import (
     vmcoreinfo_note,
 )
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, UsageError
-from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
+from dumpkit.fileio import atomic_file, open_input_file, pwrite_all
 from vmcore.model import (
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,
@@ -206,14 +206,7 @@ def _quirks(ehdr, notes) -> list[str]:
 
 def read_elf(path: str | os.PathLike) -> Dump:
     path = os.fspath(path)
-    try:
-        fh: BinaryIO = os.fdopen(os_open_input(path, noun="dump"), "rb")
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path} is a directory, not an ELF dump") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+    fh: BinaryIO = open_input_file(path, noun="dump")
     base: FileSource | None = None
     chunks: list[MemChunk] = []
     try:
