@@ -27,7 +27,6 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
-from construct import ConstructError
 
 from meminfo_abi.elfcore import (
     DUMP_ELF_INCOMPLETE,
@@ -64,6 +63,7 @@ from meminfo_abi.elfnotes import (
 )
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, UsageError
 from dumpkit.fileio import atomic_file, open_input_file, pwrite_all
+from vmcore.formats.entry import FormatWriter, reader_error
 from vmcore.model import (
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,
@@ -168,12 +168,6 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
     return lay
 
 
-class ElfWriter:
-    name = FORMAT_NAME
-    description = "ELF core (s390x, as /proc/vmcore and zgetdump -f elf)"
-
-    def write(self, dump: Dump, path: str | os.PathLike, progress: Progress = None, **opts) -> ElfLayout:
-        return write_elf(dump, path, progress, **opts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,13 +246,7 @@ def read_elf(path: str | os.PathLike) -> Dump:
                 c.source.close()
         if base is not None:
             base.close()
-        if isinstance(exc, DumpToolError):
-            raise
-        if isinstance(exc, OSError):
-            raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if isinstance(exc, (ConstructError, ValueError, OverflowError, struct.error, UnicodeError)):
-            raise BadInputError(f"{path}: malformed ELF dump: {exc}") from None
-        raise
+        raise reader_error(exc, path, "ELF dump") from None
 
 
 def _load_chunks(base: FileSource, headers, path: str, chunks: list[MemChunk]) -> list[str]:
@@ -311,4 +299,4 @@ class ElfReader:
 
 
 READER = ElfReader()
-WRITER = ElfWriter()
+WRITER = FormatWriter(FORMAT_NAME, "ELF core (s390x, as /proc/vmcore and zgetdump -f elf)", write_elf)

@@ -21,6 +21,7 @@ from typing import Callable
 from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
 from dumpkit.fileio import atomic_file, os_open_input
+from vmcore.formats.entry import FormatWriter
 from vmcore.model import (
     DEFAULT_BLOCK,
     KIND_RAM,
@@ -145,13 +146,7 @@ def write_raw(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
     return dump.size
 
 
-class RawWriter:
-    name = FORMAT_NAME
-    description = "raw memory image (absolute address = file offset, sparse)"
-
-    def write(self, dump: Dump, path: str | os.PathLike, progress: Progress = None, **opts) -> int:
-        return write_raw(dump, path, progress, **opts)
 
 
 READER = RawReader()
-WRITER = RawWriter()
+WRITER = FormatWriter(FORMAT_NAME, "raw memory image (absolute address = file offset, sparse)", write_raw)

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 from vmcore.formats.kdump.codecs import FORMAT_NAME, compressor, decompressor
 from vmcore.formats.kdump.reader import READER, KdumpReader, read_kdump
-from vmcore.formats.kdump.writer import WRITER, KdumpLayout, KdumpWriter, plan_kdump, write_kdump, write_split
+from vmcore.formats.kdump.writer import WRITER, KdumpLayout, plan_kdump, write_kdump, write_split
 
-__all__ = ["FORMAT_NAME", "READER", "WRITER", "KdumpLayout", "KdumpReader", "KdumpWriter", "compressor",
+__all__ = ["FORMAT_NAME", "READER", "WRITER", "KdumpLayout", "KdumpReader", "compressor",
            "decompressor", "plan_kdump", "read_kdump", "write_kdump", "write_split"]

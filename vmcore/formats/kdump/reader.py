@@ -5,21 +5,20 @@ assembled into the model: chunks, CPUs from the notes, VMCOREINFO, what is missi
 from __future__ import annotations
 
 import os
-import struct
 from datetime import datetime, timezone
 from typing import Iterator
 
-from construct import ConstructError
 
 from meminfo_abi import diskdump as dd
 from meminfo_abi.elfnotes import NOTE_NAME_VMCOREINFO, cpus_from_intact_notes, read_notes
-from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, UsageError
+from dumpkit.errors import BadInputError, DumpToolError, UsageError
 from dumpkit.fileio import os_open_input
 from dumpkit.ranges import Range, intersect, merge, range_text, subtract
 from vmcore.formats.flattened import FlatFile
 
 from vmcore.formats.kdump.codecs import BITMAP_PIECE, FORMAT_NAME
 from vmcore.formats.kdump.part import KdumpPart
+from vmcore.formats.entry import reader_error
 from vmcore.model import KIND_ABSENT, KIND_RAM, Dump, DumpAttrs, MemChunk
 
 
@@ -89,14 +88,7 @@ def read_kdump(paths: list[str]) -> Dump:
     except BaseException as exc:
         for part in parts:
             part.close()
-        if isinstance(exc, DumpToolError):
-            raise
-        if isinstance(exc, OSError):
-            raise DumpIOError(f"cannot read {paths[0]}: {exc.strerror or exc}") from None
-        if isinstance(exc, (ConstructError, ValueError, OverflowError, struct.error, UnicodeError,
-                            IndexError, MemoryError)):
-            raise BadInputError(f"{paths[0]}: malformed kdump-compressed file: {exc}") from None
-        raise
+        raise reader_error(exc, paths[0], "kdump-compressed file") from None
 
 
 def _assemble(parts: list[KdumpPart]) -> Dump:

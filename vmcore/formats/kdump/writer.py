@@ -25,6 +25,7 @@ from dumpkit.ranges import Range, add_run, clip, subtract
 from dumpkit.units import human
 from native import nonzero_ranges
 from vmcore.formats.elf import build_notes
+from vmcore.formats.entry import FormatWriter
 from vmcore.formats.flattened import FlatSink
 
 from vmcore.formats.kdump.codecs import BITMAP_PIECE, FORMAT_NAME, compressor
@@ -679,12 +680,4 @@ def _nonzero_page_runs(dump: Dump, ps: int, missing: list[Range], block: int) ->
     return runs
 
 
-class KdumpWriter:
-    name = FORMAT_NAME
-    description = "kdump-compressed (makedumpfile -c -d 1; flattened=True for -F)"
-
-    def write(self, dump: Dump, path, progress: Progress = None, **opts) -> KdumpLayout:
-        return write_kdump(dump, path, progress, **opts)
-
-
-WRITER = KdumpWriter()
+WRITER = FormatWriter(FORMAT_NAME, "kdump-compressed (makedumpfile -c -d 1; flattened=True for -F)", write_kdump)
