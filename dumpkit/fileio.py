@@ -41,6 +41,20 @@ FILE_MODE = 0o600        # outputs are private (makedumpfile creates its dumps 0
 STDOUT = "-"             # the output name that means standard output
 
 
+class Closeable:
+    """An object that holds descriptors until close(); a with block closes it too (the mixin of
+    the dump model, the machine and its memory, a device dump)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 def temporary_name_pattern(name: str) -> re.Pattern:
     """The names create_temporary gives temporaries of target `name` (and of no other target:
     the random part has a fixed length and no dot)."""

@@ -14,7 +14,7 @@ import struct
 from typing import Iterator
 
 from dumpkit.errors import BadInputError, DumpIOError
-from dumpkit.fileio import pread_full, pwrite_all
+from dumpkit.fileio import Closeable, pread_full, pwrite_all
 from meminfo_abi.lowcore import LOWCORE_SIZE
 
 PAGE_SIZE = 4096
@@ -22,7 +22,7 @@ MIB = 1 << 20
 BIG_WRITE = 256 << 10
 
 
-class PhysicalMemory:
+class PhysicalMemory(Closeable):
     """Absolute storage [0, size) of one machine."""
 
     def __init__(self, path: str | os.PathLike, writable: bool = False, expected_size: int | None = None,
@@ -68,11 +68,6 @@ class PhysicalMemory:
         os.close(self._fd)
         self._map = None
 
-    def __enter__(self) -> "PhysicalMemory":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def flush(self) -> None:
         """Make storage durable: fdatasync (on Linux it also covers stores through the mapping)."""

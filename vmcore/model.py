@@ -36,7 +36,7 @@ from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
 from meminfo_abi.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from native import nonzero_ranges
-from dumpkit.fileio import Writeback, data_extents, open_input, read_at, write_sparse
+from dumpkit.fileio import Closeable, Writeback, data_extents, open_input, read_at, write_sparse
 from dumpkit.ranges import Range, merge_touching, range_text, subtract
 
 PAGE_SIZE = 4096
@@ -429,7 +429,7 @@ class DumpAttrs:
         }
 
 
-class Dump:
+class Dump(Closeable):
     """Memory chunks + CPUs + attributes; reads are physical and lazy.
 
     Anything with `.size` and `.read(addr, length)` works with meminfo_abi's
@@ -634,11 +634,6 @@ class Dump:
         for r in self._resources:
             r.close()
 
-    def __enter__(self) -> "Dump":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"Dump({self.attrs.format}, {len(self.chunks)} chunks, size 0x{self.size:x}, "
