@@ -103,11 +103,11 @@ def read_raw(path: str | os.PathLike, cpus_from_path: str | os.PathLike | None =
             cpus = cpus_from(cpus_from_path)
             attrs.extra["cpus_from"] = os.fspath(cpus_from_path)
         dump = Dump([MemChunk(0, source.size, source, KIND_RAM)], cpus, attrs)
+        dump.fill_vmcoreinfo_from_memory()
+        return dump
     except BaseException:
         source.close()
         raise
-    dump.fill_vmcoreinfo_from_memory()
-    return dump
 
 
 class RawReader:
