@@ -14,6 +14,8 @@ EXIT_IO = 5             # the operating system refused (ENOSPC, EIO, EACCES, ...
 EXIT_UNSUPPORTED = 6    # not possible on this host (e.g. real kexec_load off s390x)
 
 
+# One class per exit code below, alike on purpose (the duplicates report lists them as a pair):
+# callers catch by class, every CLI turns a class into its exit code.
 class DumpToolError(Exception):
     """Base of every error the suite reports to a user."""
 

@@ -25,9 +25,10 @@ import shutil
 import signal
 import stat
 import sys
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterable, Iterator
 
 from dumpkit.errors import BadInputError, DumpIOError, UsageError
+from dumpkit.parallel import ordered_map
 from dumpkit.units import human
 
 # .NAME. + 8 of these + .tmp: the names tempfile.mkstemp made before, so what an older
@@ -38,6 +39,20 @@ _TEMP_SUFFIX = ".tmp"
 _random = random.SystemRandom()
 FILE_MODE = 0o600        # outputs are private (makedumpfile creates its dumps 0600 too)
 STDOUT = "-"             # the output name that means standard output
+
+
+class Closeable:
+    """An object that holds descriptors until close(); a with block closes it too (the mixin of
+    the dump model, the machine and its memory, a device dump)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def temporary_name_pattern(name: str) -> re.Pattern:
@@ -384,17 +399,25 @@ def fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-def data_extents(fd: int, size: int) -> Iterator[tuple[int, int]]:
-    """(start, end) of the data extents of a file (SEEK_DATA/SEEK_HOLE)."""
-    pos = 0
+def data_extents(fd: int, size: int, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(start, end) of the data extents of a file in [start, size) (SEEK_DATA/SEEK_HOLE); holes
+    read as zeros.  Where the file system cannot tell, the rest is all data."""
+    pos = start
     while pos < size:
         try:
-            start = os.lseek(fd, pos, os.SEEK_DATA)
-        except OSError:
+            data = os.lseek(fd, pos, os.SEEK_DATA)
+        except OSError as exc:
+            if exc.errno != errno.ENXIO:        # ENXIO: nothing but a hole up to the end
+                yield pos, size
             return
-        end = os.lseek(fd, start, os.SEEK_HOLE)
-        yield start, min(end, size)
-        pos = end
+        if data >= size:
+            return
+        try:
+            hole = os.lseek(fd, data, os.SEEK_HOLE)
+        except OSError:
+            hole = size
+        yield data, min(hole, size)
+        pos = hole
 
 
 def os_open_input(path: str | os.PathLike, flags: int = os.O_RDONLY, noun: str = "file") -> int:
@@ -447,32 +470,93 @@ def open_input_file(path: str | os.PathLike, noun: str = "file", verb: str = "op
 
 def pwrite_all(fd: int, data, offset: int) -> None:
     """Write all of `data` at `offset` (os.pwrite may write less than it was given)."""
-    mv = memoryview(data)
+    mv = memoryview(data).cast("B")
     while mv:
         n = os.pwrite(fd, mv, offset)
         mv = mv[n:]
         offset += n
 
 
+def read_at(fd: int, length: int, offset: int, path: str) -> bytes:
+    """pread_full, an OSError made a DumpIOError naming `path` and the offset (exit 5)."""
+    try:
+        return pread_full(fd, length, offset)
+    except OSError as exc:
+        raise DumpIOError(f"{path}: read at file offset 0x{offset:x} failed: {exc.strerror or exc}") from None
+
+
+def pread_full(fd: int, length: int, offset: int) -> bytes:
+    """Up to `length` bytes at `offset`: fewer only where the file ends (os.pread may return
+    less than asked, and at most 2 GiB at a time)."""
+    parts = []
+    while length > 0:
+        data = os.pread(fd, min(length, 1 << 30), offset)
+        if not data:
+            break
+        parts.append(data)
+        offset += len(data)
+        length -= len(data)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+def _whole_if_nonzero(data) -> list[tuple[int, int]]:
+    """The runs of a block worth writing when nothing finer is known: all of it, unless all zero."""
+    raw = data if isinstance(data, (bytes, bytearray)) else bytes(data)
+    return [(0, len(raw))] if raw.count(0) != len(raw) else []
+
+
+def write_sparse(fd: int, blocks: Iterable[tuple[int, object, int]], nonzero: Callable | None = None, *,
+                 progress: Callable[[int], None] | None = None, writeback: "Writeback | None" = None,
+                 workers: int = 2) -> None:
+    """The one sparse copy of the suite: every writer of memory or of a file's data uses it.
+
+    `blocks` yields (file offset, data, bytes done): `data` (a buffer, or None for a stretch
+    that only counts as done) is written at the offset, but only its `nonzero(data)` runs (a
+    list of (start, end); default: all of it unless it is all zero), so zero pages stay holes;
+    progress(bytes done) follows in order.  Writing runs on `workers` threads (pwrite releases
+    the GIL) while the next blocks are read, two blocks in flight per worker; what was written
+    is handed to `writeback` in order, so the fsync at the end finds little left to do."""
+    find = nonzero or _whole_if_nonzero
+
+    def put(block: tuple[int, object, int]) -> tuple[list[tuple[int, int]], int]:
+        offset, data, done = block
+        written = []
+        if data is not None:
+            mv = memoryview(data)
+            for s, e in find(data):
+                pwrite_all(fd, mv[s:e], offset + s)
+                written.append((offset + s, e - s))
+        return written, done
+
+    with contextlib.closing(ordered_map(put, blocks, workers)) as results:
+        for written, done in results:
+            if writeback is not None:
+                for offset, length in written:
+                    writeback.wrote(offset, length)
+            if progress and done:
+                progress(done)
+    if writeback is not None:
+        writeback.flush()
+
+
 def sparse_copy(src: str, dst_fh: BinaryIO, chunk: int = 1 << 22, progress=None) -> int:
-    """Copy `src` into the open file `dst_fh`, keeping holes; returns the size copied."""
+    """Copy `src` into the open file `dst_fh`, keeping holes (and making all-zero chunks holes);
+    returns the size copied."""
     fd = open_input(src)
     try:
         size = os.fstat(fd).st_size
         out = dst_fh.fileno()
         os.ftruncate(out, size)
-        for start, end in data_extents(fd, size):
-            pos = start
-            while pos < end:
-                n = min(chunk, end - pos)
-                data = os.pread(fd, n, pos)
-                if not data:
-                    raise DumpIOError(f"{src} ended early at offset {pos}")
-                if data.count(0) != len(data):
-                    os.pwrite(out, data, pos)
-                if progress:
-                    progress(len(data))
-                pos += len(data)
+
+        def blocks() -> Iterator[tuple[int, bytes, int]]:
+            for start, end in data_extents(fd, size):
+                for pos in range(start, end, chunk):
+                    data = pread_full(fd, min(chunk, end - pos), pos)
+                    if len(data) < min(chunk, end - pos):
+                        raise DumpIOError(f"{src} ended early at offset {pos + len(data)}")
+                    yield pos, data, len(data)
+
+        write_sparse(out, blocks(), progress=progress, writeback=Writeback(out))
         return size
     finally:
         os.close(fd)

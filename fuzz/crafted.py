@@ -55,7 +55,7 @@ def small_kdump_bytes(pages: int = 512, seed: int = 16) -> bytes:
     """A kdump-compressed file (raw pages, no compression) of `pages` pages of random data."""
     import tempfile
 
-    from vmcore.formats.kdump_compressed import write_kdump
+    from vmcore.formats.kdump import write_kdump
     from vmcore.model import BytesSource, Dump, DumpAttrs, KIND_RAM, MemChunk
 
     rnd = random.Random(seed)

@@ -92,6 +92,8 @@ def _debug(out: ops.LoadOutcome, rows: list[dict]) -> None:
     err(f"kexec_load: entry = 0x{out.plan.entry:x} flags = 0x{out.plan.flags:x}", err=True)
 
 
+# A typer command's shape (machine, --no-wait, --json; one ops call; JSON or a line), as
+# s390-machine recover's: alike on purpose, each CLI parses and prints for its own library.
 @app.command()
 def unload(
     kdump: bool = typer.Option(False, "-p", "--kdump", help="unload the kdump kernel"),

@@ -10,10 +10,9 @@ on all cores, with the same result as the serial `csum_partial`.
 from __future__ import annotations
 
 import os
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from dumpkit.parallel import ordered_map
 from native import csum_partial, zero_ranges  # noqa: F401  (re-exported API)
 
 __all__ = ["csum_partial", "zero_ranges", "csum_add", "csum_range"]
@@ -46,13 +45,7 @@ def csum_range(read: Callable[[int, int], object], addr: int, length: int, initi
             pos += n
         return total
     total = initial
-    with ThreadPoolExecutor(threads) as pool:
-        pending: deque = deque()
-        for pos in range(addr, addr + length, piece):
-            n = min(piece, addr + length - pos)
-            pending.append(pool.submit(lambda p=pos, k=n: csum_partial(read(p, k))))
-            if len(pending) >= 2 * threads:
-                total = csum_add(total, pending.popleft().result())
-        while pending:
-            total = csum_add(total, pending.popleft().result())
+    pieces = ((pos, min(piece, addr + length - pos)) for pos in range(addr, addr + length, piece))
+    for part in ordered_map(lambda pk: csum_partial(read(*pk)), pieces, threads, 2 * threads):
+        total = csum_add(total, part)
     return total

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dumpkit.errors import BadInputError
-from meminfo_abi.lowcore import SaveArea, VX_SAVE_AREA_SIZE
+from dumpkit.errors import BadInputError, DumpToolError
+from meminfo_abi.lowcore import (
+    LC_EXT_CPU_ADDR, LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE, VX_SAVE_AREA_SIZE, SaveArea,
+)
 
 U64 = (1 << 64) - 1
 U32 = (1 << 32) - 1
@@ -153,3 +155,35 @@ class CpuRegs:
             )
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise BadInputError(f"bad CPU register state in machine state file: {exc}") from None
+
+
+def cpu_from_lowcore(mem, lowcore: int, *, address: int | None = None, vector: bool = True) -> CpuRegs:
+    """The registers store status put into the save area (0x1200) of the lowcore at absolute
+    `lowcore` of `mem` (anything with size and read(addr, n)): a CPU's prefix page, or 0 for
+    the absolute lowcore, where the IPL CPU's status is stored.  The CPU address is lowcore
+    0x84 unless `address` is given.  With `vector`, the vector registers come from the area
+    that 0x11B0 (MCESAD) of the CPU's own prefix page names, when it lies inside `mem`."""
+    if lowcore < 0 or lowcore + LOWCORE_SIZE > mem.size:
+        raise BadInputError(f"prefix page 0x{lowcore:x} is outside the dumped memory (0x{mem.size:x} bytes)")
+    lc = mem.read(lowcore, LC_SAVE_AREA + SAVE_AREA_SIZE)
+    if address is None:
+        address = int.from_bytes(lc[LC_EXT_CPU_ADDR:LC_EXT_CPU_ADDR + 2], "big")
+    regs = CpuRegs.from_save_area(lc[LC_SAVE_AREA:LC_SAVE_AREA + SAVE_AREA_SIZE], address=address)
+    if not vector:
+        return regs
+    home = regs.prefix if lowcore == 0 else lowcore      # the absolute lowcore holds no CPU's MCESAD
+    if not home:
+        return regs
+    if home == lowcore:
+        mcesad = int.from_bytes(lc[LC_MCESAD:LC_MCESAD + 8], "big")
+    elif home and home + LOWCORE_SIZE <= mem.size:
+        mcesad = int.from_bytes(mem.read(home + LC_MCESAD, 8), "big")
+    else:
+        return regs
+    origin = mcesad & MCESA_ORIGIN_MASK
+    if origin and origin + VX_SAVE_AREA_SIZE <= mem.size:
+        try:
+            regs.vxrs = mem.read(origin, VX_SAVE_AREA_SIZE)
+        except DumpToolError:
+            regs.vxrs = None
+    return regs

@@ -28,7 +28,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from construct import (
     Adapter,
@@ -48,6 +48,7 @@ from construct import (
 )
 
 from dumpkit.errors import BadInputError
+from dumpkit.ranges import merge_touching
 
 # -- signatures and versions ------------------------------------------------------------
 KDUMP_SIGNATURE = b"KDUMP   "            # "KDUMP" and three blanks
@@ -333,21 +334,6 @@ def bitmap_runs(data: bytes | bytearray | memoryview, first_bit: int = 0,
             yield from int_runs(int.from_bytes(chunk, "little"), len(chunk) * 8, first_bit + base * 8)
 
     yield from merge_touching(piece_runs())
-
-
-def merge_touching(runs: Iterable[tuple[int, int]]) -> Iterator[tuple[int, int]]:
-    """The ascending (start, end) runs given, with each run that starts where the one
-    before it ends merged into it."""
-    pending = None
-    for s, e in runs:
-        if pending and pending[1] == s:
-            pending = (pending[0], e)
-            continue
-        if pending:
-            yield pending
-        pending = (s, e)
-    if pending:
-        yield pending
 
 
 def popcount(data: bytes | bytearray | memoryview) -> int:

@@ -102,8 +102,13 @@ def ehdr_bytes(phnum: int, phoff: int = EHDR_SIZE, shoff: int = 0, shnum: int = 
 
 def phdr_bytes(p_type: int, offset: int, vaddr: int, paddr: int, filesz: int, memsz: int,
                flags: int = 0, align: int = 0) -> bytes:
-    return Elf64_Phdr.build(dict(p_type=p_type, p_flags=flags, p_offset=offset, p_vaddr=vaddr,
-                                 p_paddr=paddr, p_filesz=filesz, p_memsz=memsz, p_align=align))
+    # Elf64_Phdr's fields in its order, packed in bulk: a dump of many segments (thousands of
+    # PT_LOADs for a filtered terabyte) builds its program headers in milliseconds
+    return _PHDR_BULK.pack(p_type, flags, offset, vaddr, paddr, filesz, memsz, align)
+
+
+assert phdr_bytes(1, 2, 3, 4, 5, 6, 7, 8) == Elf64_Phdr.build(dict(
+    p_type=1, p_flags=7, p_offset=2, p_vaddr=3, p_paddr=4, p_filesz=5, p_memsz=6, p_align=8))
 
 
 @dataclass

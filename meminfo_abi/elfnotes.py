@@ -422,6 +422,17 @@ def _parse(layout: Struct, note: Note) -> dict:
     return _FLAT[layout].parse(note.desc)
 
 
+# the notes that carry one CpuRegs field: type -> (layout, its field, the CpuRegs attribute)
+_ONE_FIELD_NOTES = {
+    NT_S390_TIMER: (NtS390Timer, "timer", "cpu_timer"),
+    NT_S390_TODCMP: (NtS390Todcmp, "todcmp", "clock_comparator"),
+    NT_S390_TODPREG: (NtS390Todpreg, "todpreg", "todpreg"),
+    NT_S390_CTRS: (NtS390Ctrs, "ctrs", "crs"),
+    NT_S390_PREFIX: (NtS390Prefix, "prefix", "prefix"),
+    NT_S390_LAST_BREAK: (NtS390LastBreak, "last_break", "last_break"),
+}
+
+
 def cpus_from_notes(notes: Iterable[Note]) -> list[CpuRegs]:
     """Register state of every CPU in a note list.
 
@@ -459,18 +470,9 @@ def cpus_from_notes(notes: Iterable[Note]) -> list[CpuRegs]:
             fp = _parse(NtPrfpreg, note)
             cur.fpc = fp["fpc"]
             cur.fprs = fp["fprs"]
-        elif t == NT_S390_TIMER:
-            cur.cpu_timer = _parse(NtS390Timer, note)["timer"]
-        elif t == NT_S390_TODCMP:
-            cur.clock_comparator = _parse(NtS390Todcmp, note)["todcmp"]
-        elif t == NT_S390_TODPREG:
-            cur.todpreg = _parse(NtS390Todpreg, note)["todpreg"]
-        elif t == NT_S390_CTRS:
-            cur.crs = _parse(NtS390Ctrs, note)["ctrs"]
-        elif t == NT_S390_PREFIX:
-            cur.prefix = _parse(NtS390Prefix, note)["prefix"]
-        elif t == NT_S390_LAST_BREAK:
-            cur.last_break = _parse(NtS390LastBreak, note)["last_break"]
+        elif t in _ONE_FIELD_NOTES:
+            layout, field, attr = _ONE_FIELD_NOTES[t]
+            setattr(cur, attr, _parse(layout, note)[field])
         elif t == NT_S390_VXRS_LOW:
             halves[-1]["low"] = b"".join(_parse(NtS390VxrsLow, note)["vxrs_low"])
         elif t == NT_S390_VXRS_HIGH:

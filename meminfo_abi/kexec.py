@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 from construct import Int64un, Struct
 
@@ -52,8 +52,10 @@ class LoadSegment:
     offset: int = 0
     name: str = ""
 
-    def chunks(self, size: int = CHUNK) -> Iterator[bytes | memoryview]:
-        """The buffer bytes (bufsz of them), in chunks of `size` (a multiple of 4) but the last."""
+    def chunks(self, size: int = CHUNK, buffer: Callable[[], bytearray] | None = None) -> Iterator[bytes | memoryview]:
+        """The buffer bytes (bufsz of them), in chunks of `size` (a multiple of 4) but the last.
+        A file's chunks are read into `buffer()` (a bytearray of `size` bytes or more, the `.obj`
+        of the view yielded), by default one buffer reused for every chunk."""
         if self.data is not None:
             view = memoryview(self.data)[: self.bufsz]
             for pos in range(0, self.bufsz, size):
@@ -67,10 +69,12 @@ class LoadSegment:
         with fh:
             fh.seek(self.offset)
             left = self.bufsz
-            buf = bytearray(min(size, max(left, 1)))
+            reused = None
             while left > 0:
                 want = min(size, left)
-                view = memoryview(buf)[:want]
+                if buffer is None:
+                    reused = reused or bytearray(min(size, max(left, 1)))
+                view = memoryview(reused if buffer is None else buffer())[:want]
                 got = 0
                 while got < want:
                     n = fh.readinto(view[got:])

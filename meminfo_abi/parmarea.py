@@ -75,3 +75,25 @@ def read_command_line(mem) -> str | None:
     except UnicodeDecodeError:
         return None
     return text if text.isprintable() else None
+
+
+def oldmem_pieces(addr: int, length: int, base: int, size: int, total: int):
+    """The swap a kdump start makes, as a map: old (crashed) memory [0, size) lives at the
+    crashkernel [base, base + size) after it, and what was in the crashkernel lives at [0, size).
+
+    Yields (address, where, n) pieces of [addr, addr + length): the n bytes at `address` of
+    one side of the swap are found at `where` on the other (the map is its own inverse);
+    everything else, up to `total`, stays where it is.  The one swap map of the suite: the
+    kdump kernel's old memory, the production view of a stand-alone dump that caught a kdump
+    kernel, and its CPUs, all read through it."""
+    end = addr + length
+    while addr < end:
+        if base <= addr < base + size:
+            stop, where = base + size, addr - base
+        elif addr < size:
+            stop, where = size, addr + base
+        else:
+            stop, where = (base if addr < base else total), addr
+        n = min(end, stop) - addr
+        yield addr, where, n
+        addr += n

@@ -100,6 +100,18 @@ load_be64(const unsigned char *p)
 #define NATIVE_X86_DISPATCH 0
 #endif
 
+/* Every scanning body NAME_body is compiled twice: NAME_portable, and on x86 NAME_avx2 with
+ * AVX2 enabled; module init picks one. */
+#if NATIVE_X86_DISPATCH
+#define NATIVE_AVX2_VARIANT(type, name) \
+    NATIVE_TARGET_AVX2 static type name##_avx2(const unsigned char *p, size_t n) { return name##_body(p, n); }
+#else
+#define NATIVE_AVX2_VARIANT(type, name)
+#endif
+#define NATIVE_VARIANTS(type, name) \
+    static type name##_portable(const unsigned char *p, size_t n) { return name##_body(p, n); } \
+    NATIVE_AVX2_VARIANT(type, name)
+
 /* ------------------------------------------------------------------------ */
 /* CKSM                                                                      */
 /* ------------------------------------------------------------------------ */
@@ -221,19 +233,7 @@ sum_words_body(const unsigned char *p, size_t n)
 
 typedef uint64_t (*sum_words_fn)(const unsigned char *, size_t);
 
-static uint64_t
-sum_words_portable(const unsigned char *p, size_t n)
-{
-    return sum_words_body(p, n);
-}
-
-#if NATIVE_X86_DISPATCH
-NATIVE_TARGET_AVX2 static uint64_t
-sum_words_avx2(const unsigned char *p, size_t n)
-{
-    return sum_words_body(p, n);
-}
-#endif
+NATIVE_VARIANTS(uint64_t, sum_words)
 
 /* Chosen in module init; the portable version is always correct. */
 static sum_words_fn sum_words = sum_words_portable;
@@ -304,19 +304,7 @@ region_is_zero_body(const unsigned char *p, size_t n)
 
 typedef int (*is_zero_fn)(const unsigned char *, size_t);
 
-static int
-region_is_zero_portable(const unsigned char *p, size_t n)
-{
-    return region_is_zero_body(p, n);
-}
-
-#if NATIVE_X86_DISPATCH
-NATIVE_TARGET_AVX2 static int
-region_is_zero_avx2(const unsigned char *p, size_t n)
-{
-    return region_is_zero_body(p, n);
-}
-#endif
+NATIVE_VARIANTS(int, region_is_zero)
 
 static is_zero_fn region_is_zero = region_is_zero_portable;
 

@@ -5,6 +5,8 @@ the C extension is tested against.  Do not use them on large buffers.
 """
 from __future__ import annotations
 
+from itertools import groupby
+
 __all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero"]
 
 _MASK32 = 0xFFFFFFFF
@@ -44,15 +46,9 @@ def _granule_flags(data: bytes, granule: int) -> list[tuple[int, int, bool]]:
 def _runs(buffer, granule: int, want_zero: bool) -> list[tuple[int, int]]:
     _check_granule(granule)
     data = bytes(memoryview(buffer).cast("B"))
-    runs: list[tuple[int, int]] = []
-    for start, end, zero in _granule_flags(data, granule):
-        if zero != want_zero:
-            continue
-        if runs and runs[-1][1] == start:
-            runs[-1] = (runs[-1][0], end)  # extends the previous run
-        else:
-            runs.append((start, end))
-    return runs
+    # consecutive granules of the wanted kind make one run
+    groups = groupby(_granule_flags(data, granule), key=lambda flag: flag[2])
+    return [(g[0][0], g[-1][1]) for zero, grp in groups if zero == want_zero for g in [list(grp)]]
 
 
 def zero_ranges(buffer, granule: int = 4096) -> list[tuple[int, int]]:

@@ -222,34 +222,10 @@ def _copy_segment(mem, seg: LoadSegment, pool: "_BufferPool") -> Iterator[tuple[
     each chunk is in storage, so it is checksummed without reading storage back.  File chunks
     live in pool buffers: `pool.release(token)` when done with them."""
     pos = seg.mem
-    if seg.path is None:
-        for chunk in seg.chunks():
-            mem.write(pos, chunk)
-            yield pos, chunk, None
-            pos += len(chunk)
-        return
-    try:
-        fh = open(seg.path, "rb", buffering=0)
-    except OSError as exc:
-        raise DumpIOError(f"cannot read {seg.path}: {exc.strerror}") from None
-    with fh:
-        fh.seek(seg.offset)
-        left = seg.bufsz
-        while left > 0:
-            want = min(CHUNK, left)
-            token = pool.get()
-            view = memoryview(token)[:want]
-            got = 0
-            while got < want:
-                n = fh.readinto(view[got:])
-                if not n:
-                    pool.release(token)
-                    raise DumpIOError(f"{seg.path} became shorter while loading it")
-                got += n
-            mem.write(pos, view)
-            yield pos, view, token
-            pos += want
-            left -= want
+    for chunk in seg.chunks(CHUNK, None if seg.path is None else pool.get):
+        mem.write(pos, chunk)
+        yield pos, chunk, None if seg.path is None else chunk.obj
+        pos += len(chunk)
 
 
 class _BufferPool:

@@ -18,7 +18,7 @@ from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError
 from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO, LOWCORE_SIZE
 from meminfo_abi.meminfo import MeminfoReport, check_meminfo
-from dumpkit.fileio import atomic_write_text, remove_stale_temporaries
+from dumpkit.fileio import Closeable, atomic_write_text, remove_stale_temporaries
 from s390_machine.memory import PhysicalMemory, real_to_absolute
 from s390_machine.txn import KINDS, TXN_FILE, lock_directory, open_journal_fd, read_journal
 from s390_machine.state import MEMORY_FILE, STATE_FILE, MachineState, dump_state, load_state
@@ -27,7 +27,7 @@ from s390_machine.state import MEMORY_FILE, STATE_FILE, MachineState, dump_state
 READ, WRITE = "read", "write"
 
 
-class Machine:
+class Machine(Closeable):
     def __init__(self, path: str, state: MachineState, memory: PhysicalMemory):
         self.path = path
         self.state = state
@@ -171,11 +171,6 @@ class Machine:
             os.close(self._lock)
             self._lock = None
 
-    def __enter__(self) -> "Machine":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # -- transactions -----------------------------------------------------------------------
     @contextlib.contextmanager

@@ -14,6 +14,7 @@ import struct
 from typing import Iterator
 
 from dumpkit.errors import BadInputError, DumpIOError
+from dumpkit.fileio import Closeable, pread_full, pwrite_all
 from meminfo_abi.lowcore import LOWCORE_SIZE
 
 PAGE_SIZE = 4096
@@ -21,7 +22,7 @@ MIB = 1 << 20
 BIG_WRITE = 256 << 10
 
 
-class PhysicalMemory:
+class PhysicalMemory(Closeable):
     """Absolute storage [0, size) of one machine."""
 
     def __init__(self, path: str | os.PathLike, writable: bool = False, expected_size: int | None = None,
@@ -67,11 +68,6 @@ class PhysicalMemory:
         os.close(self._fd)
         self._map = None
 
-    def __enter__(self) -> "PhysicalMemory":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def flush(self) -> None:
         """Make storage durable: fdatasync (on Linux it also covers stores through the mapping)."""
@@ -101,12 +97,9 @@ class PhysicalMemory:
     def read(self, addr: int, length: int) -> bytes:
         self._check(addr, length)
         if length >= BIG_WRITE:   # large reads through the file: no mapping, no RSS, no page faults
-            data = os.pread(self._fd, length, addr)
-            while len(data) < length:
-                more = os.pread(self._fd, length - len(data), addr + len(data))
-                if not more:
-                    raise BadInputError(f"memory image {self.path} ended at 0x{addr + len(data):x}")
-                data += more
+            data = pread_full(self._fd, length, addr)
+            if len(data) < length:
+                raise BadInputError(f"memory image {self.path} ended at 0x{addr + len(data):x}")
             return data
         return self._map[addr : addr + length]
 
@@ -121,13 +114,10 @@ class PhysicalMemory:
         (and the page cache keeps the mapping coherent)."""
         if self.journal is not None:
             self.journal.before_write(self, addr, view.nbytes)
-        done = 0
         try:
-            while done < view.nbytes:
-                done += os.pwrite(self._fd, view[done:], addr + done)
+            pwrite_all(self._fd, view, addr)
         except OSError as exc:
-            raise DumpIOError(f"writing memory image {self.path} at 0x{addr + done:x}: "
-                              f"{exc.strerror or exc}") from None
+            raise DumpIOError(f"writing memory image {self.path} at 0x{addr:x}: {exc.strerror or exc}") from None
 
     def copy_from_file(self, fd: int, offset: int, addr: int, length: int) -> None:
         """Copy `length` bytes of file `fd` at `offset` into storage at `addr`, in the kernel

@@ -87,12 +87,7 @@ def lock_directory(path: str, exclusive: bool, wait: bool = True) -> int:
         raise BadInputError(f"{path} is not a machine directory (not a directory)") from None
     except OSError as exc:
         raise DumpIOError(f"cannot open machine {path}: {exc.strerror}") from None
-    try:
-        _flock(fd, exclusive, wait, f"machine {path}")
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    return _locked(fd, exclusive, wait, f"machine {path}")
 
 
 def lock_file(path: str, exclusive: bool, wait: bool = True, what: str = "dump device") -> int | None:
@@ -101,8 +96,13 @@ def lock_file(path: str, exclusive: bool, wait: bool = True, what: str = "dump d
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError:
         return None
+    return _locked(fd, exclusive, wait, f"{what} {path}")
+
+
+def _locked(fd: int, exclusive: bool, wait: bool, what: str) -> int:
+    """`fd` once it holds the lock; closed when it cannot get it."""
     try:
-        _flock(fd, exclusive, wait, f"{what} {path}")
+        _flock(fd, exclusive, wait, what)
     except BaseException:
         os.close(fd)
         raise

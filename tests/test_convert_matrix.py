@@ -84,7 +84,7 @@ def originals(source):
 
 def test_formats_in_the_matrix():
     assert {"elf", "s390"} <= set(FORMATS)
-    if os.path.exists(os.path.join(os.path.dirname(__file__), "..", "vmcore", "formats", "kdump_compressed.py")):
+    if os.path.exists(os.path.join(os.path.dirname(__file__), "..", "vmcore", "formats", "kdump", "__init__.py")):
         assert "kdump" in FORMATS
 
 

@@ -1,4 +1,4 @@
-"""vmcore.formats.kdump_compressed + meminfo_abi.diskdump: kdump-compressed dumps written and read.
+"""vmcore.formats.kdump + meminfo_abi.diskdump: kdump-compressed dumps written and read.
 
 Peers on the other side: libkdumpfile (Debian python3-libkdumpfile) and drgn
 read what we write; a file laid out by QEMU's conventions (dump-guest-memory
@@ -32,7 +32,7 @@ from tests.test_elf_format import (
     assert_drgn_reads_the_same, qemu_cpu_notes, regs_without_last_break, sample_addresses, small_dump,
 )
 from vmcore.formats import READERS, WRITERS, open_dump, probe_format, reader_for, write_dump
-from vmcore.formats import kdump_compressed as kc
+from vmcore.formats import kdump as kc
 from vmcore.formats.flattened import FlatFile
 from vmcore.model import BytesSource, Dump, MappedSource, MemChunk, page_digests
 
@@ -814,7 +814,7 @@ def test_no_room_for_the_descriptors_is_refused_before_writing(tmp_path, monkeyp
     class Tiny:
         f_bavail, f_frsize = 0, 4096          # a full file system
 
-    monkeypatch.setattr(kc.os, "statvfs", lambda p: Tiny() if os.fspath(p) == str(tmp_path) else real(p))
+    monkeypatch.setattr(os, "statvfs", lambda p: Tiny() if os.fspath(p) == str(tmp_path) else real(p))
     out = tmp_path / "out.kdump"
     for exclude_zero in (False, True):
         with pytest.raises(DumpToolError) as exc:
@@ -824,6 +824,6 @@ def test_no_room_for_the_descriptors_is_refused_before_writing(tmp_path, monkeyp
         assert ("--exclude-zero" in msg) is (not exclude_zero), msg
         assert "\n" not in msg
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setattr(kc.os, "statvfs", real)
+    monkeypatch.setattr(os, "statvfs", real)
     write_dump(small_dump(), out, "kdump")          # with the real free space it is written
     assert open_dump(out).size == small_dump().size

@@ -35,7 +35,8 @@ from s390_machine.memory import PhysicalMemory
 from s390_machine.synth import PAGE_STAMP, SynthOptions, data_mibs, validate
 from tests.conftest import cli_json, peer_kdumpfile, run_cli
 from vmcore.formats import open_dump
-from vmcore.formats import kdump_compressed as kc
+from vmcore.formats import kdump as kc
+from vmcore.formats.kdump import writer as kdump_writer
 
 SHM = "/dev/shm"
 TIB = 1 << 40
@@ -260,7 +261,7 @@ def test_kdump_split_pfns_saturate_as_makedumpfile(big):
     with open_dump(big.device) as d:
         for lo, hi in ((PAGES // 2, PAGES), (0x100000000, PAGES), (0, 0xFFFFFFFF)):
             lay, _ = kc.plan_kdump(d, split=(lo, hi), exclude_zero=True)
-            head, sub_raw = kc._header_bytes(d, lay, 0)
+            head, sub_raw = kdump_writer._header_bytes(d, lay, 0)
             h = dd.BE.disk_dump_header.parse(head)
             sub = dd.BE.kdump_sub_header.parse(sub_raw)
             assert h.max_mapnr == 0xFFFFFFFF and sub.max_mapnr_64 == PAGES

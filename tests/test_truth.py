@@ -25,7 +25,7 @@ from meminfo_abi.elfnotes import iter_notes
 from tests.conftest import run_cli
 from tests.realdata import s390x_peers
 from vmcore.formats import open_dump, write_dump
-from vmcore.formats import kdump_compressed as kc
+from vmcore.formats import kdump as kc
 from vmcore.model import page_digests
 
 MIB = 1 << 20

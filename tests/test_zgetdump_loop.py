@@ -6,6 +6,8 @@ partition's offset, with the device's block size as the sector size, as the dump
 of a real DASD would appear.  zgetdump must find the dump complete with our release string,
 and the pages of its copy (ELF, its default) must equal what our reader takes from the image
 and what `sadump extract` writes by default (ELF too, which zgetdump 2.35 opens).
+A multi-volume set is read the way zgetdump reads one on Linux: through the ccw bus in sysfs,
+faked under $SYSFS_ROOT (see the comment above the test).
 Needs root (losetup); CI runs as root.  zgetdump 2.16 stays the older peer (test_zgetdump.py).
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ import contextlib
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -21,6 +24,7 @@ from tests.conftest import copy_machine, run_cli
 from tests.realdata import s390x_peers
 from vmcore.formats import open_dump
 from vmcore.model import page_digests
+from zipl_sadump.device import MVDUMP_TABLE_BLOCK
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root (CI runs as root)")
 
@@ -82,3 +86,123 @@ def test_zgetdump_235_reads_our_device_through_a_loop_device(zgetdump235, machin
         for a, b, c in zip(ours.cpus, theirs.cpus, mine.cpus):
             assert (a.psw_mask, a.psw_addr, a.gprs) == (b.psw_mask, b.psw_addr, b.gprs) == \
                 (c.psw_mask, c.psw_addr, c.gprs)
+
+
+# -- multi-volume sets ------------------------------------------------------------------------------
+#
+# zgetdump finds the other volumes of a set through sysfs: for each entry of the volume parameter
+# table (devno, ssid) it wants <sysfs>/bus/ccw/devices/0.<ssid>.<devno>/ with `online` reading 1
+# and a `block/dasd*/dev` file holding the whole disk's MAJOR:MINOR; it then makes a node for that
+# device in $TMPDIR (opened O_RDWR once, so the loop devices are attached read-write) and reads the
+# tool, the table and the dump header from the whole disk, at start_blk * block size.  Under
+# qemu-user there is no ccw bus, but s390-tools' libutil takes the sysfs root from $SYSFS_ROOT, so a
+# directory of such entries, pointing at loop devices of our volume images, stands in for it.
+# The volume zgetdump is given must look like a whole DASD: a block device whose minor is a multiple
+# of 4 (dasda = 94:0, dasdb = 94:4, ...; other minors are partitions, and zgetdump would go to the
+# minor below), so each image is attached whole, with 4 KiB sectors, at a loop minor 4k.
+#
+# One skew, measured: our sets are those of zipl >= 2.37, whose multi-volume tool is "XMULT64"
+# version 2, 16 KiB long, with the table after it (block 7).  zgetdump 2.35 knows XMULT64 only as
+# version 1 (12 KiB, table at block 6); for any version-2 tool other than XECKD64 it takes the tool
+# as 8 KiB long and reads the table at block 5, which on a 2.37 volume is tool code (zeros in our
+# images): it finds no volume and answers "No valid dump found".  The test asserts that, then puts
+# a copy of the table where 2.35 looks (block 5, inside the tool, where our reader and a real
+# dumper never look), after which 2.35 must read the whole set through the fake ccw bus.
+
+LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
+OLD_MV_TABLE_BLOCK = 3 + 0x2000 // 4096      # where zgetdump 2.35 reads the table of an XMULT64 v2 tool
+
+
+@contextlib.contextmanager
+def whole_disk_loops(images: list[str], sector: int):
+    """Attach each image whole at /dev/loopN with N a multiple of 4, as DASDs appear."""
+    import fcntl
+    attached: list[tuple[str, int]] = []
+    ctl = os.open("/dev/loop-control", os.O_RDWR)
+    try:
+        minor = 256
+        for image in images:
+            while True:
+                minor += 4
+                if minor > 4096:
+                    pytest.fail("no free loop device with a minor divisible by 4")
+                try:
+                    fcntl.ioctl(ctl, LOOP_CTL_ADD, minor)
+                except FileExistsError:
+                    continue                          # someone else's: leave it alone
+                dev = f"/dev/loop{minor}"
+                proc = subprocess.run(["losetup", "--sector-size", str(sector), dev, image],
+                                      capture_output=True, text=True)
+                if proc.returncode == 0:
+                    attached.append((dev, minor))
+                    break
+                with contextlib.suppress(OSError):
+                    fcntl.ioctl(ctl, LOOP_CTL_REMOVE, minor)
+        yield [dev for dev, _ in attached]
+    finally:
+        for dev, minor in attached:
+            subprocess.run(["losetup", "-d", dev])
+            for _ in range(50):                       # the detach completes asynchronously
+                try:
+                    fcntl.ioctl(ctl, LOOP_CTL_REMOVE, minor)
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        os.close(ctl)
+
+
+def fake_ccw_bus(root: str, volumes: list[dict], loops: list[str]) -> None:
+    """<root>/bus/ccw/devices/0.S.DEVNO/{online, block/dasdX/dev} for each volume."""
+    for i, (vol, loop) in enumerate(zip(volumes, loops)):
+        rdev = os.stat(loop).st_rdev
+        d = os.path.join(root, "bus", "ccw", "devices", vol["bus_id"])
+        os.makedirs(os.path.join(d, "block", f"dasd{chr(ord('a') + i)}"))
+        with open(os.path.join(d, "online"), "w") as fh:
+            fh.write("1\n")
+        with open(os.path.join(d, "block", f"dasd{chr(ord('a') + i)}", "dev"), "w") as fh:
+            fh.write(f"{os.major(rdev)}:{os.minor(rdev)}\n")
+
+
+def test_zgetdump_235_reads_our_multi_volume_set_through_a_fake_ccw_bus(zgetdump235, machine, tmp_path):
+    vols = [str(tmp_path / f"v{i}.img") for i in range(3)]
+    run_cli("zipl_sadump.cli", "build", "--multi-volume", ",".join(vols), "--size", "16M", check=True)
+    m = copy_machine(machine, str(tmp_path / "m"))
+    run_cli("zipl_sadump.cli", "ipl", "--device", ",".join(vols), "--machine", m, "--kdump", "off", "--no-map",
+            check=True)
+    info = json.loads(run_cli("zipl_sadump.cli", "show", "--device", ",".join(vols), "--json", check=True).stdout)
+    table = info["devices"][0]["mv_table"]["volumes"]
+    sysfs, nodes = str(tmp_path / "sys"), tmp_path / "nodes"
+    nodes.mkdir()
+    env = dict(os.environ, SYSFS_ROOT=sysfs, TMPDIR=str(nodes))
+    block = info["devices"][0]["block_size"]
+    with whole_disk_loops(vols, block) as loops:
+        fake_ccw_bus(sysfs, table, loops)
+        proc = subprocess.run([*zgetdump235, "-i", loops[0]], capture_output=True, text=True, env=env, timeout=600)
+        assert proc.returncode == 1 and "No valid dump found" in proc.stderr, proc.stdout + proc.stderr
+        for loop in loops:                            # the table where 2.35 reads it (see above)
+            fd = os.open(loop, os.O_RDWR)
+            try:
+                os.pwrite(fd, os.pread(fd, block, MVDUMP_TABLE_BLOCK * block),
+                          OLD_MV_TABLE_BLOCK * block)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        proc = subprocess.run([*zgetdump235, "-i", loops[0]], capture_output=True, text=True, env=env, timeout=600)
+        text = proc.stdout + proc.stderr
+        assert proc.returncode == 0, text
+        assert "Dump format........: s390mv_ext" in text and "6.1.0-s390dumptools" in text, text
+        assert "CPU count (online).: 2" in text and "Dump memory range..: 128 MB" in text, text
+        for i, vol in enumerate(table):                # the dump fills volume 0 and goes on to 1
+            assert f"Volume {i}: {vol['bus_id']} (online/{'active' if i < 2 else ''}" in text, text
+        assert "incomplete" not in text.lower(), text
+        copy = str(tmp_path / "zgetdump.elf")
+        with open(copy, "wb") as fh:
+            proc = subprocess.run([*zgetdump235, loops[0]], stdout=fh, stderr=subprocess.PIPE, env=env,
+                                  timeout=600)
+        assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert not os.listdir(nodes)                      # zgetdump removed the device nodes it made
+    with open_dump(vols) as ours, open_dump(copy) as theirs:
+        assert theirs.attrs.format == "elf" and len(theirs.cpus) == len(ours.cpus) == 2
+        assert page_digests(theirs) == page_digests(ours)
+        for a, b in zip(ours.cpus, theirs.cpus):
+            assert (a.psw_mask, a.psw_addr, a.gprs) == (b.psw_mask, b.psw_addr, b.gprs)

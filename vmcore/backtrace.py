@@ -47,13 +47,15 @@ class Backtrace:
     psw_addr: int
     frames: list[Frame] = field(default_factory=list)
     stop: str = ""          # why the walk ended
+    task: dict | None = None    # a task's stack (bt --task): pid, comm, address
 
     def functions(self) -> list[str]:
         return [f.symbol.split("+", 1)[0] for f in self.frames]
 
     def to_json(self) -> dict:
         return {"cpu": self.cpu, "cpu_address": self.cpu_address, "psw_mask": self.psw_mask,
-                "psw_addr": self.psw_addr, "frames": [f.to_json() for f in self.frames], "stop": self.stop}
+                "psw_addr": self.psw_addr, "frames": [f.to_json() for f in self.frames], "stop": self.stop,
+                **({"task": self.task} if self.task is not None else {})}
 
 
 def cpu_stacks(space: KernelSpace, cpu: CpuRegs) -> dict[int, str]:
@@ -73,7 +75,34 @@ def cpu_stacks(space: KernelSpace, cpu: CpuRegs) -> dict[int, str]:
 
 def walk_cpu(space: KernelSpace, syms: SymbolTable, index: int, cpu: CpuRegs) -> Backtrace:
     bt = Backtrace(index, cpu.address, cpu.psw_mask, cpu.psw_addr)
-    stacks = cpu_stacks(space, cpu)
+    if cpu.psw_mask & PSW_MASK_PSTATE:
+        bt.stop = "the CPU was in problem state (user space): no kernel stack to walk"
+        return bt
+    ip = cpu.psw_addr & PSW_ADDR_MASK
+    if ip == 0 and cpu.psw_mask & PSW_MASK_WAIT:
+        bt.stop = "the CPU was stopped in an enabled/disabled wait with no PSW address (idle or offline)"
+        return bt
+    walk_stack(space, syms, bt, cpu_stacks(space, cpu), ip, cpu.gprs[15], "psw", cpu.gprs[14] & PSW_ADDR_MASK)
+    return bt
+
+
+def walk_task(space: KernelSpace, syms: SymbolTable, bt: Backtrace, ksp: int, stack_base: int) -> Backtrace:
+    """A task that is not running: its stack from the kernel stack pointer __switch_to saved
+    (s390: thread.ksp), whose frame holds the return address into the scheduler as its r14."""
+    try:
+        ip = space.u64(ksp + STACK_FRAME_R14) & PSW_ADDR_MASK
+    except DumpToolError as exc:
+        bt.stop = f"saved kernel stack pointer 0x{ksp:x} does not point to a readable frame: {exc}"
+        return bt
+    bt.psw_addr = ip
+    walk_stack(space, syms, bt, {stack_base & ~(THREAD_SIZE - 1): "task"}, ip, ksp, "ksp", None)
+    return bt
+
+
+def walk_stack(space: KernelSpace, syms: SymbolTable, bt: Backtrace, stacks: dict[int, str], ip: int, sp: int,
+               how: str, r14: int | None) -> None:
+    """Frames from (ip, sp) along the back chain into bt; r14: a leaf function's return address
+    (the CPU's live r14), None where the first frame is a saved one."""
 
     def kind(sp: int) -> str:
         return stacks.get(sp & ~(THREAD_SIZE - 1), "stack")
@@ -81,21 +110,13 @@ def walk_cpu(space: KernelSpace, syms: SymbolTable, index: int, cpu: CpuRegs) ->
     def add(addr: int, sp: int, how: str) -> None:
         bt.frames.append(Frame(addr, sp, kind(sp), syms.describe(addr), how))
 
-    if cpu.psw_mask & PSW_MASK_PSTATE:
-        bt.stop = "the CPU was in problem state (user space): no kernel stack to walk"
-        return bt
-    ip, sp = cpu.psw_addr & PSW_ADDR_MASK, cpu.gprs[15]
-    if ip == 0 and cpu.psw_mask & PSW_MASK_WAIT:
-        bt.stop = "the CPU was stopped in an enabled/disabled wait with no PSW address (idle or offline)"
-        return bt
-    add(ip, sp, "psw")
+    add(ip, sp, how)
     try:
         first = space.read(sp, STACK_FRAME_OVERHEAD)
     except DumpToolError as exc:
         bt.stop = f"r15 0x{sp:x} does not point to a readable stack frame: {exc}"
-        return bt
+        return
     # a leaf function that has not saved r14 nor made a frame: r14 names its caller
-    r14 = cpu.gprs[14] & PSW_ADDR_MASK
     bc0 = struct.unpack_from(">Q", first, STACK_FRAME_BACK_CHAIN)[0]
     next_ret = None
     if bc0:
@@ -103,28 +124,29 @@ def walk_cpu(space: KernelSpace, syms: SymbolTable, index: int, cpu: CpuRegs) ->
             next_ret = space.u64(bc0 + STACK_FRAME_R14)
         except DumpToolError:
             pass
-    here, there = syms.lookup(ip), syms.lookup(r14)
-    if there and (here is None or here[0] is not there[0]) and r14 != next_ret and there[0].type in "Tt":
-        add(r14, sp, "r14")
+    if r14 is not None:
+        here, there = syms.lookup(ip), syms.lookup(r14)
+        if there and (here is None or here[0] is not there[0]) and r14 != next_ret and there[0].type in "Tt":
+            add(r14, sp, "r14")
     while len(bt.frames) < MAX_FRAMES:
         if sp & (STACK_ALIGN - 1):
             bt.stop = f"stack pointer 0x{sp:x} is not 8-byte aligned"
-            return bt
+            return
         try:
             bc = space.u64(sp + STACK_FRAME_BACK_CHAIN)
         except DumpToolError as exc:
             bt.stop = f"frame at 0x{sp:x} is unreadable: {exc}"
-            return bt
+            return
         if bc:
             same_stack = bc & ~(THREAD_SIZE - 1) == sp & ~(THREAD_SIZE - 1)
             if same_stack and bc <= sp:
                 bt.stop = f"back chain 0x{bc:x} of the frame at 0x{sp:x} does not go up the stack"
-                return bt
+                return
             try:
                 ret = space.u64(bc + STACK_FRAME_R14) & PSW_ADDR_MASK
             except DumpToolError as exc:
                 bt.stop = f"back chain 0x{bc:x} of the frame at 0x{sp:x} leads nowhere: {exc}"
-                return bt
+                return
             sp = bc
             add(ret, sp, "backchain")
             continue
@@ -134,19 +156,18 @@ def walk_cpu(space: KernelSpace, syms: SymbolTable, index: int, cpu: CpuRegs) ->
             regs = pt_regs.parse(space.read(regs_at, pt_regs.sizeof()))
         except DumpToolError as exc:
             bt.stop = f"zero back chain at 0x{sp:x} and no readable pt_regs above it: {exc}"
-            return bt
+            return
         if regs.psw_mask & PSW_MASK_PSTATE:
             bt.stop = (f"pt_regs at 0x{regs_at:x}: entered from user space (PSW {regs.psw_mask:016x} "
                        f"{regs.psw_addr:016x})")
-            return bt
+            return
         nsp = regs.gprs[15]
         if regs.psw_addr == 0 or nsp == 0 or nsp == sp:
             bt.stop = f"zero back chain at 0x{sp:x}: end of the stack"
-            return bt
+            return
         sp = nsp
         add(regs.psw_addr & PSW_ADDR_MASK, sp, "pt_regs")
     bt.stop = f"stopped after {MAX_FRAMES} frames"
-    return bt
 
 
 def backtraces(space: KernelSpace, syms: SymbolTable, cpus: list[tuple[int, CpuRegs]]) -> list[Backtrace]:

@@ -372,16 +372,21 @@ def verify(
 @app.command()
 def mount(
     dump: str = typer.Argument(..., help="dump file, device image, or FILE1,FILE2,... (multi-volume)"),
-    directory: str = typer.Argument(..., help="an empty directory: the dump appears there as dump.elf"),
-    out_fmt: str = typer.Option("elf", "--format", "-f", help="the mounted file's format: elf"),
+    directory: str = typer.Argument(..., help="an empty directory: the dump appears there as dump.elf "
+                                    "(dump.s390 with -f s390)"),
+    out_fmt: str = typer.Option("elf", "--format", "-f",
+                                help="the mounted file's format: elf, or s390 (the flat s390 dump)"),
     in_fmt: Optional[str] = typer.Option(None, "--input-format", help="force the input format (e.g. raw)"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     foreground: bool = typer.Option(False, "--foreground", help="serve in this process until unmounted"),
+    cache_size: str = typer.Option("64M", "--cache-size",
+                                   help="inflated units (compressed dumps) kept between reads; 0: none"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """zgetdump -m: the dump as a read-only file DIR/dump.elf, made on demand (no copy)."""
+    """zgetdump -m: the dump as a read-only file DIR/dump.elf (or dump.s390), made on demand (no copy)."""
     from vmcore.mount import mount as do_mount
-    res = do_mount(lambda: _open(dump, in_fmt, select=select), directory, out_fmt, foreground=foreground)
+    res = do_mount(lambda: _open(dump, in_fmt, select=select), directory, out_fmt, foreground=foreground,
+                   cache_size=parse_size(cache_size, "cache size"))
     if as_json:
         emit_json(res)
     elif not foreground:
@@ -474,14 +479,20 @@ def bt(
     dump: str = typer.Argument(...),
     cpu: Optional[int] = typer.Option(None, "--cpu", help="only this CPU (index in the dump)"),
     all_cpus: bool = typer.Option(False, "--all", help="every CPU (the default: the crashed CPU, else all)"),
+    task: Optional[int] = typer.Option(None, "--task", help="the task with this PID (needs the kernel's BTF; "
+                                       "without it one line, exit 3)"),
     fmt: Optional[str] = typer.Option(None, "--format", "-f"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Kernel backtrace of each CPU from its PSW and r15 along the stack back chain, named by kallsyms."""
+    """Kernel backtrace of each CPU from its PSW and r15 along the stack back chain, named by kallsyms;
+    --task PID: a task's stack (a sleeping task's from its saved kernel stack pointer)."""
     from vmcore.backtrace import crash_site
-    if cpu is not None and all_cpus:
-        raise UsageError("--cpu and --all exclude each other")
+    if sum((cpu is not None, all_cpus, task is not None)) > 1:
+        raise UsageError("--cpu, --all and --task exclude each other")
+    if task is not None:
+        _bt_task(dump, task, fmt, select, as_json)
+        return
     with _open(dump, fmt, select=select) as d:
         bts, syms = inspect.kernel_backtraces(d, cpu)
     if cpu is None and not all_cpus:
@@ -492,13 +503,17 @@ def bt(
         return
     for b in bts:
         print(f"CPU {b.cpu} (address {b.cpu_address}) PSW {b.psw_mask:016x} {b.psw_addr:016x}\nCall Trace:")
-        kind = "task"
-        for f in b.frames:
-            if f.stack != kind:
-                print(f" <{f.stack} stack>")
-                kind = f.stack
-            print(f" [<{f.address:016x}>] {f.symbol}")
+        _print_frames(b.frames)
         print(f" ({b.stop})" + ("" if syms.symbols else f"\n (no symbols: {syms.source})"))
+
+
+def _print_frames(frames, first: str = "task") -> None:
+    kind = first
+    for f in frames:
+        if f.stack != kind:
+            print(f" <{f.stack} stack>")
+            kind = f.stack
+        print(f" [<{f.address:016x}>] {f.symbol}")
 
 
 def _cpu_counts(extra: dict) -> str:
@@ -508,6 +523,46 @@ def _cpu_counts(extra: dict) -> str:
     if isinstance(real, int) and isinstance(cnt, int) and real != cnt:
         return f" ({cnt} in the dump header's lowcore list, {real} stored status)"
     return ""
+
+
+# -- tasks from the kernel's BTF (issue 19) ------------------------------------------------------------
+@app.command()
+def ps(
+    dump: str = typer.Argument(...),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f"),
+    select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """The kernel's tasks, like crash's ps: PID, PPID, CPU, task address, state (RU, IN, UN, ID, ZO, ...),
+    command; '>' marks a task running on a CPU.  Needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF):
+    without it one line, exit 3."""
+    from vmcore.tasks import task_list
+    with _open(dump, fmt, select=select) as d:
+        tl = task_list(d)
+    if as_json:
+        emit_json(tl.to_json())
+        return
+    print("   PID    PPID  CPU       TASK        ST  COMM")
+    for t in tl.tasks:
+        comm = f"[{t.comm}]" if t.kernel_thread or t.pid == 0 else t.comm
+        cpu = "-" if t.cpu is None else str(t.cpu)
+        ppid = "-" if t.ppid is None else str(t.ppid)
+        print(f"{'>' if t.active else ' '}{t.pid:>6} {ppid:>7} {cpu:>4}  {t.address:016x}  {t.state}  {comm}")
+    for n in tl.notes:
+        stderr.print(f"note: {n}", highlight=False, markup=False)
+
+
+def _bt_task(dump: str, pid: int, fmt: Optional[str], select: Optional[str], as_json: bool) -> None:
+    from vmcore.tasks import task_backtrace
+    with _open(dump, fmt, select=select) as d:
+        b, t, syms = task_backtrace(d, pid)
+    if as_json:
+        emit_json({"symbols": syms.source, "cpus": [b.to_json()]})
+        return
+    print(f"PID {t.pid} TASK {t.address:016x} COMMAND \"{t.comm}\" STATE {t.state} "
+          f"({b.task['source']})\nCall Trace:")
+    _print_frames(b.frames)
+    print(f" ({b.stop})")
 
 
 main = main_for(app, "vmcore")

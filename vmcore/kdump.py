@@ -14,11 +14,10 @@ The result is a Dump (vmcore/model.py): any writer saves it, ProcVmcore serves i
 
 from __future__ import annotations
 
-from meminfo_abi.cpu import CpuRegs
+from meminfo_abi.cpu import CpuRegs, cpu_from_lowcore
 from dumpkit.errors import BadInputError
 from meminfo_abi.locate import find_vmcoreinfo, read_meminfo
-from meminfo_abi.lowcore import LC_MCESAD, LC_SAVE_AREA, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE
-from meminfo_abi.parmarea import PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE
+from meminfo_abi.parmarea import PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE, oldmem_pieces
 from s390_machine.machine import Machine
 from s390_machine.state import STATUS_KDUMP
 from vmcore.formats.elf import plan_layout
@@ -35,19 +34,7 @@ class OldMem:
 
     def _pieces(self, addr: int, length: int):
         """(old address, real address, length) pieces, clipped at size and base+size."""
-        b, s = self.base, self.crash_size
-        end = addr + length
-        while addr < end:
-            if b <= addr < b + s:
-                stop, real = b + s, addr - b
-            elif addr < s:
-                stop, real = s, addr + b
-            else:
-                stop = b if addr < b else self.size
-                real = addr
-            n = min(end, stop) - addr
-            yield addr, real, n
-            addr += n
+        return oldmem_pieces(addr, length, self.base, self.crash_size, self.size)
 
     def read(self, addr: int, length: int) -> bytes:
         if addr < 0 or addr + length > self.size:
@@ -65,26 +52,16 @@ def oldmem_range(machine: Machine) -> tuple[int, int]:
     return mem.read_u64(PARM_OLDMEM_BASE), mem.read_u64(PARM_OLDMEM_SIZE)
 
 
-def _cpu_from(old: OldMem, save_area_addr: int, template: CpuRegs) -> CpuRegs:
-    regs = CpuRegs.from_save_area(old.read(save_area_addr, SAVE_AREA_SIZE), address=template.address)
-    if template.vxrs is not None and regs.prefix:
-        mcesad = int.from_bytes(old.read(regs.prefix + LC_MCESAD, 8), "big")
-        origin = mcesad & MCESA_ORIGIN_MASK
-        if origin and origin + 512 <= old.size:
-            regs.vxrs = old.read(origin, 512)
-    return regs
-
-
 def collect_cpus(machine: Machine, old: OldMem) -> list[CpuRegs]:
     """Boot CPU first (old absolute 0x1200), then the others by ascending CPU address (their old
     prefix page's save area); CPUs whose prefix is 0 have no save area and are left out."""
     st = machine.state
     boot = st.cpu(st.ipl_cpu)
-    cpus = [_cpu_from(old, LC_SAVE_AREA, boot)]
+    cpus = [cpu_from_lowcore(old, 0, address=boot.address, vector=boot.vxrs is not None)]
     for c in sorted(st.cpus, key=lambda c: c.address):
         if c.address == boot.address or not c.prefix:
             continue
-        cpus.append(_cpu_from(old, c.prefix + LC_SAVE_AREA, c))
+        cpus.append(cpu_from_lowcore(old, c.prefix, address=c.address, vector=c.vxrs is not None))
     return [c for c in cpus if c.prefix]
 
 

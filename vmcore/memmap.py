@@ -10,7 +10,7 @@ from xml.sax.saxutils import escape
 from meminfo_abi.locate import read_meminfo
 from meminfo_abi.lowcore import LC_OS_INFO, LC_VMCORE_INFO, LOWCORE_SIZE
 from dumpkit.errors import DumpToolError
-from vmcore.model import KIND_ABSENT, KIND_ZERO, Dump
+from vmcore.model import KIND_ABSENT, Dump
 
 # category -> (glyph, rich style, svg colour, legend): what a cell holds
 CATEGORIES = {

@@ -25,7 +25,6 @@ reading them and a 4 TiB dump costs what its data costs.
 from __future__ import annotations
 
 import bisect
-import errno
 import hashlib
 import os
 import stat
@@ -34,11 +33,11 @@ from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Iterator, Protocol, runtime_checkable
 
 from meminfo_abi.cpu import CpuRegs
-from meminfo_abi.diskdump import merge_touching
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError
 from meminfo_abi.vmcoreinfo import VmcoreInfo, parse_vmcoreinfo
 from native import nonzero_ranges
-from dumpkit.fileio import open_input
+from dumpkit.fileio import Closeable, Writeback, data_extents, open_input, read_at, write_sparse
+from dumpkit.ranges import Range, merge_touching, range_text, subtract
 
 PAGE_SIZE = 4096
 ADDRESS_LIMIT = 1 << 64          # physical addresses are 64-bit
@@ -55,8 +54,6 @@ KIND_RAM = "ram"
 KIND_ZERO = "zero"
 KIND_ABSENT = "absent"
 KINDS = (KIND_RAM, KIND_ZERO, KIND_ABSENT)
-
-Range = tuple[int, int]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -78,9 +75,7 @@ def read_head(path: str, n: int) -> bytes:
     """The first `n` bytes of a dump file (fewer if it is shorter), errors as open_dump_fd."""
     fd = open_dump_fd(path, "read")
     try:
-        return os.pread(fd, n, 0)
-    except OSError as exc:
-        raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return read_at(fd, n, 0, path)
     finally:
         os.close(fd)
 
@@ -196,45 +191,19 @@ class FileSource(_SizedSource):
     def read(self, offset: int, length: int) -> bytes:
         self._check(offset, length)
         pos = self.file_offset + offset
-        parts = []
-        left = length
-        while left > 0:
-            try:
-                data = os.pread(self._shared.fd, min(left, MAX_READ), pos)
-            except OSError as exc:
-                raise DumpIOError(f"{self.path}: read at file offset 0x{pos:x} failed: {exc.strerror or exc}") from None
-            if not data:
-                raise IncompleteDumpError(
-                    f"{self.path} ends before file offset 0x{pos:x} (0x{left:x} bytes missing; truncated?)"
-                )
-            parts.append(data)
-            pos += len(data)
-            left -= len(data)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
+        data = read_at(self._shared.fd, length, pos, self.path)
+        if len(data) < length:
+            raise IncompleteDumpError(f"{self.path} ends before file offset 0x{pos + len(data):x} "
+                                      f"(0x{length - len(data):x} bytes missing; truncated?)")
+        return data
 
     def data_ranges(self, start: int, end: int) -> Iterator[Range]:
         start, end = self._clip(start, end)
         if start >= end:
             return
         base = self.file_offset
-        fd = self._shared.fd
-        pos, stop = base + start, base + end
-        while pos < stop:
-            try:
-                data = os.lseek(fd, pos, os.SEEK_DATA)
-            except OSError as exc:
-                if exc.errno == errno.ENXIO:      # only a hole (or EOF) after pos
-                    return
-                yield pos - base, stop - base     # the file system cannot tell: all may be data
-                return
-            if data >= stop:
-                return
-            try:
-                hole = os.lseek(fd, data, os.SEEK_HOLE)
-            except OSError:
-                hole = stop
-            yield data - base, min(hole, stop) - base
-            pos = hole
+        for s, e in data_extents(self._shared.fd, base + end, base + start):
+            yield s - base, e - base
 
     def close(self) -> None:
         if not self._closed:
@@ -460,7 +429,7 @@ class DumpAttrs:
         }
 
 
-class Dump:
+class Dump(Closeable):
     """Memory chunks + CPUs + attributes; reads are physical and lazy.
 
     Anything with `.size` and `.read(addr, length)` works with meminfo_abi's
@@ -486,7 +455,7 @@ class Dump:
         self._starts = [c.start for c in self.chunks]
         missing = self.missing_ranges()
         if missing and self.attrs.complete:
-            self.attrs.mark_incomplete("missing " + _ranges_text(missing))
+            self.attrs.mark_incomplete("missing " + range_text(missing, noun="physical"))
 
     # -- shape ----------------------------------------------------------------------------
     @property
@@ -505,7 +474,7 @@ class Dump:
 
     def missing_ranges(self) -> list[Range]:
         """Absent ranges the dump level does not explain: cut short, unreadable, lost."""
-        return subtract_ranges(self.absent_ranges(), sorted(self.attrs.excluded))
+        return subtract(self.absent_ranges(), sorted(self.attrs.excluded))
 
     def is_excluded(self, addr: int) -> bool:
         return any(s <= addr < e for s, e in self.attrs.excluded)
@@ -665,40 +634,33 @@ class Dump:
         for r in self._resources:
             r.close()
 
-    def __enter__(self) -> "Dump":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"Dump({self.attrs.format}, {len(self.chunks)} chunks, size 0x{self.size:x}, "
                 f"{len(self.cpus)} CPUs{'' if self.attrs.complete else ', incomplete'})")
 
 
-def subtract_ranges(runs: list[Range], holes: list[Range]) -> list[Range]:
-    """Sorted, non-overlapping `runs` minus sorted `holes`."""
-    out = []
-    j = 0
-    for a, b in runs:
-        while j < len(holes) and holes[j][1] <= a:
-            j += 1
-        k, pos = j, a
-        while k < len(holes) and holes[k][0] < b:
-            if holes[k][0] > pos:
-                out.append((pos, holes[k][0]))
-            pos = max(pos, holes[k][1])
-            k += 1
-        if pos < b:
-            out.append((pos, b))
-    return out
+def copy_memory(dump: Dump, fd: int, spans: Iterable[tuple[int, int, int]],
+                progress: Callable[[int], None] | None = None, *, block_size: int = DEFAULT_BLOCK,
+                writeback: Writeback | None = None) -> None:
+    """Write the memory of `dump` into the output `fd`, sparse: every (start, end, file offset)
+    span puts physical [start, end) at file offset + (address - start).  Only the sources' data
+    ranges are read and only their non-zero pages written (zero pages, zero chunks and holes
+    stay file holes); progress(n) counts every byte of the spans.  The writers of ELF, raw and
+    s390 files all copy memory through here (dumpkit.fileio.write_sparse below)."""
+    ps = dump.attrs.page_size or PAGE_SIZE
 
+    def blocks() -> Iterator[tuple[int, Any, int]]:
+        for start, end, base in spans:
+            done = start
+            for addr, data in dump.iter_data(block_size, start, end):
+                yield base + addr - start, data, addr + len(data) - done
+                done = addr + len(data)
+            if end > done:
+                yield base + done - start, None, end - done
 
-def _ranges_text(ranges: list[Range], limit: int = 3) -> str:
-    parts = [f"0x{s:x}-0x{e - 1:x}" for s, e in ranges[:limit]]
-    if len(ranges) > limit:
-        parts.append(f"and {len(ranges) - limit} more")
-    return "physical range " + ", ".join(parts) if len(ranges) == 1 else "physical ranges " + ", ".join(parts)
+    write_sparse(fd, blocks(), lambda data: nonzero_ranges(data, ps), progress=progress,
+                 writeback=Writeback(fd) if writeback is None else writeback)
 
 
 def page_digests(dump: Dump, start: int = 0, end: int | None = None) -> dict[int, str]:

@@ -34,7 +34,8 @@ from dumpkit.errors import (
     EXIT_BAD_INPUT, EXIT_INCOMPLETE, EXIT_OK, BadInputError, DumpIOError, DumpToolError,
 )
 from native import nonzero_ranges
-from dumpkit.fileio import atomic_file, os_open_input
+from dumpkit.fileio import atomic_file, open_input_file
+from dumpkit.ranges import range_text
 from vmcore.model import KIND_ABSENT, KIND_RAM, PAGE_SIZE, Dump
 
 MANIFEST_FORMAT = "s390-dumptools page manifest"
@@ -178,12 +179,7 @@ def write_manifest(dump: Dump, path: str | os.PathLike, errors: list[ReadError] 
 
 
 def _open_manifest(path: str) -> tuple[BinaryIO, Manifest]:
-    try:
-        fh = os.fdopen(os_open_input(path, noun="manifest"), "rb")
-    except FileNotFoundError:
-        raise BadInputError(f"manifest {path} does not exist") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot open manifest {path}: {exc.strerror or exc}") from None
+    fh = open_input_file(path, noun="manifest")
     try:
         head = fh.read(MANIFEST_HEAD)
         try:
@@ -364,9 +360,7 @@ def _generic_checks(dump: Dump) -> list[dict]:
     checks = [dict(c) for c in a.extra.get("checks", []) if isinstance(c, dict)]
     absent = dump.missing_ranges()
     if absent:
-        rng = ", ".join(f"0x{s:x}-0x{e - 1:x}" for s, e in absent[:3]) + (
-            f" and {len(absent) - 3} more" if len(absent) > 3 else "")
-        checks.append({"check": "memory present", "ok": False, "detail": f"absent: {rng}"})
+        checks.append({"check": "memory present", "ok": False, "detail": f"absent: {range_text(absent)}"})
     else:
         checks.append({"check": "memory present", "ok": True,
                        "detail": f"0x{dump.present_bytes:x} bytes in {len(dump.chunks)} chunks"})

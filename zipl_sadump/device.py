@@ -79,8 +79,9 @@ from meminfo_abi.s390dump import (
     BootFbaStage0, BootFbaStage1b, DumpArea, DumperHead, EckdDumpParam, FbaDumpParam, MvdumpParmTable, MvTable,
     Stage2dumpParmTail, TapeHead, check_volume_set, read_dump_area, tod_now,
 )
-from dumpkit.fileio import atomic_file, sparse_copy, os_open_input
+from dumpkit.fileio import atomic_file, pwrite_all, sparse_copy, os_open_input
 from dumpkit.units import human
+from native import nonzero_ranges
 
 DEVICE_TYPES = DEVICE_KINDS
 
@@ -227,14 +228,9 @@ def _seekarg(block: int) -> dict:
 
 def _pwrite(fd: int, data: bytes | bytearray, off: int, fresh: bool) -> None:
     """Write `data` at `off`; on a fresh (all-hole) image skip all-zero pages to keep it sparse."""
-    if not fresh:
-        os.pwrite(fd, data, off)
-        return
     view = memoryview(data)
-    for pos in range(0, len(view), 4096):
-        page = view[pos:pos + 4096]
-        if page.nbytes and bytes(page).count(0) != page.nbytes:
-            os.pwrite(fd, page, off + pos)
+    for s, e in (nonzero_ranges(view, 4096) if fresh else [(0, len(view))]):
+        pwrite_all(fd, view[s:e], off + s)
 
 
 def _ebcdic(text: str) -> bytes:

@@ -22,12 +22,13 @@ NAMES = (
     "kdump_compressed",
     "flattened",
     "s390_format",
+    "btf",
 )
 
 # parsers other engineers are still writing: fuzzed once their files exist
 REQUIRES = {
-    "kdump_compressed": ("vmcore/formats/kdump_compressed.py", "meminfo_abi/diskdump.py"),
-    "flattened": ("vmcore/formats/flattened.py", "vmcore/formats/kdump_compressed.py"),
+    "kdump_compressed": ("vmcore/formats/kdump/reader.py", "meminfo_abi/diskdump.py"),
+    "flattened": ("vmcore/formats/flattened.py", "vmcore/formats/kdump/reader.py"),
     "s390_format": ("vmcore/formats/s390.py",),
 }
 

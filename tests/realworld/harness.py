@@ -77,7 +77,7 @@ S390X_PACKAGES = ["busybox-static", "kexec-tools", "libc6", "s390-tools", STOCK_
 @dataclasses.dataclass(frozen=True)
 class Config:
     name: str
-    kernel: str                 # "built" (kdump capable) or "stock" (Debian's)
+    kernel: str                 # "built" (kdump capable), "stock" (Debian's 6.1) or "debian612" (BTF)
     memory_mb: int
     cpus: int
     crashkernel: str | None     # crashkernel= value; None: no kdump
@@ -102,6 +102,17 @@ SUITE_PACKAGES = ["python3.11-minimal", "libpython3.11-minimal", "libpython3.11-
                   "libncursesw6", "libreadline8", "libsqlite3-0", "libnsl2", "libtirpc3", "libdb5.3",
                   "libgssapi-krb5-2", "libgcc-s1"]
 SUITE_BUILD_PACKAGES = ["libpython3.11-dev", "libc6-dev", "linux-libc-dev", "libcrypt-dev"]
+
+# A kernel that carries BTF (CONFIG_DEBUG_INFO_BTF=y, CONFIG_KALLSYMS_ALL=y, KASLR): Debian's 6.12 from
+# bookworm-backports, fetched with apt through a package list of its own under the cache (the host's
+# apt sources stay as they are).  Its run is not in CONFIGS: the tests that walk every run assume the
+# 6.1 kernels' identity-mapped image; tests/realworld/test_btf.py takes it from EXTRA_CONFIGS.
+BACKPORTS_SOURCE = ("deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
+                    "http://deb.debian.org/debian bookworm-backports main")
+DEBIAN612_PACKAGE = r"linux-image-6\.12\.[0-9]+\+deb12-s390x"
+EXTRA_CONFIGS = (
+    Config("debian612-1g", "debian612", 1024, 2, None),
+)
 
 BOOT_TIMEOUT = 240
 DUMP_TIMEOUT = 300
@@ -209,6 +220,50 @@ def step_debs(force: bool) -> dict:
     meta = {"packages": S390X_PACKAGES, "roots": d, "stock_kernel": stock[0],
             "stock_release": os.path.basename(stock[0])[len("vmlinuz-"):], "busybox": busybox, "kexec": kexec,
             "zgetdump": os.path.join(d["s390-tools"], "sbin", "zgetdump")}
+    with open(meta_path + ".tmp", "w") as fh:
+        json.dump(meta, fh, indent=1)
+    os.replace(meta_path + ".tmp", meta_path)
+    return dict(meta, cached=False)
+
+
+def step_debian612(force: bool) -> dict:
+    """Debian's 6.12 s390x kernel image (bookworm-backports), unpacked under the cache."""
+    meta_path = os.path.join(CACHE, "debian612.json")
+    if os.path.exists(meta_path) and not force:
+        with open(meta_path) as fh:
+            old = json.load(fh)
+        if os.path.isfile(old.get("image", "")):
+            return dict(old, cached=True)
+    apt = os.path.join(BASE, "apt-backports")
+    for d in ("lists/partial", "cache/archives/partial"):
+        os.makedirs(os.path.join(apt, d), exist_ok=True)
+    with open(os.path.join(apt, "sources.list"), "w") as fh:
+        fh.write(BACKPORTS_SOURCE + "\n")
+    opts = ["-q", "-o", f"Dir::Etc::SourceList={apt}/sources.list", "-o", "Dir::Etc::SourceParts=/nonexistent",
+            "-o", f"Dir::State::Lists={apt}/lists", "-o", f"Dir::Cache={apt}/cache"]
+    if not glob.glob(os.path.join(apt, "lists", "*s390x_Packages*")) or force:
+        run("debian612", ["apt-get", *opts, "update"], 600)
+    names = run("debian612", ["apt-cache", *opts, "search", "--names-only", f"^{DEBIAN612_PACKAGE}$"], 120).stdout
+    found = sorted((line.split()[0] for line in names.splitlines() if line.strip()),
+                   key=lambda n: [int(x) if x.isdigit() else x for x in re.split(r"(\d+)", n)])
+    if not found:
+        raise StepError("debian612", f"no package matching {DEBIAN612_PACKAGE} in bookworm-backports")
+    name = found[-1]
+    debs = os.path.join(apt, "debs")
+    os.makedirs(debs, exist_ok=True)
+    if not glob.glob(os.path.join(debs, f"{name}_*_s390x.deb")):
+        run("debian612", ["apt-get", *opts, "download", f"{name}:s390x"], 900, cwd=debs)
+    deb = sorted(glob.glob(os.path.join(debs, f"{name}_*_s390x.deb")))[-1]
+    root = os.path.join(BASE, "root", os.path.basename(deb)[:-4])
+    if not os.path.exists(os.path.join(root, ".unpacked")):
+        shutil.rmtree(root, ignore_errors=True)
+        run("debian612", ["dpkg-deb", "-x", deb, root], 300)
+        open(os.path.join(root, ".unpacked"), "w").close()
+    images = glob.glob(os.path.join(root, "boot", "vmlinuz-*"))
+    if not images:
+        raise StepError("debian612", f"no boot/vmlinuz-* in {deb}")
+    meta = {"package": name, "deb": deb, "image": images[0], "release": os.path.basename(images[0])[8:],
+            "config": images[0].replace("vmlinuz-", "config-"), "system_map": images[0].replace("vmlinuz-", "System.map-")}
     with open(meta_path + ".tmp", "w") as fh:
         json.dump(meta, fh, indent=1)
     os.replace(meta_path + ".tmp", meta_path)
@@ -481,7 +536,7 @@ def dig_holes(step: str, *paths: str) -> None:
 
 def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, initrd: dict) -> dict:
     step = cfg.name
-    image = kernel["image"] if cfg.kernel == "built" else debs["stock_kernel"]
+    image = kernel["image"] if cfg.kernel == "built" else debs[f"{cfg.kernel}_kernel"]
     fields = dataclasses.asdict(cfg)
     if not cfg.suite:
         del fields["suite"]         # the key of the runs before the suite run existed stays the same
@@ -640,8 +695,8 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
 
 # --------------------------------------------------------------------------- driver
 
-STEPS = ["host", "debs", "kernel", "initramfs", *(c.name for c in CONFIGS), "suite-debs", "suite-initramfs",
-         SUITE_CONFIG.name]
+STEPS = ["host", "debs", "kernel", "initramfs", *(c.name for c in CONFIGS), "debian612",
+         *(c.name for c in EXTRA_CONFIGS), "suite-debs", "suite-initramfs", SUITE_CONFIG.name]
 CURRENT_STEP = "start"
 
 
@@ -652,7 +707,9 @@ def build_all(force: bool = False, only: str | None = None) -> dict:
     wanted = STEPS if only is None else STEPS[:STEPS.index(only) + 1]
     if only in [c.name for c in CONFIGS]:
         wanted = ["host", "debs", "kernel", "initramfs", only]
-    elif only in ("suite-debs", "suite-initramfs", SUITE_CONFIG.name):
+    if only in [c.name for c in EXTRA_CONFIGS]:
+        wanted = ["host", "debs", "kernel", "initramfs", "debian612", only]
+    if only in ("suite-debs", "suite-initramfs", SUITE_CONFIG.name):
         wanted = ["host", "debs", "kernel", "suite-debs", "suite-initramfs", SUITE_CONFIG.name]
         wanted = wanted[:wanted.index(only) + 1]
     results: dict = {}
@@ -684,6 +741,11 @@ def build_all(force: bool = False, only: str | None = None) -> dict:
     for cfg in CONFIGS:
         if cfg.name in wanted:
             do(cfg.name, step_run, cfg, host, debs, kernel, initrd)
+    if "debian612" in wanted:
+        d612 = do("debian612", step_debian612)
+        for cfg in EXTRA_CONFIGS:
+            if cfg.name in wanted:
+                do(cfg.name, step_run, cfg, host, dict(debs, debian612_kernel=d612["image"]), kernel, initrd)
     if "suite-debs" in wanted:
         suite_debs = do("suite-debs", step_suite_debs)
     if "suite-initramfs" in wanted:
@@ -700,6 +762,8 @@ def summary(name: str, res: dict) -> str:
         return f"{len(res['roots'])} packages, stock kernel {res['stock_release']}"
     if name == "kernel":
         return f"{res['release']} -> {os.path.dirname(res['image'])}"
+    if name == "debian612":
+        return f"{res['package']} -> {res['image']}"
     if name == "suite-debs":
         return f"{len(res['roots'])} packages (python3.11 {os.path.basename(res['roots']['python3.11-minimal'])})"
     if name == "suite-initramfs":

@@ -47,7 +47,7 @@ def _dumps(runs, kind):
     expected = {"qemu_elf": 3, "qemu_kdump": 3, "vmcore": 2, "panic_elf": 1}[kind]
     assert len(have) == expected, f"{kind}: {len(have)} dumps, expected {expected}"
     if kind == "qemu_kdump" and not kdump_reader_available():
-        pytest.fail("the kdump-compressed (flattened) reader vmcore/formats/kdump_compressed.py is not there "
+        pytest.fail("the kdump-compressed (flattened) reader vmcore/formats/kdump/ is not there "
                     "yet: QEMU's dump-guest-memory -z output cannot be opened")
     return have
 

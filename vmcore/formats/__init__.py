@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable, Protocol
 
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
-from dumpkit.fileio import os_open_input
+from dumpkit.fileio import open_input_file
 from vmcore.model import Dump
 
 PROBE_BYTES = 4096
@@ -26,7 +26,7 @@ PROBE_BYTES = 4096
 # probe order: specific headers first, the raw reader (machine directories only) last
 FORMAT_MODULES: tuple[str, ...] = (
     "elf",
-    "kdump_compressed",
+    "kdump",
     "s390",
     "raw",
 )
@@ -99,13 +99,7 @@ def probe_format(path: str | os.PathLike) -> Reader | None:
     if os.path.isdir(path):
         handle = DirectoryHandle(path)
         return next((r for r in READERS if _probe(r, handle, b"")), None)
-    try:
-        fh = os.fdopen(os_open_input(path, noun="dump"), "rb")
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
-    with fh:
+    with open_input_file(path, noun="dump") as fh:
         try:
             head = fh.read(PROBE_BYTES)
         except OSError as exc:

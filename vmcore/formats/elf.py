@@ -27,7 +27,6 @@ import struct
 from dataclasses import dataclass
 from typing import BinaryIO, Callable
 
-from construct import ConstructError
 
 from meminfo_abi.elfcore import (
     DUMP_ELF_INCOMPLETE,
@@ -63,19 +62,19 @@ from meminfo_abi.elfnotes import (
     vmcoreinfo_note,
 )
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, UsageError
-from native import nonzero_ranges
-from dumpkit.fileio import atomic_file, pwrite_all, Writeback, os_open_input
+from dumpkit.fileio import atomic_file, open_input_file, pwrite_all
+from vmcore.formats.entry import FormatWriter, reader_error
 from vmcore.model import (
     ADDRESS_LIMIT,
     DEFAULT_BLOCK,
     KIND_ABSENT,
     KIND_RAM,
     KIND_ZERO,
-    PAGE_SIZE,
     Dump,
     DumpAttrs,
     FileSource,
     MemChunk,
+    copy_memory,
 )
 
 FORMAT_NAME = "elf"
@@ -156,26 +155,12 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
     path = os.fspath(path)
     lay = plan_layout(dump, todpreg_size)
     head = file_head(dump, lay)
-    ps = dump.attrs.page_size or PAGE_SIZE
     try:
         with atomic_file(path) as fh:
             fd = fh.fileno()
-            wb = Writeback(fd)
             pwrite_all(fd, head + lay.notes, 0)
-            for c, off in lay.loads:
-                done = c.start
-                if c.kind == KIND_RAM:
-                    for addr, data in dump.iter_data(block_size, c.start, c.end):
-                        for s, e in nonzero_ranges(data, ps):
-                            pwrite_all(fd, memoryview(data)[s:e], off + addr - c.start + s)
-                            wb.wrote(off + addr - c.start + s, e - s)
-                        if progress:
-                            progress(addr + len(data) - done)
-                        done = addr + len(data)
-                if progress and c.end > done:
-                    progress(c.end - done)
+            copy_memory(dump, fd, [(c.start, c.end, off) for c, off in lay.loads], progress, block_size=block_size)
             os.ftruncate(fd, lay.file_size)
-            wb.flush()
     except DumpToolError:
         raise
     except OSError as exc:
@@ -183,12 +168,6 @@ def write_elf(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
     return lay
 
 
-class ElfWriter:
-    name = FORMAT_NAME
-    description = "ELF core (s390x, as /proc/vmcore and zgetdump -f elf)"
-
-    def write(self, dump: Dump, path: str | os.PathLike, progress: Progress = None, **opts) -> ElfLayout:
-        return write_elf(dump, path, progress, **opts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,14 +200,7 @@ def _quirks(ehdr, notes) -> list[str]:
 
 def read_elf(path: str | os.PathLike) -> Dump:
     path = os.fspath(path)
-    try:
-        fh: BinaryIO = os.fdopen(os_open_input(path, noun="dump"), "rb")
-    except FileNotFoundError:
-        raise BadInputError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise BadInputError(f"{path} is a directory, not an ELF dump") from None
-    except OSError as exc:
-        raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
+    fh: BinaryIO = open_input_file(path, noun="dump")
     base: FileSource | None = None
     chunks: list[MemChunk] = []
     try:
@@ -274,13 +246,7 @@ def read_elf(path: str | os.PathLike) -> Dump:
                 c.source.close()
         if base is not None:
             base.close()
-        if isinstance(exc, DumpToolError):
-            raise
-        if isinstance(exc, OSError):
-            raise DumpIOError(f"cannot read {path}: {exc.strerror or exc}") from None
-        if isinstance(exc, (ConstructError, ValueError, OverflowError, struct.error, UnicodeError)):
-            raise BadInputError(f"{path}: malformed ELF dump: {exc}") from None
-        raise
+        raise reader_error(exc, path, "ELF dump") from None
 
 
 def _load_chunks(base: FileSource, headers, path: str, chunks: list[MemChunk]) -> list[str]:
@@ -333,4 +299,4 @@ class ElfReader:
 
 
 READER = ElfReader()
-WRITER = ElfWriter()
+WRITER = FormatWriter(FORMAT_NAME, "ELF core (s390x, as /proc/vmcore and zgetdump -f elf)", write_elf)

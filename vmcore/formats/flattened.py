@@ -36,6 +36,7 @@ from meminfo_abi.diskdump import (
     is_flattened,
 )
 from dumpkit.errors import BadInputError, DumpIOError
+from dumpkit.fileio import read_at
 from vmcore.model import open_dump_fd
 
 FILE_LIMIT = (1 << 63) - 1
@@ -199,9 +200,9 @@ class FlatFile:
     def _index(self) -> None:
         try:
             file_size = os.fstat(self.fd).st_size
-            head = os.pread(self.fd, MDF_HEADER_SIZE, 0)
         except OSError as exc:
             raise DumpIOError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+        head = read_at(self.fd, MDF_HEADER_SIZE, 0, self.path)
         if not is_flattened(head):
             raise BadInputError(f"{self.path} is not a flattened makedumpfile stream")
         if len(head) < MDF_HEADER_SIZE:
@@ -218,10 +219,7 @@ class FlatFile:
         buf_end = pos
         while True:
             if pos + MDF_DATA_HEADER_SIZE > buf_end:
-                try:
-                    buf = os.pread(self.fd, 1 << 20, pos)
-                except OSError as exc:
-                    raise DumpIOError(f"cannot read {self.path}: {exc.strerror or exc}") from None
+                buf = read_at(self.fd, 1 << 20, pos, self.path)
                 buf_at = pos
                 buf_end = pos + len(buf)
                 if len(buf) < MDF_DATA_HEADER_SIZE:
@@ -276,11 +274,7 @@ class FlatFile:
         while i < len(self.starts) and self.starts[i] < end:
             s, e = max(self.starts[i], offset), min(self.ends[i], end)
             src = self.fpos[i] + (s - self.starts[i])
-            try:
-                data = os.pread(self.fd, e - s, src)
-            except OSError as exc:
-                raise DumpIOError(f"{self.path}: read at file offset 0x{src:x} failed: {exc.strerror or exc}") \
-                    from None
+            data = read_at(self.fd, e - s, src, self.path)
             out[s - offset:s - offset + len(data)] = data
             i += 1
         return bytes(out)

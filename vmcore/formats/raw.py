@@ -20,17 +20,17 @@ from typing import Callable
 
 from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
-from native import nonzero_ranges
-from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
+from dumpkit.fileio import atomic_file, os_open_input
+from vmcore.formats.entry import FormatWriter
 from vmcore.model import (
     DEFAULT_BLOCK,
     KIND_RAM,
-    PAGE_SIZE,
     Dump,
     DumpAttrs,
     FileSource,
     MemChunk,
     MemoryImageSource,
+    copy_memory,
 )
 
 FORMAT_NAME = "raw"
@@ -103,11 +103,11 @@ def read_raw(path: str | os.PathLike, cpus_from_path: str | os.PathLike | None =
             cpus = cpus_from(cpus_from_path)
             attrs.extra["cpus_from"] = os.fspath(cpus_from_path)
         dump = Dump([MemChunk(0, source.size, source, KIND_RAM)], cpus, attrs)
+        dump.fill_vmcoreinfo_from_memory()
+        return dump
     except BaseException:
         source.close()
         raise
-    dump.fill_vmcoreinfo_from_memory()
-    return dump
 
 
 class RawReader:
@@ -134,19 +134,10 @@ def write_raw(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
         s, e = absent[0]
         raise IncompleteDumpError(f"the dump lacks physical 0x{s:x}-0x{e - 1:x} (and {len(absent) - 1} more "
                                   "ranges); a raw image would show zeros there (allow_incomplete to accept)")
-    ps = dump.attrs.page_size or PAGE_SIZE
     try:
         with atomic_file(path) as fh:
             fd = fh.fileno()
-            done = 0
-            for addr, data in dump.iter_data(block_size):
-                for s, e in nonzero_ranges(data, ps):
-                    pwrite_all(fd, memoryview(data)[s:e], addr + s)
-                if progress:
-                    progress(addr + len(data) - done)
-                done = addr + len(data)
-            if progress and dump.size > done:
-                progress(dump.size - done)
+            copy_memory(dump, fd, [(0, dump.size, 0)], progress, block_size=block_size)
             os.ftruncate(fd, dump.size)
     except DumpToolError:
         raise
@@ -155,13 +146,7 @@ def write_raw(dump: Dump, path: str | os.PathLike, progress: Progress = None, *,
     return dump.size
 
 
-class RawWriter:
-    name = FORMAT_NAME
-    description = "raw memory image (absolute address = file offset, sparse)"
-
-    def write(self, dump: Dump, path: str | os.PathLike, progress: Progress = None, **opts) -> int:
-        return write_raw(dump, path, progress, **opts)
 
 
 READER = RawReader()
-WRITER = RawWriter()
+WRITER = FormatWriter(FORMAT_NAME, "raw memory image (absolute address = file offset, sparse)", write_raw)
