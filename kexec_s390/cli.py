@@ -104,7 +104,7 @@ def unload(
 ) -> None:
     """Unload the kdump kernel: clear its meminfo entry and segment table (this host: kexec_load(2)
     with no segments)."""
-    was = ops.unload(machine, wait=not no_wait)
+    was = ops.unload(machine, wait=not no_wait, kdump=kdump or machine is not None)
     if as_json:
         emit_json({"unloaded": was})
     else:

@@ -111,14 +111,16 @@ def _proc_cmdline() -> str:
         return ""
 
 
-def unload(machine: str | None, wait: bool = True) -> bool:
+def unload(machine: str | None, wait: bool = True, kdump: bool = True) -> bool:
+    """Whether a kernel was loaded; this host (no machine): the kdump kernel with `kdump`, else the
+    kernel loaded for kexec -e."""
     if machine is None:
         why = syscall.host_supports_kexec()
         if why:
             from dumpkit.errors import UnsupportedError
             raise UnsupportedError(f"no --machine given and {why}")
-        was = syscall.crash_state().loaded
-        syscall.kexec_unload(kdump=True)
+        was = syscall.crash_state().loaded if kdump else syscall.kexec_loaded()
+        syscall.kexec_unload(kdump=kdump)
         return was
     from s390_machine.kexec import kexec_unload
     from s390_machine.machine import Machine

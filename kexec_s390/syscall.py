@@ -127,6 +127,12 @@ def _read_sys(path: str) -> str | None:
         raise DumpIOError(f"cannot read {path}: {exc.strerror}") from None
 
 
+def kexec_loaded(sys_kernel: str = SYS_KERNEL) -> bool:
+    """/sys/kernel/kexec_loaded: a kernel is loaded for kexec -e."""
+    text = _read_sys(os.path.join(sys_kernel, "kexec_loaded"))
+    return bool(text) and text != "0"
+
+
 def crash_state(sys_kernel: str = SYS_KERNEL, iomem: str = PROC_IOMEM) -> CrashState:
     loaded_text = _read_sys(os.path.join(sys_kernel, "kexec_crash_loaded"))
     if loaded_text is None:
