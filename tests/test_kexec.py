@@ -320,7 +320,7 @@ def test_real_status_reads_sysfs_and_iomem(tmp_path):
         real_status(str(sysk), str(iomem))
 
 
-@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["unload", "-p"]])
+@pytest.mark.parametrize("args", [["status"], ["status", "--json"], ["unload", "-p"], ["unload"]])
 def test_status_and_unload_without_machine_need_an_s390x_host(args):
     proc = kexec(*args)
     assert proc.returncode == 6, proc.stderr
