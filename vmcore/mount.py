@@ -86,7 +86,8 @@ def _units_of(source: Any) -> tuple[Any, int, int, Callable[[int, int], list[byt
 
     Reaches into two readers' sources (the s390 reader's 1 MiB zlib units, the kdump reader's
     pages); the day they say their units themselves, this goes (see the report of issue 20)."""
-    from vmcore.formats import kdump_compressed, s390
+    from vmcore.formats import s390
+    from vmcore.formats.kdump.reader import _PartView
     base = 0
     while isinstance(source, s390._OffsetSource):       # a window of -s prod|kdump|all
         base += source.offset
@@ -97,7 +98,7 @@ def _units_of(source: Any) -> tuple[Any, int, int, Callable[[int, int], list[byt
         def load_units(first: int, count: int) -> list[bytes]:
             return [seg._loader(i)() for i in range(first, first + count)]
         return seg, base, MIB, load_units
-    if isinstance(source, kdump_compressed._PartView) and source.start % source.part.bs == 0:
+    if isinstance(source, _PartView) and source.start % source.part.bs == 0:
         view, bs = source, source.part.bs
 
         def load_pages(first: int, count: int) -> list[bytes]:
