@@ -44,6 +44,7 @@ MIBS_PER_SECTION = (1 << mm.SECTION_SIZE_BITS) // MIB
 SECTIONS_PER_ROOT = PAGE // mm.mem_section.sizeof()       # 128 (SPARSEMEM_EXTREME)
 NR_SECTION_ROOTS = mm.NR_MEM_SECTIONS // SECTIONS_PER_ROOT  # 2048: LENGTH(mem_section)
 USAGE_STRIDE = 160                              # sizeof(mem_section_usage) 144, as memblock spaces them
+USAGE_SHARED_SECTIONS = 4096                    # up to 1 TiB: a usage map per section
 CRST_SIZE = dat._CRST_ENTRIES * dat.DAT_ENTRY_SIZE          # 16 KiB region / segment table
 PT_SIZE = dat._PAGE_ENTRIES * dat.DAT_ENTRY_SIZE            # 2 KiB page table
 
@@ -299,7 +300,7 @@ def area_size(memory_size: int, n_data: int, n_zero: int, n_spans: int) -> int:
     chunks = sections * MIBS_PER_SECTION // CHUNK_MIBS
     zones = _nzones(total)
     size = zones * 2 * MIB + zones * 6 * PAGE                      # shared frames
-    size += NR_SECTION_ROOTS * 8 + -(-sections // SECTIONS_PER_ROOT) * PAGE + sections * USAGE_STRIDE
+    size += NR_SECTION_ROOTS * 8 + -(-sections // SECTIONS_PER_ROOT) * PAGE + min(sections, USAGE_SHARED_SECTIONS) * USAGE_STRIDE
     size += (-(-chunks // dat._CRST_ENTRIES) + 2 + -(-memory_size // REGION2_SIZE) + 1) * CRST_SIZE
     size += (n_data + n_zero + 2 * n_spans + 4) * PT_SIZE + PT_SIZE
     size += n_data * VMEMMAP_PER_MIB
@@ -526,13 +527,26 @@ def build(mem, memory_size: int, kernel_end: int, ck: tuple[int, int] | None, ar
 
     # SPARSEMEM: roots, sections, usage
     root_ptrs = [0] * NR_SECTION_ROOTS
-    usage_map = mm.mem_section_usage.build(dict(
-        subsection_map=[(1 << 64) - 1] * (mm.SUBSECTIONS_PER_SECTION // 64),
-        # every pageblock MIGRATE_MOVABLE, as memmap_init leaves them: 4 bits each
-        pageblock_flags=[0x1111_1111_1111_1111] * ((mm.PAGES_PER_SECTION >> mm.PAGEBLOCK_ORDER) * 4 // 64)))
-    usage_map = usage_map.ljust(USAGE_STRIDE, b"\0")
-    usage = alloc.take(sections * USAGE_STRIDE, 256)
-    mem.write(usage, usage_map * sections)
+    def usage_block(nr: int) -> bytes:
+        present = min(total * MIB - (nr << mm.SECTION_SIZE_BITS), 1 << mm.SECTION_SIZE_BITS) >> mm.SUBSECTION_SHIFT
+        bits = (1 << present) - 1
+        words = mm.SUBSECTIONS_PER_SECTION // 64
+        return mm.mem_section_usage.build(dict(
+            subsection_map=[bits >> (64 * w) & ((1 << 64) - 1) for w in range(words)],
+            # every pageblock MIGRATE_MOVABLE, as memmap_init leaves them: 4 bits each
+            pageblock_flags=[0x1111_1111_1111_1111] * ((mm.PAGES_PER_SECTION >> mm.PAGEBLOCK_ORDER) * 4 // 64),
+        )).ljust(USAGE_STRIDE, b"\0")
+
+    # one usage map per section, as sparse_init allocates them; past USAGE_SHARED_SECTIONS the
+    # full sections share one (their maps are identical) so a huge machine stays sparse
+    n_usage = sections if sections <= USAGE_SHARED_SECTIONS else 2
+    usage = alloc.take(n_usage * USAGE_STRIDE, 256)
+    if n_usage == sections:
+        mem.write(usage, b"".join(usage_block(nr) for nr in range(sections)))
+        usage_of = [usage + nr * USAGE_STRIDE for nr in range(sections)]
+    else:
+        mem.write(usage, usage_block(0) + usage_block(sections - 1))
+        usage_of = [usage] * (sections - 1) + [usage + USAGE_STRIDE]
     flags = mm.SECTION_MARKED_PRESENT | mm.SECTION_HAS_MEM_MAP | mm.SECTION_IS_ONLINE | mm.SECTION_IS_EARLY
     for r in range(-(-sections // SECTIONS_PER_ROOT)):
         page_addr = alloc.take(PAGE, PAGE)
@@ -546,7 +560,7 @@ def build(mem, memory_size: int, kernel_end: int, ck: tuple[int, int] | None, ar
             coded = (lay.vmemmap + pfn0 * SP - pfn0 * SP) | flags      # sparse_encode_mem_map
             at = i * mm.mem_section.sizeof()
             out[at:at + mm.mem_section.sizeof()] = mm.mem_section.build(dict(
-                section_mem_map=coded, usage=usage + nr * USAGE_STRIDE, page_ext=0, pad=0))
+                section_mem_map=coded, usage=usage_of[nr], page_ext=0, pad=0))
         mem.write(page_addr, out)
     mem.write(roots, struct.pack(f">{NR_SECTION_ROOTS}Q", *root_ptrs))
 
