@@ -15,13 +15,15 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import struct
+import subprocess
 import time
 
 import pytest
 
 from meminfo_abi.vmcoreinfo import VmcoreInfo
-from tests.conftest import cli_json, run_cli
+from tests.conftest import run_cli
 from vmcore.formats import open_dump
 from vmcore.kvaddr import KernelSpace, TranslationError
 
@@ -355,3 +357,28 @@ def test_a_sparse_1tib_machine_stays_sparse_and_quick(tmp_path):
     top = (1 << 40) - 512 * MIB
     assert set(r.classify(top >> 12, 256).values()) == {"reserved"}
     assert state["kernel"]["memory_model"]["pages"]["free"] > (1 << 40 >> 12) * 0.99
+
+
+def test_real_makedumpfile_filters_the_simulated_kernel_by_its_classes(m1g, tmp_path):
+    """The real makedumpfile 1.7.6 (s390x, qemu-user) reads the simulated kernel's VMCOREINFO,
+    page tables, mem_section and struct pages, and at -d 31 leaves out exactly the planted
+    page-cache, private-cache, user (anonymous + hugetlb), free and offline pages."""
+    from tests.realdata import s390x_peers
+    path, state = m1g
+    elf = str(tmp_path / "src.elf")
+    run_cli("vmcore.cli", "convert", str(path), "-o", elf, "-f", "elf", check=True)
+    proc = subprocess.run(s390x_peers()["MAKEDUMPFILE"] + ["-l", "-d", "31", "--message-level", "31", elf,
+                                                           str(tmp_path / "d31")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-600:]
+    report = {m.group(1).strip(): int(m.group(2), 16)
+              for m in re.finditer(r"^\s*([A-Za-z -]+?)\s*:\s*0x([0-9a-f]+)\s*$", proc.stdout + proc.stderr, re.M)}
+    pages = state["kernel"]["memory_model"]["pages"]
+    assert report["Non-private cache pages"] == pages["cache"]
+    assert report["Private cache pages"] == pages["private"]
+    assert report["User process data pages"] == pages["anon"] + pages["hugetlb"]
+    assert report["Free pages"] == pages["free"]
+    assert report["Offline pages"] == pages["offline"]
+    assert report["Original pages"] == 1 << 30 >> 12
+    # level 1 too: every zero page, among them the in-use zero MiBs and the empty crashkernel
+    assert report["Pages filled with zero"] >= pages["zero"] + (128 << 20 >> 12)
