@@ -11,11 +11,21 @@ KERNELOFFSET=0, as s390 kernels before 6.10 without KASLR):
   0x401000           VMCOREINFO ELF note (header + text, 8 KiB buffer)
   0x403000           init_uts_ns
   0x404000           lowcore_ptr[NR_CPUS], high_memory
+  0x405000           re-IPL block and flags
+  0x406000           node_online_map, vmap_area_list, mem_map and the objects struct pages point at
+  0x408000-0x40BFFF  swapper_pg_dir (region-third table; region-second from ~3.4 TiB on)
+  0x40C000-0x40E1FF  contig_page_data (struct pglist_data: zones, NR_FREE_PAGES)
   0x410000-0x48FFFF  per-CPU lowcores (8 KiB each, the CPUs' prefixes)
   0x490000-0x4AFFFF  per-CPU machine-check extended save areas (vector registers)
   0x500000-0x5FFFFF  printk ring buffer (or legacy log_buf)
   [crash base, +size) reserved, left zero until kexec-s390 loads kdump
-  elsewhere          recognisable data: each non-zero page starts "S390PAGE" + its address
+  top of storage     the memory model (s390_machine/mm.py), below a top crashkernel: mem_section
+                     roots (SYMBOL(mem_section)), page and segment tables, shared and own struct
+                     page frames of the vmemmap (virtual 0x37200000000 on a 3-level kernel)
+  elsewhere          recognisable data: each non-zero page starts "S390PAGE" + its address; its
+                     struct pages give each page a class (--pages: free, page cache, anonymous,
+                     slab, hugetlb, offline, kernel data), the free storage between is buddy
+                     blocks, a few MiBs after data MiBs are in-use zero pages
 """
 
 from __future__ import annotations

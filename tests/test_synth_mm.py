@@ -382,3 +382,20 @@ def test_real_makedumpfile_filters_the_simulated_kernel_by_its_classes(m1g, tmp_
     assert report["Original pages"] == 1 << 30 >> 12
     # level 1 too: every zero page, among them the in-use zero MiBs and the empty crashkernel
     assert report["Pages filled with zero"] >= pages["zero"] + (128 << 20 >> 12)
+
+
+def test_a_4tib_machine_gets_four_levels(tmp_path):
+    """Past ~3.4 TiB the kernel puts a region-second table on top and the vmemmap at 64 TiB;
+    identity map, vmemmap and mem_section still walk through vmcore/kvaddr.py."""
+    path = tmp_path / "m"
+    state = _create(path, "--memory", "4T", "--fill", "0.00001", "--pages", "free=0,cache=100,anon=0,slab=0,"
+                    "private=0,offline=0,hugetlb=0,zero=0")
+    r = Reader(path)
+    assert r.ks.asce & 0xC == 0x8 and state["kernel"]["memory_model"]["page_table_levels"] == 4
+    t = r.ks.walk((4 << 40) - (1 << 30) + 0x1234)
+    assert (t.phys, t.page_size, t.levels[0].name) == ((4 << 40) - (1 << 30) + 0x1234, 1 << 31, "region-second")
+    assert r.mem_map(0) == 1 << 46
+    seen = {}
+    for pfn in range(0, 4 << 40 >> 12, 1 << 20):              # one page in every 4 GiB
+        seen.update(r.classify(pfn, 1))
+    assert set(seen.values()) <= {"free", "reserved", "cache"} and "free" in seen.values()
