@@ -229,6 +229,13 @@ def write_vmcoreinfo(mem: PhysicalMemory, vi: VmcoreInfo) -> tuple[int, int]:
     return VMCOREINFO_NOTE_ADDR + 24, len(text)   # 12-byte Nhdr + "VMCOREINFO\0" padded to 12
 
 
+def vmcoreinfo_entry(mem: PhysicalMemory, text_addr: int, text_len: int) -> bytes:
+    """What meminfo entry 0 covers: the note's descriptor in whole 4-byte words, as the note
+    pads it with NULs, so every reader's checksum agrees (libkdumpfile sums a partial last word
+    differently from CKSM, which pads it with zeros on the right)."""
+    return mem.read(text_addr, (text_len + 3) & ~3)
+
+
 def write_printk(mem: PhysicalMemory, layout: str, records: list[dict]) -> dict[str, str]:
     """(Re)write the synthetic kernel's log buffer; the same layout gives the same symbols."""
     mem.fill(PRINTK_AREA, PRINTK_AREA_SIZE, 0)
@@ -364,7 +371,7 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions, progress=None) -> Machin
     mi = MemInfo()
     if ck:
         mi.crashkernel_addr, mi.crashkernel_size = ck.base, ck.size
-    mi.set_data_entry(OS_INFO_VMCOREINFO, text_addr, mem.read(text_addr, text_len))
+    mi.set_data_entry(OS_INFO_VMCOREINFO, text_addr, vmcoreinfo_entry(mem, text_addr, text_len))
     if opts.reipl_devno is not None:   # lowcore 0xE00/0xE08 and meminfo REIPL_BLOCK, as ipl.c sets them
         block = build_ccw_block(opts.reipl_devno)
         mem.write(REIPL_BLOCK, block)
