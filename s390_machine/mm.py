@@ -27,6 +27,7 @@ from __future__ import annotations
 import random
 import struct
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from dumpkit.errors import BadInputError
 from meminfo_abi import dat
@@ -181,6 +182,7 @@ SHMEM_FLAGS = _bits(mm.PG_uptodate, mm.PG_dirty, mm.PG_lru, mm.PG_swapbacked)
 ANON_FLAGS = _bits(mm.PG_uptodate, mm.PG_lru, mm.PG_swapbacked)
 
 
+@lru_cache(maxsize=None)
 def _class_page(cls: str, zone: int, n: int) -> bytes:
     """The struct page of a page of class `cls`; n varies index-like fields."""
     if cls == "cache":          # half of them shmem/tmpfs (swap-backed, not anonymous)
@@ -208,6 +210,7 @@ def _class_page(cls: str, zone: int, n: int) -> bytes:
     raise AssertionError(cls)
 
 
+@lru_cache(maxsize=None)
 def _buddy_head(zone: int, order: int) -> bytes:
     return _page(zone, mapcount=mm.PAGE_BUDDY_MAPCOUNT_VALUE, private=order)
 
@@ -261,18 +264,12 @@ def _patterns(pops: Populations, seed: int) -> list[list[tuple[str, int]]]:
 
 
 def _pattern_bytes(seq: list[tuple[str, int]], zone: int) -> bytes:
-    cache: dict[tuple[str, int, int], bytes] = {}
     parts = []
     for i, (cls, order) in enumerate(seq):
         if cls == "free":
             parts.append(_buddy_head(zone, order))
-            continue
-        n = i if cls in ("cache", "private", "anon") else 0
-        key = (cls, order, n)
-        b = cache.get(key)
-        if b is None:
-            b = cache[key] = _class_page(cls, zone, n)
-        parts.append(b)
+        else:                   # file offsets / user addresses: 16 values are plenty
+            parts.append(_class_page(cls, zone, i & 15 if cls in ("cache", "private", "anon") else 0))
     return b"".join(parts)
 
 
