@@ -359,20 +359,25 @@ def test_a_sparse_1tib_machine_stays_sparse_and_quick(tmp_path):
     assert state["kernel"]["memory_model"]["pages"]["free"] > (1 << 40 >> 12) * 0.99
 
 
-def test_real_makedumpfile_filters_the_simulated_kernel_by_its_classes(m1g, tmp_path):
-    """The real makedumpfile 1.7.6 (s390x, qemu-user) reads the simulated kernel's VMCOREINFO,
-    page tables, mem_section and struct pages, and at -d 31 leaves out exactly the planted
-    page-cache, private-cache, user (anonymous + hugetlb), free and offline pages."""
+def _makedumpfile_d31(path, tmp_path) -> dict[str, int]:
+    """makedumpfile -d 31 of the machine (as an ELF dump): its report of page counts."""
     from tests.realdata import s390x_peers
-    path, state = m1g
     elf = str(tmp_path / "src.elf")
     run_cli("vmcore.cli", "convert", str(path), "-o", elf, "-f", "elf", check=True)
     proc = subprocess.run(s390x_peers()["MAKEDUMPFILE"] + ["-l", "-d", "31", "--message-level", "31", elf,
                                                            str(tmp_path / "d31")],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-600:]
-    report = {m.group(1).strip(): int(m.group(2), 16)
-              for m in re.finditer(r"^\s*([A-Za-z -]+?)\s*:\s*0x([0-9a-f]+)\s*$", proc.stdout + proc.stderr, re.M)}
+    return {m.group(1).strip(): int(m.group(2), 16)
+            for m in re.finditer(r"^\s*([A-Za-z -]+?)\s*:\s*0x([0-9a-f]+)\s*$", proc.stdout + proc.stderr, re.M)}
+
+
+def test_real_makedumpfile_filters_the_simulated_kernel_by_its_classes(m1g, tmp_path):
+    """The real makedumpfile 1.7.6 (s390x, qemu-user) reads the simulated kernel's VMCOREINFO,
+    page tables, mem_section and struct pages, and at -d 31 leaves out exactly the planted
+    page-cache, private-cache, user (anonymous + hugetlb), free and offline pages."""
+    path, state = m1g
+    report = _makedumpfile_d31(path, tmp_path)
     pages = state["kernel"]["memory_model"]["pages"]
     assert report["Non-private cache pages"] == pages["cache"]
     assert report["Private cache pages"] == pages["private"]
@@ -399,3 +404,16 @@ def test_a_4tib_machine_gets_four_levels(tmp_path):
     for pfn in range(0, 4 << 40 >> 12, 1 << 20):              # one page in every 4 GiB
         seen.update(r.classify(pfn, 1))
     assert set(seen.values()) <= {"free", "reserved", "cache"} and "free" in seen.values()
+
+
+def test_real_makedumpfile_on_a_machine_past_2_gib(tmp_path):
+    """Above 2 GiB: ZONE_NORMAL struct pages, 2 GiB region-third frames, a partial last 2 GiB;
+    makedumpfile's counts still equal the planted ones."""
+    path = tmp_path / "m"
+    state = _create(path, "--memory", "5123M", "--fill", "0.02", "--crashkernel", "256M")
+    report = _makedumpfile_d31(path, tmp_path)
+    pages = state["kernel"]["memory_model"]["pages"]
+    assert report["Original pages"] == 5123 << 8
+    assert (report["Non-private cache pages"], report["Private cache pages"], report["User process data pages"],
+            report["Free pages"], report["Offline pages"]) == (
+        pages["cache"], pages["private"], pages["anon"] + pages["hugetlb"], pages["free"], pages["offline"])
