@@ -417,3 +417,23 @@ def test_real_makedumpfile_on_a_machine_past_2_gib(tmp_path):
     assert (report["Non-private cache pages"], report["Private cache pages"], report["User process data pages"],
             report["Free pages"], report["Offline pages"]) == (
         pages["cache"], pages["private"], pages["anon"] + pages["hugetlb"], pages["free"], pages["offline"])
+
+
+def test_mm_layouts_have_the_6_1_sizes_and_offsets():
+    """meminfo_abi/mm_layout.py: every declaration has the size Debian 6.1 s390x reports, the
+    OFFSET(page.*) lines come from them, and the page-flag / page-type numbers are 6.1's."""
+    from meminfo_abi import mm_layout as L
+    sizes = {L.page: 64, L.page_compound_tail: 64, L.slab: 64, L.mem_section: 32, L.mem_section_usage: 144,
+             L.free_area: 104, L.zone: 2048, L.pglist_data: 8704, L.list_head: 16}
+    for layout, size in sizes.items():
+        assert layout.sizeof() == size
+    for name, off in L.PAGE_OFFSETS.items():
+        assert DEBIAN_6_1[f"OFFSET(page.{name})"] == str(off), name
+    assert L.field_offsets(L.slab)["slab_cache"] == L.PAGE_OFFSETS["mapping"]      # SLUB overlays mapping
+    assert L.field_offsets(L.pglist_data)["node_id"] == 6240 and L.field_offsets(L.zone)["vm_stat"] == 1792
+    assert (L.PAGE_BUDDY_MAPCOUNT_VALUE, L.PAGE_OFFLINE_MAPCOUNT_VALUE, L.PAGE_TABLE_MAPCOUNT_VALUE) == (-129, -257, -513)
+    assert (L.PG_lru, L.PG_private, L.PG_swapcache, L.PG_swapbacked, L.PG_slab, L.PG_head_mask) == (4, 13, 10, 19, 9, 1 << 16)
+    raw = L.page_compound_tail.build(dict(flags=0, compound_head=0x1001, compound_dtor=2, compound_order=8,
+                                          compound_mapcount=-1, compound_pincount=0, compound_nr=256, index=0,
+                                          private=0, _mapcount=-1, _refcount=0, memcg_data=0))
+    assert raw[16:18] == b"\x02\x08" and L.page.parse(raw)["lru"]["next"] == 0x1001
