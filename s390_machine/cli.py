@@ -164,6 +164,11 @@ def _show(directory: str, as_json: bool, wait: bool = True) -> None:
     vi = d["vmcoreinfo"]
     t.add_row("vmcoreinfo", "not found" if vi is None else
               f"{vi['osrelease']} via {vi['source']} at 0x{vi['address']:x} ({vi['keys']} keys)")
+    mm = k.get("memory_model")
+    if isinstance(mm, dict):
+        t.add_row("memory model", f"vmemmap {mm['vmemmap']}, mem_section {mm['mem_section']}, "
+                  f"{mm['page_table_levels']}-level page tables (ASCE {mm['asce']})")
+        t.add_row("pages", ", ".join(f"{n} {v}" for n, v in mm["pages"].items() if n != "data_mibs"))
     mi = d["meminfo"]
     t.add_row("os_info block", f"{mi['block']} (0xE18 -> {mi['pointer']})")
     t.add_row("kdump", mi["kdump"])
