@@ -63,7 +63,6 @@ _REGION3_ENTRY_EMPTY = dat._ASCE_TYPE_REGION3 | dat._REGION_ENTRY_INVALID
 _REGION3_ENTRY_LARGE = dat._ASCE_TYPE_REGION3 | dat._REGION3_ENTRY_LARGE
 _SEGMENT_ENTRY_EMPTY = dat._SEGMENT_ENTRY_INVALID
 _SEGMENT_ENTRY_LARGE = dat._SEGMENT_ENTRY_LARGE
-_PAGE_EMPTY = dat._PAGE_INVALID
 
 # the synthetic kernel's data objects the struct pages point at (identity mapped)
 NODE_ONLINE_MAP = 0x406000        # nodemask_t, node 0 online
@@ -223,11 +222,9 @@ def _hugetlb_mib(zone: int, head_vaddr: int) -> bytes:
         flags=zf, compound_head=head_vaddr | 1, compound_dtor=mm.HUGETLB_PAGE_DTOR,
         compound_order=mm.HPAGE_ORDER, compound_mapcount=-1, compound_pincount=0,
         compound_nr=1 << mm.HPAGE_ORDER, index=0, private=0, _mapcount=-1, _refcount=0, memcg_data=0))
-    tail = mm.page_compound_tail.build(dict(
-        flags=zf, compound_head=head_vaddr | 1, compound_dtor=0, compound_order=0, compound_mapcount=0,
-        compound_pincount=0, compound_nr=mm.TAIL_MAPPING, index=0, private=0, _mapcount=-1, _refcount=0,
-        memcg_data=0))   # compound_dtor..compound_nr overlay mapping: TAIL_MAPPING in its low half
-    tail = tail[:16] + struct.pack(">Q", mm.TAIL_MAPPING) + tail[24:]     # page.mapping = TAIL_MAPPING
+    # page[2..]: compound_head where lru.next is, TAIL_MAPPING in mapping
+    tail = mm.page.build(dict(flags=zf, lru=dict(next=head_vaddr | 1, prev=0), mapping=mm.TAIL_MAPPING, index=0,
+                              private=0, _mapcount=-1, _refcount=0, memcg_data=0))
     return head + first + tail * (PAGES_PER_MIB - 2)
 
 
