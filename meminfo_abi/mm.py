@@ -60,14 +60,15 @@ DL_EXCLUDE_USER_DATA = 0x08
 DL_EXCLUDE_FREE = 0x10
 DL_MAX = 0x1F
 
-# the classes a page falls into, and the dump level bit that leaves each out (None: always)
+# the classes a page falls into, and the dump level bits that leave each out (any of them; None:
+# every level that scans): -d 4 takes the non-private cache pages too
 CLASS_CACHE = "cache"                   # page cache, not private
 CLASS_CACHE_PRIVATE = "cache_private"   # page cache with PG_private (buffers)
 CLASS_USER = "user"                     # anonymous and hugetlbfs
 CLASS_FREE = "free"                     # in the buddy allocator
 CLASS_HWPOISON = "hwpoison"
 CLASS_OFFLINE = "offline"               # logically offline (balloon, virtio-mem, standby memory)
-CLASS_BITS = {CLASS_CACHE: DL_EXCLUDE_CACHE, CLASS_CACHE_PRIVATE: DL_EXCLUDE_CACHE_PRI,
+CLASS_BITS = {CLASS_CACHE: DL_EXCLUDE_CACHE | DL_EXCLUDE_CACHE_PRI, CLASS_CACHE_PRIVATE: DL_EXCLUDE_CACHE_PRI,
               CLASS_USER: DL_EXCLUDE_USER_DATA, CLASS_FREE: DL_EXCLUDE_FREE,
               CLASS_HWPOISON: None, CLASS_OFFLINE: None}
 
