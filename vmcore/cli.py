@@ -94,7 +94,10 @@ def _filtered(dump, dump_level: Optional[int], out_fmt: str, opts: dict):
     check_level(dump_level)
     if out_fmt == "s390" and dump_level & ALL_CLASSES:
         raise UsageError("-d: a flat s390 dump cannot leave pages out; write -f kdump or -f elf")
-    if out_fmt == "kdump" and dump_level & 1:
+    if out_fmt == "kdump" and dump_level == 1:
+        # -d 1 alone: zero pages out of bitmap 2 (a reader takes them for zero at level 1).  With more
+        # bits, makedumpfile keeps zero pages in bitmap 2 on one shared zero page, as the writer does
+        # without exclude_zero: readers (makedumpfile --dump-dmesg, crash) read them as zeros
         opts["exclude_zero"] = True
     return filter_dump(dump, dump_level)
 

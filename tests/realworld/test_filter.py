@@ -20,10 +20,12 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 
 import pytest
 
 import vmcore
+from tests.conftest import ROOT, run_cli
 from tests.realdata import CACHE, fetch_debs, s390x_peers
 from vmcore.filter import filter_dump, mem_usage, scan_pages
 from vmcore.model import page_digests
@@ -148,3 +150,32 @@ def test_mem_usage_counts_add_up_on_a_real_kernel(inputs):
     assert levels[0] == usage["total_pages"]
     assert levels[16] == usage["total_pages"] - rows["FREE"]
     assert levels[31] <= levels[30] <= levels[16]
+
+
+def test_makedumpfile_reads_our_filtered_outputs(makedumpfiles, runs, inputs, tmp_path):
+    """Our -d 31 kdump file gives makedumpfile --dump-dmesg the log, and makedumpfile -R rebuilds our
+    -F stream into the same pages."""
+    run = next(r for r in runs if r.name == "kdump-768m")
+    src = inputs["kdump-768m/vmcore"]
+    ours = str(tmp_path / "ours31.kdump")
+    run_cli("vmcore.cli", "convert", src, "-o", ours, "-c", "-d", "31", check=True)
+    for version, argv in makedumpfiles.items():
+        log = str(tmp_path / f"dmesg-{version}.txt")
+        proc = subprocess.run([*argv, "--dump-dmesg", ours, log], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (version, proc.stdout[-300:], proc.stderr[-300:])
+        text = open(log, errors="replace").read()
+        assert run.manifest["panic_marker"] in text, version
+        ours_log = run_cli("vmcore.cli", "dmesg", ours, check=True).stdout
+        assert run.manifest["panic_marker"] in ours_log
+    flat = str(tmp_path / "ours31.flat")
+    with open(flat, "wb") as fh:
+        proc = subprocess.run([sys.executable, "-m", "vmcore.cli", "convert", src, "-o", "-", "-c", "-d", "31"],
+                              stdout=fh, stderr=subprocess.PIPE, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rebuilt = str(tmp_path / "rebuilt.kdump")
+    with open(flat, "rb") as fh:
+        proc = subprocess.run([*makedumpfiles["1.7.6"], "-R", rebuilt], stdin=fh, capture_output=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-300:]
+    with vmcore.open(ours) as a, vmcore.open(rebuilt) as b:
+        assert b.attrs.dump_level == 31 and b.attrs.excluded == a.attrs.excluded
+        assert page_digests(a) == page_digests(b)
