@@ -264,3 +264,25 @@ def test_cli_dump_level_on_convert_and_mem_usage(kernel, tmp_path):
     assert proc.returncode == 2 and "s390" in proc.stderr
     proc = run_cli("vmcore.cli", "convert", src, "-o", str(tmp_path / "x"), "-c", "-z")
     assert proc.returncode == 2 and "one compression" in proc.stderr
+
+
+def test_cli_split_and_dump_dmesg(kernel, tmp_path):
+    import vmcore
+    src = str(tmp_path / "src.elf")
+    with kernel.dump() as d:
+        d.write(src, "elf")
+    parts = [str(tmp_path / f"p{i}") for i in range(3)]
+    run_cli("vmcore.cli", "convert", src, "-o", ",".join(parts), "-c", "-d", "16", "--split", check=True)
+    with vmcore.open(parts) as back, vmcore.open(src) as orig:
+        assert back.attrs.complete and back.attrs.dump_level & 16
+        assert {p for s, e in back.attrs.excluded for p in range(s // PS, e // PS)} == EXPECTED[16] | {OFFLINE}
+        view, _ = filter_dump(orig, 16)
+        assert page_digests(back) == page_digests(view)
+    proc = run_cli("vmcore.cli", "convert", src, "-o", str(tmp_path / "one"), "-c", "--split")
+    assert proc.returncode == 2 and "two or more" in proc.stderr
+    proc = run_cli("vmcore.cli", "convert", src, "-o", f"{tmp_path}/a,{tmp_path}/b", "-E", "--split")
+    assert proc.returncode == 2 and "kdump" in proc.stderr
+    # no printk buffer in this crafted kernel: --dump-dmesg says so in one line, as vmcore dmesg does
+    a = run_cli("vmcore.cli", "convert", src, "--dump-dmesg")
+    b = run_cli("vmcore.cli", "dmesg", src)
+    assert (a.returncode, a.stdout, a.stderr.replace("convert", "dmesg")) == (b.returncode, b.stdout, b.stderr)

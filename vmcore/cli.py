@@ -67,6 +67,8 @@ DUMP_LEVEL_HELP = ("makedumpfile's dump level 0-31, the sum of the page classes 
 MEM_USAGE_HELP = ("print the pages of each class and how much each dump level would keep, write nothing "
                   "(makedumpfile --mem-usage)")
 THREADS_HELP = "kdump format: compress on N threads (default: all cores)"
+SPLIT_HELP = ("kdump format: write a split dump (makedumpfile --split), -o FILE1,FILE2,...: the pages divided "
+              "over the files; read them together as FILE1,FILE2,... (or makedumpfile --reassemble)")
 
 
 def _codec(compress: Optional[str], c: bool, lzo: bool, snappy: bool, zstd: bool) -> Optional[str]:
@@ -138,6 +140,7 @@ def save(
     dump_level: Optional[int] = typer.Option(None, "-d", "--dump-level", help=DUMP_LEVEL_HELP),
     mem_usage: bool = typer.Option(False, "--mem-usage", help=MEM_USAGE_HELP),
     num_threads: Optional[int] = typer.Option(None, "--num-threads", help=THREADS_HELP),
+    split: bool = typer.Option(False, "--split", help=SPLIT_HELP),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command changes the machine"),
@@ -154,8 +157,10 @@ def save(
         return
     if output is None:
         raise UsageError("-o/--output is needed (or --mem-usage, which writes nothing)")
-    opts = _kdump_opts(fmt, output, flattened, as_json, codec, level, exclude_zero, num_threads)
-    check_output(output, force=force, inputs=[machine])
+    parts = _split_outputs(output, split, fmt, flattened)
+    opts = _kdump_opts(fmt, parts[0] if parts else output, flattened, as_json, codec, level, exclude_zero, num_threads)
+    for o in parts or [output]:
+        check_output(o, force=force, inputs=[machine])
     with Machine.open(machine, "read", wait=not no_wait) as m:
         if m.interrupted:
             from dumpkit.errors import BadInputError
@@ -164,13 +169,13 @@ def save(
         with dump:
             view, scan = _filtered(dump, dump_level, fmt, opts)
             with progress_bar(view.present_bytes, f"saving {fmt}", progress) as advance:
-                write_dump(view, output, fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
+                _write_out(view, output, parts, fmt, advance, allow_incomplete, opts)
         result = {"output": output, "format": fmt, "memory": dump.size, "cpus": len(dump.cpus),
                   "complete": dump.attrs.complete, "incomplete_reason": dump.attrs.incomplete_reason,
                   "vmcoreinfo": dump.attrs.vmcoreinfo_source,
                   "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded"),
                   "dump_level": dump_level, "excluded_pages": view.attrs.excluded_pages if scan else 0,
-                  "saved_bytes": _size_of(output)}
+                  "saved_bytes": sum(_size_of(o) or 0 for o in parts) if parts else _size_of(output)}
     if as_json:
         emit_json(result)
     else:
@@ -179,6 +184,33 @@ def save(
                                + (f", dump level {dump_level}: {result['excluded_pages']} pages left out, "
                                   f"{_size_text(result['saved_bytes'])} written" if dump_level is not None else "")
                                + ("" if result["complete"] else f", INCOMPLETE: {result['incomplete_reason']}"))
+
+
+def _split_outputs(output: str, split: bool, out_fmt: str, flattened: bool) -> list[str] | None:
+    """The files of --split (two or more, comma-separated), None without it."""
+    if not split:
+        return None
+    if out_fmt != "kdump" or flattened:
+        raise UsageError("--split writes kdump files (-f kdump or -c/-l/-p/-z), not flattened")
+    paths = [p for p in output.split(",") if p]
+    if len(paths) < 2:
+        raise UsageError("--split needs two or more outputs: -o FILE1,FILE2[,...]")
+    if len(set(paths)) != len(paths) or STDOUT in paths:
+        raise UsageError("--split outputs must be distinct files")
+    return paths
+
+
+def _write_out(dump, output: str, parts: list[str] | None, out_fmt: str, advance, allow_incomplete: bool,
+               opts: dict) -> None:
+    if parts is None:
+        write_dump(dump, output, out_fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
+        return
+    from dumpkit.errors import IncompleteDumpError
+    from vmcore.formats.kdump_compressed import write_split
+    if not dump.attrs.complete and not allow_incomplete:
+        raise IncompleteDumpError(f"the dump is incomplete ({dump.attrs.incomplete_reason}); writing it anyway "
+                                  "needs --allow-incomplete (the result then says incomplete)")
+    write_split(dump, parts, advance, allow_incomplete=allow_incomplete, **opts)
 
 
 def _size_of(path: str) -> Optional[int]:
@@ -206,6 +238,22 @@ def _kdump_opts(fmt: str, output: str, flattened: bool, as_json: bool, codec: Op
     elif codec not in (None, "none"):
         raise UsageError(f"compression ({codec}) applies to -f kdump only")
     return opts
+
+
+def _dump_dmesg(dump: str, fmt: Optional[str], select: Optional[str], output: Optional[str], force: bool) -> None:
+    """convert --dump-dmesg: the log as `vmcore dmesg` prints it, to a file or standard output."""
+    from dumpkit.fileio import atomic_file
+    if output is not None and output != STDOUT:
+        check_output(output, force=force, inputs=_inputs(dump))
+    with _open(dump, fmt, select=select) as d:
+        text = format_dmesg(inspect.kernel_log(d))
+    if text and not text.endswith("\n"):
+        text += "\n"
+    if output is None or output == STDOUT:
+        print(text, end="")
+        return
+    with atomic_file(output) as fh:
+        fh.write(text.encode())
 
 
 def _mem_usage_out(dump, as_json: bool) -> None:
@@ -385,6 +433,9 @@ def convert(
     dump_level: Optional[int] = typer.Option(None, "-d", "--dump-level", help=DUMP_LEVEL_HELP),
     mem_usage: bool = typer.Option(False, "--mem-usage", help=MEM_USAGE_HELP),
     num_threads: Optional[int] = typer.Option(None, "--num-threads", help=THREADS_HELP),
+    split: bool = typer.Option(False, "--split", help=SPLIT_HELP),
+    dump_dmesg: bool = typer.Option(False, "--dump-dmesg", help="write the kernel log instead of a dump, to -o or "
+                                    "standard output (makedumpfile --dump-dmesg; as `vmcore dmesg`)"),
     allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json"),
@@ -395,22 +446,28 @@ def convert(
         with _open(dump, fmt, cpus_from, select) as d:
             _mem_usage_out(d, as_json)
         return
+    if dump_dmesg:
+        _dump_dmesg(dump, fmt, select, output, force)
+        return
     if out_fmt is None and not elf_out and codec is None:
         raise UsageError("the output format is needed: -f elf|kdump|s390 (or -E, -c, -l, -p, -z)")
     out_fmt = _out_format(out_fmt, elf_out, codec)
     if output is None:
         raise UsageError("-o/--output is needed (or --mem-usage, which writes nothing)")
-    opts = _kdump_opts(out_fmt, output, flattened, as_json, codec, level, exclude_zero, num_threads)
-    check_output(output, force=force, inputs=_inputs(dump, cpus_from))
+    parts = _split_outputs(output, split, out_fmt, flattened)
+    opts = _kdump_opts(out_fmt, parts[0] if parts else output, flattened, as_json, codec, level, exclude_zero,
+                       num_threads)
+    for o in parts or [output]:
+        check_output(o, force=force, inputs=_inputs(dump, cpus_from))
     with _open(dump, fmt, cpus_from, select) as src:
         d, _scan = _filtered(src, dump_level, out_fmt, opts)
         with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
-            write_dump(d, output, out_fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
+            _write_out(d, output, parts, out_fmt, advance, allow_incomplete, opts)
         res = {"input": dump, "input_format": d.attrs.format, "output": output, "format": out_fmt,
                "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete,
                "incomplete_reason": d.attrs.incomplete_reason, "filtered": d.attrs.filtered_text(),
                "dump_level": d.attrs.dump_level, "excluded_pages": d.attrs.excluded_pages,
-               "written_bytes": _size_of(output)}
+               "written_bytes": sum(_size_of(o) or 0 for o in parts) if parts else _size_of(output)}
     if as_json:
         emit_json(res)
     else:
