@@ -111,7 +111,9 @@ def _print_mem_usage(usage: dict) -> None:
     for row in usage["classes"]:
         t.add_row(row["type"], str(row["pages"]), "yes" if row["excludable"] else "no", row["description"])
     stdout.print(t)
-    stdout.print(f"Total pages: {usage['total_pages']}")
+    stdout.print(f"Total pages: {usage['total_pages']}"
+                 + (f" (the kernel counted {usage['kernel_free_pages']} free pages: NR_FREE_PAGES of its zones)"
+                    if usage.get("kernel_free_pages") is not None else ""))
     lv = Table(title="what each dump level (-d) keeps", box=None)
     for col in ("-d", "PAGES", "BYTES", "SIZE"):
         lv.add_column(col, justify="right")

@@ -348,6 +348,35 @@ def filter_dump(dump: Dump, level: int, progress: Callable[[int], None] | None =
 
 
 # ---------------------------------------------------------------------------------------------
+# the kernel's own count of free pages
+# ---------------------------------------------------------------------------------------------
+
+def kernel_free_pages(dump: Dump) -> int | None:
+    """The zones' NR_FREE_PAGES counters summed (zone.vm_stat of contig_page_data's zones), as
+    the kernel counts its free pages; None when VMCOREINFO lacks the keys.  The per-CPU deltas not
+    yet folded into the zone counters (at most the stat threshold, 125 pages, per CPU and zone)
+    are not in it."""
+    dump.fill_vmcoreinfo_from_memory()
+    vi = dump.attrs.vmcoreinfo
+    if vi is None:
+        return None
+    pgdat, nr_zones = vi.symbol("contig_page_data"), vi.offset("pglist_data.nr_zones")
+    zones, zone_size = vi.offset("pglist_data.node_zones"), vi.size("zone")
+    vm_stat, item = vi.offset("zone.vm_stat"), vi.number("NR_FREE_PAGES")
+    if None in (pgdat, nr_zones, zones, zone_size, vm_stat, item):
+        return None
+    ks = KernelSpace(dump)
+    (n,) = struct.unpack(">i", ks.read(pgdat + nr_zones, 4))
+    if not 0 <= n <= 8:
+        raise BadInputError(f"contig_page_data.nr_zones is {n}: not a zone count")
+    total = 0
+    for z in range(n):
+        (v,) = struct.unpack(">q", ks.read(pgdat + zones + z * zone_size + vm_stat + 8 * item, 8))
+        total += v
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
 # --mem-usage
 # ---------------------------------------------------------------------------------------------
 
@@ -415,8 +444,12 @@ def mem_usage(dump: Dump, progress: Callable[[int], None] | None = None) -> dict
             mm.CLASS_FREE: counts[mm.CLASS_FREE],
             "offline_hwpoison": counts[mm.CLASS_OFFLINE] + counts[mm.CLASS_HWPOISON],
             "kernel": kernel - zero_kernel}
+    try:
+        kfree = kernel_free_pages(dump)
+    except DumpToolError:
+        kfree = None
     return {"page_size": ps, "total_pages": total, "sections": scan.sections, "scanned": scan.scanned,
-            "unreadable": scan.unreadable,
+            "unreadable": scan.unreadable, "kernel_free_pages": kfree,
             "classes": [{"type": t, "class": k, "pages": rows[k], "excludable": x, "description": d}
                         for t, k, x, d in MEM_USAGE_ROWS],
             "levels": levels}

@@ -200,3 +200,17 @@ def test_split_dumps_are_reassemble_compatible_both_ways(makedumpfiles, inputs, 
             assert d.attrs.complete and d.attrs.dump_level == 31
             assert _pfns(d.attrs.excluded) == _pfns(scan.excluded_ranges())
         assert page_digests(ours_split) == page_digests(re) == page_digests(their_split)
+
+
+def test_free_pages_left_out_are_the_ones_the_kernel_counts(inputs):
+    """-d 16 against the kernel's own NR_FREE_PAGES of its zones: equal where the per-CPU deltas were
+    folded (a quiet system), else within the stat threshold (125 pages) per CPU."""
+    from vmcore.filter import kernel_free_pages
+    exact = 0
+    for name, src in sorted(inputs.items()):
+        with vmcore.open(src) as dump:
+            ours = scan_pages(dump, 16).count("free")
+            theirs = kernel_free_pages(dump)
+            assert theirs is not None and abs(ours - theirs) <= 125 * max(1, len(dump.cpus)), (name, ours, theirs)
+            exact += ours == theirs
+    assert exact >= 2, "most dumps of an idle kernel have the counters folded"
