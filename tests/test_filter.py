@@ -5,6 +5,7 @@ makedumpfile: tests/realworld/test_filter.py)."""
 from __future__ import annotations
 
 import json
+import os
 import struct
 
 import pytest
@@ -286,3 +287,35 @@ def test_cli_split_and_dump_dmesg(kernel, tmp_path):
     a = run_cli("vmcore.cli", "convert", src, "--dump-dmesg")
     b = run_cli("vmcore.cli", "dmesg", src)
     assert (a.returncode, a.stdout, a.stderr.replace("convert", "dmesg")) == (b.returncode, b.stdout, b.stderr)
+
+
+def test_convert_reads_a_flattened_stream_from_standard_input(kernel, tmp_path):
+    """makedumpfile -R's way: DUMP `-` is a flattened kdump stream on standard input; nothing of it is
+    left behind."""
+    import subprocess
+    import sys
+
+    import vmcore
+    from tests.conftest import ROOT
+    src = str(tmp_path / "src.elf")
+    with kernel.dump() as d:
+        d.write(src, "elf")
+    flat = str(tmp_path / "s.flat")
+    with open(flat, "wb") as fh:
+        proc = subprocess.run([sys.executable, "-m", "vmcore.cli", "convert", src, "-o", "-", "-c", "-d", "31"],
+                              stdout=fh, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = str(tmp_path / "out" / "r.kdump")
+    (tmp_path / "out").mkdir()
+    with open(flat, "rb") as fh:
+        proc = subprocess.run([sys.executable, "-m", "vmcore.cli", "convert", "-", "-o", out, "-f", "kdump"],
+                              stdin=fh, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(os.listdir(tmp_path / "out")) == ["r.kdump"]
+    with vmcore.open(out) as back, vmcore.open(flat) as orig:
+        assert back.attrs.dump_level == 31 and back.attrs.excluded == orig.attrs.excluded
+        assert page_digests(back) == page_digests(orig)
+    with open(os.devnull, "rb") as fh:
+        proc = subprocess.run([sys.executable, "-m", "vmcore.cli", "convert", "-", "-o", out + "2", "-f", "kdump"],
+                              stdin=fh, capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 3 and "empty" in proc.stderr and proc.stderr.count("\n") == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Optional
 
@@ -88,6 +89,40 @@ def _out_format(fmt: Optional[str], elf: bool, codec: Optional[str]) -> str:
     return fmt or ("kdump" if codec is not None else "elf")
 
 
+@contextlib.contextmanager
+def _spooled_stdin(dump: str, near: Optional[str]):
+    """DUMP `-`: standard input (a flattened kdump stream, as makedumpfile -R reads it) copied into a
+    temporary file beside the output, removed afterwards; any other DUMP passes through."""
+    if dump != STDOUT:
+        yield dump
+        return
+    import sys
+    import tempfile
+    if sys.stdin.isatty():
+        raise UsageError("DUMP - reads the dump from standard input, which is a terminal")
+    where = os.path.dirname(os.path.abspath(near)) if near and near != STDOUT and "," not in near else None
+    fd, tmp = tempfile.mkstemp(prefix=".vmcore-stdin-", dir=where)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            src = sys.stdin.buffer
+            while True:
+                block = src.read(1 << 20)
+                if not block:
+                    break
+                fh.write(block)
+        if os.path.getsize(tmp) == 0:
+            raise BadInputError("standard input is empty: no dump to read")
+        yield tmp
+    except OSError as exc:
+        from dumpkit.errors import DumpIOError
+        raise DumpIOError(f"cannot keep standard input in {tmp}: {exc.strerror or exc}") from None
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+
+
 def _filtered(dump, dump_level: Optional[int], out_fmt: str, opts: dict):
     """The dump as -d keeps it (the view and the scan), or the dump itself without -d."""
     if dump_level is None:
@@ -101,7 +136,12 @@ def _filtered(dump, dump_level: Optional[int], out_fmt: str, opts: dict):
         # bits, makedumpfile keeps zero pages in bitmap 2 on one shared zero page, as the writer does
         # without exclude_zero: readers (makedumpfile --dump-dmesg, crash) read them as zeros
         opts["exclude_zero"] = True
-    return filter_dump(dump, dump_level)
+    view, scan = filter_dump(dump, dump_level)
+    for line in scan.unreadable[:5]:
+        stderr.print(f"warning: {line}; those pages are kept")
+    if len(scan.unreadable) > 5:
+        stderr.print(f"warning: {len(scan.unreadable) - 5} more blocks of struct pages not in the dump")
+    return view, scan
 
 
 def _print_mem_usage(usage: dict) -> None:
@@ -442,7 +482,17 @@ def convert(
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Any reader followed by any writer (-d: filtered as makedumpfile's dump level)."""
+    """Any reader followed by any writer (-d: filtered as makedumpfile's dump level).  DUMP `-` reads
+    a flattened kdump stream from standard input (makedumpfile -R)."""
+    with _spooled_stdin(dump, output) as path:
+        _convert(path, output, out_fmt, flattened, force, fmt, cpus_from, select, compress, c_zlib, l_lzo,
+                 p_snappy, z_zstd, elf_out, level, exclude_zero, dump_level, mem_usage, num_threads, split,
+                 dump_dmesg, allow_incomplete, progress, as_json, shown=dump)
+
+
+def _convert(dump, output, out_fmt, flattened, force, fmt, cpus_from, select, compress, c_zlib, l_lzo, p_snappy,
+             z_zstd, elf_out, level, exclude_zero, dump_level, mem_usage, num_threads, split, dump_dmesg,
+             allow_incomplete, progress, as_json, shown) -> None:
     codec = _codec(compress, c_zlib, l_lzo, p_snappy, z_zstd)
     if mem_usage:
         with _open(dump, fmt, cpus_from, select) as d:
@@ -465,7 +515,7 @@ def convert(
         d, _scan = _filtered(src, dump_level, out_fmt, opts)
         with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
             _write_out(d, output, parts, out_fmt, advance, allow_incomplete, opts)
-        res = {"input": dump, "input_format": d.attrs.format, "output": output, "format": out_fmt,
+        res = {"input": shown, "input_format": d.attrs.format, "output": output, "format": out_fmt,
                "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete,
                "incomplete_reason": d.attrs.incomplete_reason, "filtered": d.attrs.filtered_text(),
                "dump_level": d.attrs.dump_level, "excluded_pages": d.attrs.excluded_pages,
@@ -473,7 +523,7 @@ def convert(
     if as_json:
         emit_json(res)
     else:
-        _summary(output).print(f"{dump} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
+        _summary(output).print(f"{shown} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
                                f"{res['cpus']} CPUs"
                                + (f", filtered: {res['filtered']}" if res["filtered"] else "")
                                + ("" if res["complete"] else f", written INCOMPLETE: {res['incomplete_reason']}"))
