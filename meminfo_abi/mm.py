@@ -248,7 +248,10 @@ class MmLayout:
         if "PG_hugetlb" in self.pg:
             flags1 = int.from_bytes(first_tail[self.off["flags"]:self.off["flags"] + 8], "big")
             return flags1 & 0xFF, bool(flags1 >> self.pg["PG_hugetlb"] & 1)
-        order = first_tail[self.off["compound_order"]] if "compound_order" in self.off else 0
+        if "compound_order" not in self.off:      # 6.6+ without hugetlbfs: the order is in _flags_1 too
+            flags1 = int.from_bytes(first_tail[self.off["flags"]:self.off["flags"] + 8], "big")
+            return flags1 & 0xFF, False
+        order = first_tail[self.off["compound_order"]]
         dtor = first_tail[self.off["compound_dtor"]] if "compound_dtor" in self.off else None
         return order, dtor is not None and self.hugetlb_dtor is not None and dtor == self.hugetlb_dtor
 

@@ -319,3 +319,21 @@ def test_convert_reads_a_flattened_stream_from_standard_input(kernel, tmp_path):
         proc = subprocess.run([sys.executable, "-m", "vmcore.cli", "convert", "-", "-o", out + "2", "-f", "kdump"],
                               stdin=fh, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 3 and "empty" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_the_compound_order_per_kernel_generation():
+    """6.1: compound_order / compound_dtor bytes of the first tail; 6.6+: the low byte of its flags
+    (PG_hugetlb there, or 6.9+ the head's hugetlb page type)."""
+    head = mm.PageFields(flags=PG_HEAD, mapping=0, mapcount=-1)
+    tail = bytearray(SIZE_PAGE)
+    tail[OFF["compound_order"]], tail[OFF["compound_dtor"]] = 4, 2
+    assert mm.MmLayout.from_vmcoreinfo(_vmcoreinfo()).compound_info(head, bytes(tail)) == (4, True)
+    vi = _vmcoreinfo()
+    for key in ("OFFSET(page.compound_order)", "OFFSET(page.compound_dtor)", "NUMBER(HUGETLB_PAGE_DTOR)"):
+        del vi.entries[key]
+    tail = bytearray(SIZE_PAGE)
+    tail[7] = 5
+    assert mm.MmLayout.from_vmcoreinfo(vi).compound_info(head, bytes(tail)) == (5, False)
+    vi.set_number("PG_hugetlb", 8)
+    tail[6] = 1                                          # bit 8 of the tail's flags
+    assert mm.MmLayout.from_vmcoreinfo(vi).compound_info(head, bytes(tail)) == (5, True)
