@@ -337,3 +337,22 @@ def test_the_compound_order_per_kernel_generation():
     vi.set_number("PG_hugetlb", 8)
     tail[6] = 1                                          # bit 8 of the tail's flags
     assert mm.MmLayout.from_vmcoreinfo(vi).compound_info(head, bytes(tail)) == (5, True)
+
+
+def test_phys_runs_take_a_large_page_in_one_walk():
+    """vmemmap may be mapped with 1 MiB segments or 2 GiB regions: one walk each, contiguous
+    pieces merged; an invalid entry names address and level."""
+    from tests.test_backtrace import machine
+    from vmcore.kvaddr import KernelSpace, TranslationError
+    with machine() as d:
+        ks = KernelSpace(d)
+        walks = []
+        real = ks.walk
+        ks.walk = lambda v: walks.append(v) or real(v)
+        assert ks.phys_runs(0x80000, 0x280000 - 0x1000) == [(0x80000, 0x280000 - 0x1000)]
+        assert len(walks) == 2 + 0xFF                    # two segments, then 255 4 KiB pages
+        walks.clear()
+        assert ks.phys_runs((2 << 30) + 0x1000, 0x200000) == [(0x1000, 0x200000)]
+        assert len(walks) == 1                           # one 2 GiB region frame
+        with pytest.raises(TranslationError, match="page-table entry .* invalid"):
+            ks.phys_runs(0x2FF000, 0x1000)
