@@ -356,3 +356,14 @@ def test_phys_runs_take_a_large_page_in_one_walk():
         assert len(walks) == 1                           # one 2 GiB region frame
         with pytest.raises(TranslationError, match="page-table entry .* invalid"):
             ks.phys_runs(0x2FF000, 0x1000)
+
+
+def test_closing_the_view_leaves_the_dump_open(kernel, tmp_path):
+    import vmcore
+    src = str(tmp_path / "src.elf")
+    with kernel.dump() as d:
+        d.write(src, "elf")
+    with vmcore.open(src) as dump:
+        view, _scan = filter_dump(dump, 16)
+        view.close()
+        assert dump.read(MEM_MAP, 8) == kernel.mem[MEM_MAP:MEM_MAP + 8]

@@ -25,6 +25,7 @@ out (kdump: bitmap 2; ELF: outside the PT_LOADs).
 
 from __future__ import annotations
 
+import array
 import bisect
 import dataclasses
 import struct
@@ -97,19 +98,23 @@ def merge_runs(runs) -> list[Range]:
 
 
 class _Runs:
-    """Appends pfn runs, merging a run that touches the last one."""
+    """Appends pfn runs, merging a run that touches the last one; 16 bytes a run (an array of
+    start, end pairs), so a scan holds little more than its excluded runs."""
 
     def __init__(self) -> None:
-        self.runs: list[list[int]] = []
+        self.flat = array.array("Q")
 
     def add(self, s: int, e: int) -> None:
-        if self.runs and self.runs[-1][1] >= s:
-            self.runs[-1][1] = max(self.runs[-1][1], e)
+        f = self.flat
+        if f and f[-1] >= s:
+            f[-1] = max(f[-1], e)
         else:
-            self.runs.append([s, e])
+            f.append(s)
+            f.append(e)
 
     def done(self) -> list[Range]:
-        return [(s, e) for s, e in self.runs]
+        f = self.flat
+        return [(f[i], f[i + 1]) for i in range(0, len(f), 2)]
 
 
 def _present_pfns(dump: Dump, ps: int) -> list[Range]:
@@ -306,7 +311,8 @@ def _sub_source(src, base: int, size: int) -> MappedSource:
 
 
 def apply_exclusion(dump: Dump, excluded: list[Range], level: int) -> Dump:
-    """A view of `dump` whose `excluded` physical ranges are absent, explained by `level`."""
+    """A view of `dump` whose `excluded` physical ranges are absent, explained by `level`.  Closing
+    the view leaves `dump` open; the view reads through it while it is."""
     chunks: list[MemChunk] = []
     new_excl: list[Range] = []
     for c in dump.chunks:
@@ -321,8 +327,9 @@ def apply_exclusion(dump: Dump, excluded: list[Range], level: int) -> Dump:
             if s < e:
                 cut.append((s, e))
             i += 1
-        if not cut:
-            chunks.append(c)
+        if not cut:       # the view's chunks read through the dump's sources, never close them
+            chunks.append(MemChunk(c.start, c.size, _sub_source(c.source, 0, c.size), c.kind)
+                          if c.kind == KIND_RAM else c)
             continue
         keep = subtract_ranges([(c.start, c.end)], cut)
         pieces = [(s, e, True) for s, e in keep] + [(s, e, False) for s, e in cut]
