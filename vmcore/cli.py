@@ -103,19 +103,20 @@ def _spooled_stdin(dump: str, near: Optional[str]):
     where = os.path.dirname(os.path.abspath(near)) if near and near != STDOUT and "," not in near else None
     fd, tmp = tempfile.mkstemp(prefix=".vmcore-stdin-", dir=where)
     try:
-        with os.fdopen(fd, "wb") as fh:
-            src = sys.stdin.buffer
-            while True:
-                block = src.read(1 << 20)
-                if not block:
-                    break
-                fh.write(block)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                src = sys.stdin.buffer
+                while True:
+                    block = src.read(1 << 20)
+                    if not block:
+                        break
+                    fh.write(block)
+        except OSError as exc:
+            from dumpkit.errors import DumpIOError
+            raise DumpIOError(f"cannot keep standard input in {tmp}: {exc.strerror or exc}") from None
         if os.path.getsize(tmp) == 0:
             raise BadInputError("standard input is empty: no dump to read")
         yield tmp
-    except OSError as exc:
-        from dumpkit.errors import DumpIOError
-        raise DumpIOError(f"cannot keep standard input in {tmp}: {exc.strerror or exc}") from None
     finally:
         try:
             os.unlink(tmp)
