@@ -14,16 +14,18 @@ bitmap 2 (pointing at one shared zero page) in the kdump format, so they are in 
 whatever the level; the zero bit is the writers' business on our side too.
 
 Differences that remain: none on these dumps (the test fails on any, naming the pfns).  Pages
-left out, identical for makedumpfile 1.7.6, 1.7.2 and us (measured when this test was written):
+left out, identical for makedumpfile 1.7.6, 1.7.2 and us, in one run of the harness (every run
+boots anew, so the counts move a little from run to run):
 
   dump                    -d 2    -d 4    -d 8    -d 16    -d 31
-  kdump-768m/vmcore       2632    2632      15   138962   141609
-  kdump-1g/vmcore         2632    2632      16   187446   190094
-  stock-1g/panic_elf      2632    2632      16   245809   248457
-  stock-1g/qemu_elf       2632    2632      16   245809   248457
+  kdump-768m/vmcore       2632    2632      16   139024   141672
+  kdump-1g/vmcore         2632    2632      15   187122   189769
+  stock-1g/panic_elf      2632    2632      15   245977   248624
+  stock-1g/qemu_elf       2632    2632      15   246033   248680
 
-(no private cache, hwpoisoned or offline pages on these kernels; -d 16 equals the zones'
-NR_FREE_PAGES except on kdump-1g, 14 pages of per-CPU deltas the kernel had not folded yet).
+No private cache, hwpoisoned or offline pages on these kernels.  -d 16 against the zones'
+NR_FREE_PAGES: equal on the kdump kernels' vmcores, 15 pages more on the stock ones (per-CPU
+deltas the kernel had not folded into the zone counters yet).
 
 Debian's 6.12 (harness EXTRA_CONFIGS): makedumpfile 1.7.6 predates its page types and leaves out
 2647 pages at -d 31 (cache and user only: it takes the free pages for slab); we leave out cache
