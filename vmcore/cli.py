@@ -249,7 +249,7 @@ def _write_out(dump, output: str, parts: list[str] | None, out_fmt: str, advance
         write_dump(dump, output, out_fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
         return
     from dumpkit.errors import IncompleteDumpError
-    from vmcore.formats.kdump_compressed import write_split
+    from vmcore.formats.kdump.writer import write_split
     if not dump.attrs.complete and not allow_incomplete:
         raise IncompleteDumpError(f"the dump is incomplete ({dump.attrs.incomplete_reason}); writing it anyway "
                                   "needs --allow-incomplete (the result then says incomplete)")

@@ -36,7 +36,8 @@ from dumpkit.errors import BadInputError, DumpToolError, UsageError
 from meminfo_abi import mm
 from native import nonzero_ranges
 from vmcore.kvaddr import KernelSpace
-from vmcore.model import KIND_ABSENT, KIND_RAM, Dump, MappedSource, MemChunk, subtract_ranges
+from dumpkit.ranges import subtract as subtract_ranges
+from vmcore.model import KIND_ABSENT, KIND_RAM, Dump, MappedSource, MemChunk
 
 PGMM_CACHED = 512               # struct pages read at once (a power of two: compound heads are aligned)
 ALL_CLASSES = mm.DL_MAX & ~mm.DL_EXCLUDE_ZERO
