@@ -7,10 +7,12 @@ import zlib
 
 import pytest
 
-from meminfo_abi.s390dump import (
-    DF_S390_MAGIC, DF_S390_MAGIC_EXT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_ZLIB_MAXLEN, EMEM, ENOSIGN,
-    ENOTIME, MIB, ExtStreamWalker, read_header, read_unit, tod_now,
+from meminfo_abi.s390_dump import (
+    DF_S390_MAGIC, DF_S390_MAGIC_EXT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_ZLIB_MAXLEN, EMEM, ENOSIGN, ENOTIME,
+    MIB,
 )
+from meminfo_abi.s390_dump_stream import ExtStreamWalker, read_header, read_unit
+from meminfo_abi.tod import tod_now
 from s390_machine.machine import Machine
 from tests.conftest import run_cli
 from zipl_sadump.device import MVDUMP_SIGN_OFFSET, build_device, build_multi_volume, read_device, read_devices

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from dumpkit.errors import BadInputError, DumpToolError, UsageError
-from meminfo_abi.s390dump import tod_text
+from meminfo_abi.tod import tod_text
 from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from dumpkit.fileio import check_output, output_kind
 from dumpkit.units import human, parse_size

@@ -46,14 +46,15 @@ from typing import Callable, Iterable, Iterator, Sequence
 
 import native
 from dumpkit.errors import BadInputError, DumpIOError, IncompleteDumpError
-from meminfo_abi.s390dump import (
+from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_FLAG_TAPEMARK, AWS_HEADER_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
     DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_EXT, DF_S390_VERSION_EXT_ZLIB, DUMP_SEGM_ENTRY_UNCOMPRESSED,
     DUMP_SEGM_HDR_SIZE, DUMP_SEGM_ZLIB_MAXENTS, EMEM, ENODEVNO, ENOSIGN, ENOTIME, MIB, PAGE_SIZE, TAPE_BLK_SIZE,
-    WAIT_CODE_NAMES, AwsTapeHeader, DfS390Hdr, DumpSegment, ExtStreamWalker, StreamStatus, build_end_marker,
-    build_header, build_segment_header, compress_unit, parse_end_marker, parse_header, read_unit, tod_now,
-    tod_text,
+    WAIT_CODE_NAMES, AwsTapeHeader, DfS390Hdr, build_end_marker, build_header, build_segment_header, parse_end_marker,
+    parse_header,
 )
+from meminfo_abi.s390_dump_stream import DumpSegment, ExtStreamWalker, StreamStatus, compress_unit, read_unit
+from meminfo_abi.tod import tod_now, tod_text
 from dumpkit.fileio import Writeback, atomic_file, os_open_input
 from dumpkit.units import human
 from zipl_sadump.device import (

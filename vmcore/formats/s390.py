@@ -1,6 +1,6 @@
 """The s390 stand-alone dump formats: flat (...23fd), extended (...23fe), dump devices, tape, volume sets.
 
-ref-formats-and-peers.md §1-§2; every layout comes from meminfo_abi/s390dump.py.
+ref-formats-and-peers.md §1-§2; every layout comes from meminfo_abi/s390_dump.py.
 
 Reader ("s390"), claimed by content:
   * a file starting with a dump header: flat (memory at 0x1000 + address, end marker at
@@ -62,15 +62,19 @@ from meminfo_abi.lowcore import (
     LC_EXT_CPU_ADDR, LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE,
 )
 from meminfo_abi.parmarea import PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE
-from meminfo_abi.s390dump import (
+from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_HEADER_SIZE, DEVICE_PROBE_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
     DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_FLAT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_HDR_SIZE,
-    DUMP_SEGM_STOP_MARKER, MIB, TAPE_BLK_SIZE, TAPE_RECORD_SIZE, DfS390DumpSegmHdr, DumpArea, DumpSegment,
-    ExtStreamWalker, TapeDumpLayout, build_end_marker, build_header, check_volume_set, dump_device_kind, inflate_unit,
-    parse_end_marker, parse_header, read_dump_area, tape_dump_header, tape_dump_layout, tape_end_marker, tod_text,
-    tod_to_datetime, unix_to_tod,
+    DUMP_SEGM_STOP_MARKER, MIB, TAPE_BLK_SIZE, TAPE_RECORD_SIZE, DfS390DumpSegmHdr, build_end_marker, build_header,
+    parse_end_marker, parse_header,
 )
-from meminfo_abi.s390dump import PAGE_SIZE as S390_PAGE_SIZE
+from meminfo_abi.s390_dump_device import (
+    DumpArea, TapeDumpLayout, check_volume_set, dump_device_kind, read_dump_area, tape_dump_header, tape_dump_layout,
+    tape_end_marker,
+)
+from meminfo_abi.s390_dump_stream import DumpSegment, ExtStreamWalker, inflate_unit
+from meminfo_abi.tod import tod_text, tod_to_datetime, unix_to_tod
+from meminfo_abi.s390_dump import PAGE_SIZE as S390_PAGE_SIZE
 from native import nonzero_ranges
 from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
 from vmcore.model import (
