@@ -25,7 +25,8 @@ from s390_machine.machine import Machine
 from s390_machine.state import STATUS_DISABLED_WAIT
 from tests.conftest import Memory, copy_machine, run_cli
 from vmcore.formats import open_dump, write_dump
-from vmcore.formats.s390 import find_caught_kdump, select_system, write_s390
+from vmcore.formats.s390 import write_s390
+from vmcore.select import find_caught_kdump, select_system
 from vmcore.model import KIND_ABSENT, BytesSource, Dump, DumpAttrs, MemChunk, page_digests
 from vmcore.verify import read_manifest, verify_dump, write_manifest
 from zipl_sadump.device import build_device, build_multi_volume

@@ -20,15 +20,8 @@ Reader ("s390"), claimed by content:
   a header that is not a dump header is a BadInputError.  Counts are bounded: at most
   512 CPUs, segments bounded by the dump area, memory beyond the file is absent.
 
-A kdump kernel caught by a stand-alone dump (zgetdump -s): when the parameter area at
-0x10418/0x10420 names an OLDMEM range and the meminfo found through the swap names the
-same crashkernel, the dump shows two systems.  `select_system` presents one of them:
-  prod   the production system: [0, size) comes from [base, base + size) (the swap
-         undone), the crashkernel itself is left out (as zgetdump does), CPUs from the
-         production kernel's lowcores (lowcore_ptr[] of its VMCOREINFO), time from
-         CRASHTIME; the default for such dumps;
-  kdump  the kdump kernel's own memory [0, size) as dumped, the dumped CPUs;
-  all    everything as dumped.
+A kdump kernel caught by a stand-alone dump: every dump this reader opens goes through
+vmcore.select.select_system (the production system by default, zgetdump -s).
 
 Writer ("s390"): the flat format as `zgetdump -f s390` writes it: header version 5 (4 when
 no CPU registers can be stored), hdr_size 0x1000, dump_level 4, page_size 4096,
@@ -49,7 +42,6 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
@@ -57,11 +49,9 @@ from construct import ConstructError
 
 from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
-from meminfo_abi.locate import read_meminfo
 from meminfo_abi.lowcore import (
     LC_EXT_CPU_ADDR, LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE,
 )
-from meminfo_abi.parmarea import PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE
 from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_HEADER_SIZE, DEVICE_PROBE_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
     DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_FLAT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_HDR_SIZE,
@@ -76,17 +66,18 @@ from meminfo_abi.s390_dump_stream import DumpSegment, ExtStreamWalker, inflate_u
 from meminfo_abi.tod import tod_text, tod_to_datetime, unix_to_tod
 from meminfo_abi.s390_dump import PAGE_SIZE as S390_PAGE_SIZE
 from native import nonzero_ranges
+from dumpkit.parallel import ordered_map
 from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
+from vmcore.select import select_system
 from vmcore.model import (
     DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, PAGE_SIZE, Dump, DumpAttrs, FileSource,
     MappedSource, MemChunk, _SizedSource, read_head,
 )
 
 FORMAT_NAME = "s390"
-UNIT_CACHE = 4                      # inflated 1 MiB units kept per dump
-INFLATE_THREADS = max(1, min(8, os.cpu_count() or 1))
-PREFETCH_UNITS = 2 * INFLATE_THREADS    # units inflated ahead of a sequential reader
-SELECTS = ("prod", "kdump", "all")
+UNIT_CACHE = 4                      # inflated 1 MiB units kept per segment for readers that jump
+INFLATE_THREADS = os.cpu_count() or 1   # a sequential reader's units are inflated on every core
+INFLATE_AHEAD = min(64, 4 * INFLATE_THREADS)    # at most this many units (1 MiB each) inflated ahead
 TIB16 = 1 << 44                     # a u32 num_pages describes less than this
 LOWCORE_READ = LC_SAVE_AREA + SAVE_AREA_SIZE
 VX_SIZE = 512
@@ -103,94 +94,76 @@ _REG_FIELDS = ((0x1200, 0x80), (0x1280, 0x80), (0x1300, 0x10), (0x1318, 4), (0x1
 # sources
 # ---------------------------------------------------------------------------------------------
 
-class _UnitCache:
-    """The last few inflated 1 MiB units of one dump (LRU), and the units being inflated ahead.
-
-    Values are bytes or futures of the inflate pool; only the reading thread touches the cache."""
-
-    def __init__(self, size: int = UNIT_CACHE + PREFETCH_UNITS):
-        self.size = size
-        self.units: OrderedDict[tuple[int, int], Any] = OrderedDict()
-
-    def _put(self, key: tuple[int, int], value: Any) -> None:
-        self.units[key] = value
-        if len(self.units) > self.size:
-            self.units.popitem(last=False)
-
-    def start(self, key: tuple[int, int], load: Callable[[], bytes]) -> None:
-        """Inflate a unit on the pool unless it is cached or under way."""
-        if key not in self.units:
-            self._put(key, _inflate_pool().submit(load))
-
-    def get(self, key: tuple[int, int], load: Callable[[], bytes]) -> bytes:
-        data = self.units.get(key)
-        if data is None:
-            data = load()
-            self._put(key, data)
-        else:
-            self.units.move_to_end(key)
-            if isinstance(data, Future):
-                data = data.result()
-                self.units[key] = data
-        return data
-
-
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _inflate_pool() -> ThreadPoolExecutor:
-    """Threads that inflate units ahead of a sequential reader (zlib releases the GIL)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=INFLATE_THREADS, thread_name_prefix="s390-inflate")
-    return _POOL
-
-
 class ZlibSegmentSource(_SizedSource):
     """The memory of one compressed segment: 1 MiB units, each its own zlib stream (bit 31 of
-    its entry offset: stored raw), inflated on demand.  The units a read needs are inflated in
-    parallel; a sequential reader also gets the next few units inflated ahead."""
+    its entry offset: stored raw), inflated on demand.
 
-    def __init__(self, raw: FileSource, segment: DumpSegment, cache: _UnitCache, name: str):
+    A sequential reader (each read starting where the last one ended, or at 0) is served by
+    an ordered parallel map over the rest of the segment: units are inflated on every core
+    (zlib-ng releases the GIL), in order, at most INFLATE_AHEAD ahead of the reader.  Other
+    reads inflate the units they need; the last few stay cached."""
+
+    def __init__(self, raw: FileSource, segment: DumpSegment, name: str):
         self.raw = raw                      # the segment's data on disk (offset 0 = data_offset)
         self.segment = segment
-        self.cache = cache
         self.size = segment.len
         self.name = name
-        self._next = -1                     # where the last read ended (sequential detection)
+        self._next = 0                      # where the last read ended (sequential detection)
+        self._stream: Iterator[bytes] | None = None
+        self._stream_next = 0               # the unit the stream yields next
+        self._cache: OrderedDict[int, bytes] = OrderedDict()
 
-    def _loader(self, index: int) -> Callable[[], bytes]:
+    def _load(self, index: int) -> bytes:
         seg = self.segment
+        offset, on_disk, stored_raw = seg.unit_location(index)
+        rel = offset - seg.data_offset
+        if stored_raw:
+            if on_disk < MIB:
+                raise BadInputError(f"{self.name}: raw unit {index} has only {on_disk} bytes on disk")
+            return self.raw.read(rel, MIB)
+        return inflate_unit(self.raw.read(rel, on_disk), f"{self.name}: unit {index}")
 
-        def load() -> bytes:
-            offset, on_disk, stored_raw = seg.unit_location(index)
-            rel = offset - seg.data_offset
-            if stored_raw:
-                if on_disk < MIB:
-                    raise BadInputError(f"{self.name}: raw unit {index} has only {on_disk} bytes on disk")
-                return self.raw.read(rel, MIB)
-            return inflate_unit(self.raw.read(rel, on_disk), f"{self.name}: unit {index}")
-        return load
+    def _stop_stream(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+
+    def _unit(self, index: int, sequential: bool) -> bytes:
+        data = self._cache.get(index)
+        if data is not None:
+            self._cache.move_to_end(index)
+            return data
+        if sequential and (self._stream is None or self._stream_next != index):
+            self._stop_stream()
+            self._stream = ordered_map(self._load, range(index, self.segment.units), INFLATE_THREADS, INFLATE_AHEAD)
+            self._stream_next = index
+        if self._stream is not None and self._stream_next == index:
+            data = next(self._stream)
+            self._stream_next += 1
+        else:
+            data = self._load(index)
+        self._cache[index] = data
+        if len(self._cache) > UNIT_CACHE:
+            self._cache.popitem(last=False)
+        return data
 
     def read(self, offset: int, length: int) -> bytes:
         self._check(offset, length)
         if not length:
             return b""
-        first, last = offset // MIB, (offset + length - 1) // MIB
-        ahead = PREFETCH_UNITS if offset == self._next else 0
-        if last > first or ahead:
-            for i in range(first, min(self.segment.units, last + 1 + ahead)):
-                self.cache.start((id(self), i), self._loader(i))
+        sequential = offset == self._next
         out = []
         pos, end = offset, offset + length
         while pos < end:
             i = pos // MIB
-            unit = self.cache.get((id(self), i), self._loader(i))
+            unit = self._unit(i, sequential)
             s = pos - i * MIB
             n = min(end - pos, MIB - s)
             out.append(unit[s:s + n] if (s, n) != (0, MIB) else unit)
             pos += n
         self._next = end
+        if end >= self.size:
+            self._stop_stream()
         return out[0] if len(out) == 1 else b"".join(out)
 
     def data_ranges(self, start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -199,25 +172,9 @@ class ZlibSegmentSource(_SizedSource):
             yield start, end
 
     def close(self) -> None:
+        self._stop_stream()
+        self._cache.clear()
         self.raw.close()
-
-
-class _OffsetSource(_SizedSource):
-    """A window [offset, offset + size) of another source, which its owner closes."""
-
-    def __init__(self, inner, offset: int, size: int, name: str):
-        self.inner, self.offset, self.size, self.name = inner, offset, size, name
-
-    def read(self, offset: int, length: int) -> bytes:
-        self._check(offset, length)
-        return self.inner.read(self.offset + offset, length)
-
-    def data_ranges(self, start: int, end: int) -> Iterator[tuple[int, int]]:
-        start, end = self._clip(start, end)
-        if start >= end:
-            return
-        for s, e in self.inner.data_ranges(self.offset + start, self.offset + end):
-            yield s - self.offset, e - self.offset
 
 
 _TAPE_BLKL = TAPE_BLK_SIZE.to_bytes(2, "little")      # AWSTAPE lengths are little-endian
@@ -324,7 +281,7 @@ def _read_flat(base: FileSource, hdr, area_offset: int, area_end: int, where: st
     return r
 
 
-def _segment_chunks(r: _Read, base: FileSource, segs: Sequence[DumpSegment], prev: int, cache: _UnitCache,
+def _segment_chunks(r: _Read, base: FileSource, segs: Sequence[DumpSegment], prev: int,
                     where: str) -> int:
     """Chunks of the segments (zero chunks for the gaps before them); returns the end address."""
     for seg in segs:
@@ -337,7 +294,7 @@ def _segment_chunks(r: _Read, base: FileSource, segs: Sequence[DumpSegment], pre
         name = f"{where} segment 0x{seg.start:x}"
         region = base.region(seg.data_offset, seg.size_on_disk, name=name)
         if seg.compressed:
-            src = ZlibSegmentSource(region, seg, cache, name)
+            src = ZlibSegmentSource(region, seg, name)
         else:
             src = region
         r.chunks.append(MemChunk(seg.start, seg.len, src, KIND_RAM))
@@ -346,7 +303,7 @@ def _segment_chunks(r: _Read, base: FileSource, segs: Sequence[DumpSegment], pre
 
 
 def _salvage(r: _Read, base: FileSource, at: int, area_end: int, prev: int, mem: int, where: str,
-             cache: _UnitCache, block_size: int) -> int:
+             block_size: int) -> int:
     """What a cut-short file still holds of the segment whose header is at `at`: the gap before it
     (zeros: the dumper skipped it), the data of an uncompressed segment up to the cut, the whole
     1 MiB units of a compressed one."""
@@ -380,14 +337,14 @@ def _salvage(r: _Read, base: FileSource, at: int, area_end: int, prev: int, mem:
     if part is not None:
         name = f"{where} segment 0x{seg.start:x} (cut short)"
         region = base.region(data, part.size_on_disk, name=name)
-        src = ZlibSegmentSource(region, part, cache, name) if part.compressed else region
+        src = ZlibSegmentSource(region, part, name) if part.compressed else region
         r.chunks.append(MemChunk(part.start, part.len, src, KIND_RAM))
         r.data_size += part.size_on_disk
         prev = part.start + part.len
     return prev
 
 
-def _finish_ext(r: _Read, base: FileSource, st, prev: int, area_end: int, where: str, cache: _UnitCache,
+def _finish_ext(r: _Read, base: FileSource, st, prev: int, area_end: int, where: str,
                 block_size: int) -> None:
     mem = r.header.mem_size
     if st.stop_marker:
@@ -401,7 +358,7 @@ def _finish_ext(r: _Read, base: FileSource, st, prev: int, area_end: int, where:
         else:
             r.check("end marker", False, f"{where} ends right after the stop-marker segment (all memory is present)")
         return
-    end = _salvage(r, base, st.end_offset, area_end, prev, mem, where, cache, block_size)
+    end = _salvage(r, base, st.end_offset, area_end, prev, mem, where, block_size)
     missing = f"physical range {_hexr(end, mem)} is missing" if end < mem else "no memory is missing"
     r.check("stop marker", False, f"{st.reason}; {missing}")
     if end < mem:
@@ -409,12 +366,12 @@ def _finish_ext(r: _Read, base: FileSource, st, prev: int, area_end: int, where:
 
 
 def _read_ext(base: FileSource, fd: int, hdr, area_offset: int, area_size: int, where: str,
-              cache: _UnitCache, block_size: int = S390_PAGE_SIZE) -> _Read:
+             block_size: int = S390_PAGE_SIZE) -> _Read:
     r = _Read(hdr, "extended")
     walker = ExtStreamWalker(fd, area_offset, size=area_size, block_size=block_size, header=hdr)
     segs = list(walker)
-    prev = _segment_chunks(r, base, segs, 0, cache, where)
-    _finish_ext(r, base, walker.status, prev, area_offset + min(area_size, walker.size), where, cache, block_size)
+    prev = _segment_chunks(r, base, segs, 0, where)
+    _finish_ext(r, base, walker.status, prev, area_offset + min(area_size, walker.size), where, block_size)
     return r
 
 
@@ -442,7 +399,7 @@ def _read_tape(base: FileSource, fd: int, area: DumpArea) -> _Read:
     return r
 
 
-def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea], cache: _UnitCache) -> _Read:
+def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea]) -> _Read:
     hdr0 = None
     r: _Read | None = None
     prev = 0
@@ -478,7 +435,7 @@ def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea], cac
         walker = ExtStreamWalker(fd, area.offset, size=area.nominal_size, block_size=area.block_size,
                                  volume=True, header=hdr, start_addr=prev)
         segs = list(walker)
-        prev = _segment_chunks(r, base, segs, prev, cache, where)
+        prev = _segment_chunks(r, base, segs, prev, where)
         st = walker.status
         vol["segments"] = len(segs)
         r.volumes.append(vol)
@@ -487,7 +444,7 @@ def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea], cac
             continue
         vol["status"] = "stop marker here" if st.stop_marker else st.reason
         r.check("volumes", True, f"{i + 1} of {n} volumes hold the dump, headers and parameter tables agree")
-        _finish_ext(r, base, st, prev, area.offset + walker.size, where, cache, area.block_size)
+        _finish_ext(r, base, st, prev, area.offset + walker.size, where, area.block_size)
         return r
     # a volume was unusable, or the last volume is full without a stop marker
     mem = r.header.mem_size
@@ -524,7 +481,7 @@ def cpu_from_lowcore(mem, prefix: int) -> CpuRegs:
     return regs
 
 
-def _cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[CpuRegs]:
+def cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[CpuRegs]:
     cpus = []
     for i, p in enumerate(prefixes):
         try:
@@ -536,175 +493,6 @@ def _cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[
             notes.append(f"CPU {i}: save area says prefix 0x{regs.prefix:x}, lc_vec says 0x{p:x}")
         cpus.append(regs)
     return cpus
-
-
-# ---------------------------------------------------------------------------------------------
-# a kdump kernel caught by a stand-alone dump (zgetdump -s prod|kdump|all)
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class CaughtKdump:
-    base: int                       # OLDMEM base = crashkernel start
-    size: int                       # OLDMEM size = crashkernel size
-
-    def to_json(self) -> dict:
-        return {"oldmem_base": self.base, "oldmem_size": self.size,
-                "crashkernel": [self.base, self.base + self.size]}
-
-
-class _ProdMemory:
-    """Production memory seen through the swap: [0, size) lives at [base, base + size)."""
-
-    def __init__(self, dump: Dump, base: int, size: int):
-        self.dump, self.base, self.crash_size = dump, base, size
-        self.size = dump.size
-
-    def read(self, addr: int, length: int) -> bytes:
-        parts = []
-        end = addr + length
-        while addr < end:
-            if addr < self.crash_size:
-                n = min(end, self.crash_size) - addr
-                parts.append(self.dump.read(self.base + addr, n))
-            else:
-                if self.base <= addr < self.base + self.crash_size:
-                    raise BadInputError(f"0x{addr:x} is in the crashkernel, which the production view leaves out")
-                stop = self.base if addr < self.base else self.size
-                n = min(end, stop) - addr
-                parts.append(self.dump.read(addr, n))
-            addr += n
-        return b"".join(parts)
-
-
-def find_caught_kdump(dump: Dump, notes: list[str] | None = None) -> CaughtKdump | None:
-    """The OLDMEM range when the dumped memory shows a running kdump kernel: parameter area
-    0x10418/0x10420 non-zero, 1 MiB aligned, inside the dump, and equal to the crashkernel
-    of the production meminfo found through the swap."""
-    try:
-        base = int.from_bytes(dump.read(PARM_OLDMEM_BASE, 8), "big")
-        size = int.from_bytes(dump.read(PARM_OLDMEM_SIZE, 8), "big")
-    except DumpToolError:
-        return None
-    if not base or not size:
-        return None
-    why = ""
-    if base % MIB or size % MIB:
-        why = "not 1 MiB aligned"
-    elif base < size or base + size > dump.size:
-        why = f"not a crashkernel inside the dump of 0x{dump.size:x} bytes above [0, size)"
-    else:
-        mi = read_meminfo(_ProdMemory(dump, base, size))
-        if mi is None:
-            why = "no valid meminfo through the swap (production lowcore 0xE18 at the crashkernel base)"
-        elif (mi.crashkernel_addr, mi.crashkernel_size) != (base, size):
-            why = (f"meminfo's crashkernel 0x{mi.crashkernel_addr:x}/0x{mi.crashkernel_size:x} differs")
-    if why:
-        if notes is not None:
-            notes.append(f"OLDMEM base/size 0x{base:x}/0x{size:x} at 0x10418/0x10420, but {why}: read as one system")
-        return None
-    return CaughtKdump(base, size)
-
-
-def _slice_chunks(dump: Dump, lo: int, hi: int, at: int) -> list[MemChunk]:
-    """The dump's chunks over [lo, hi), moved to start at `at` (sources shared, not owned)."""
-    out = []
-    for c in dump.chunks:
-        s, e = max(lo, c.start), min(hi, c.end)
-        if s >= e:
-            continue
-        start = at + (s - lo)
-        if c.kind == KIND_RAM:
-            src = _OffsetSource(c.source, s - c.start, e - s, getattr(c.source, "name", "memory"))
-            out.append(MemChunk(start, e - s, src, KIND_RAM))
-        else:
-            out.append(MemChunk(start, e - s, None, c.kind))
-    return out
-
-
-def _lowcore_ptrs(dump: Dump) -> list[int] | None:
-    vi = dump.attrs.vmcoreinfo
-    if vi is None:
-        return None
-    try:
-        sym, count = vi.symbol("lowcore_ptr"), vi.length("lowcore_ptr")
-    except DumpToolError:
-        return None
-    if sym is None or not count:
-        return None
-    from vmcore.inspect import virt_to_phys_for
-    v2p = virt_to_phys_for(dump)
-    count = min(count, 512)
-    try:
-        raw = dump.read(v2p(sym), 8 * count)
-    except DumpToolError:
-        return None
-    ptrs = []
-    for i in range(count):
-        p = _u64(raw, 8 * i)
-        if p and not p % PAGE_SIZE:         # zgetdump skips entries that are not page aligned
-            ptrs.append(v2p(p))
-    return ptrs
-
-
-def select_system(dump: Dump, select: str | None = None) -> Dump:
-    """The system `select` names (prod, kdump, all) of a dump that caught a kdump kernel; None =
-    prod for such dumps, the dump itself otherwise.  -s on a single-system dump is a UsageError."""
-    if select is not None and select not in SELECTS:
-        raise UsageError(f"-s {select}: choose one of {', '.join(SELECTS)}")
-    raw: Dump = getattr(dump, "unselected", None) or dump
-    notes: list[str] = []
-    caught = find_caught_kdump(raw, notes)
-    if caught is None:
-        known = dump.attrs.extra.setdefault("notes", [])
-        known.extend(n for n in notes if n not in known)
-        if not known:
-            del dump.attrs.extra["notes"]
-        if select is not None:
-            raise UsageError(f"-s {select}: this dump holds one system (no kdump kernel caught by a stand-alone "
-                             "dump: OLDMEM base/size at 0x10418/0x10420 are zero or do not match the crashkernel)")
-        return dump
-    sel = select or "prod"
-    if getattr(dump, "unselected", None) is not None and dump.attrs.extra.get("system") == sel:
-        return dump
-    b, s = caught.base, caught.size
-    end = raw.size
-    if sel == "all":
-        chunks = _slice_chunks(raw, 0, end, 0)
-        cpus = list(raw.cpus)
-    elif sel == "kdump":
-        chunks = _slice_chunks(raw, 0, s, 0)
-        cpus = list(raw.cpus)
-    else:
-        chunks = (_slice_chunks(raw, b, b + s, 0) + _slice_chunks(raw, s, b, s)
-                  + _slice_chunks(raw, b + s, end, b + s))
-        cpus = []
-    attrs = dataclasses.replace(raw.attrs, extra=dict(raw.attrs.extra), vmcoreinfo=None, vmcoreinfo_raw=None,
-                                vmcoreinfo_source=None)
-    attrs.extra.pop("vmcoreinfo_error", None)
-    attrs.extra["system"] = sel
-    attrs.extra["kdump_caught"] = dict(caught.to_json(), systems={
-        "prod": "the production system (swap undone, crashkernel left out)",
-        "kdump": "the kdump kernel's memory [0, OLDMEM size) as dumped",
-        "all": "everything as dumped"})
-    if sel == "prod":
-        attrs.timestamp = None
-    view = Dump(chunks, cpus, attrs, resources=[dump])
-    view.unselected = raw
-    view.fill_vmcoreinfo_from_memory()
-    if sel == "prod":
-        cnotes: list[str] = []
-        ptrs = _lowcore_ptrs(view)
-        source = "lowcore_ptr[] of the production VMCOREINFO"
-        if not ptrs:
-            ptrs = [c.prefix for c in raw.cpus if c.prefix]
-            source = "the dumped CPUs' prefixes, read through the swap"
-        view.cpus = _cpus_from_prefixes(view, ptrs, cnotes)
-        attrs.extra["cpus_from"] = source
-        if cnotes:
-            attrs.extra.setdefault("notes", []).extend(cnotes)
-        if attrs.timestamp is None and raw.attrs.timestamp is not None:
-            attrs.timestamp = raw.attrs.timestamp
-    return view
 
 
 # ---------------------------------------------------------------------------------------------
@@ -736,7 +524,6 @@ def read_s390(path, select: str | None = None) -> Dump:
     paths = _split_paths(path)
     bases: list[FileSource] = []
     fds: list[int] = []             # for walking the structure at open time; reads go through bases
-    cache = _UnitCache()
     r: _Read | None = None
     try:
         kinds = [probe_head(read_head(p, DEVICE_PROBE_SIZE)) for p in paths]
@@ -755,7 +542,7 @@ def read_s390(path, select: str | None = None) -> Dump:
             order = [areas.index(a) for a in ordered]
             bases = [bases[i] for i in order]
             fds = [fds[i] for i in order]
-            r = _read_mv(bases, fds, ordered, cache)
+            r = _read_mv(bases, fds, ordered)
             device = {"kind": "eckd", "tool": ordered[0].description, "volumes": len(ordered),
                       "zipl_time": tod_text(ordered[0].mv_table.tod)}
         elif kinds[0] == "file":
@@ -763,7 +550,7 @@ def read_s390(path, select: str | None = None) -> Dump:
             if hdr.magic == DF_S390_MAGIC:
                 r = _read_flat(bases[0], hdr, 0, bases[0].size, paths[0])
             else:
-                r = _read_ext(bases[0], fds[0], hdr, 0, bases[0].size, paths[0], cache)
+                r = _read_ext(bases[0], fds[0], hdr, 0, bases[0].size, paths[0])
         else:
             area = read_dump_area(fds[0], paths[0])
             device = {"kind": area.kind, "tool": area.description, "dump_area_offset": area.offset,
@@ -784,7 +571,7 @@ def read_s390(path, select: str | None = None) -> Dump:
                 if hdr.magic == DF_S390_MAGIC:
                     r = _read_flat(bases[0], hdr, area.offset, end, paths[0])
                 else:
-                    r = _read_ext(bases[0], fds[0], hdr, area.offset, area.size, paths[0], cache)
+                    r = _read_ext(bases[0], fds[0], hdr, area.offset, area.size, paths[0])
         dump = _build(r, bases, origin, device)
         bases = []            # the dump's chunks own the descriptors now
     except BaseException as exc:
@@ -869,7 +656,7 @@ def _build(r: _Read, bases: list[FileSource], origin: str, device: dict) -> Dump
         attrs.mark_incomplete("; ".join(r.problems))
     dump = Dump(r.chunks, (), attrs)
     notes: list[str] = []
-    dump.cpus = _cpus_from_prefixes(dump, list(hdr.lc_vec[:cpu_cnt]), notes)
+    dump.cpus = cpus_from_prefixes(dump, list(hdr.lc_vec[:cpu_cnt]), notes)
     if notes:
         attrs.extra["notes"] = notes
     dump.fill_vmcoreinfo_from_memory()
