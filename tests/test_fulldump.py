@@ -16,7 +16,9 @@ from meminfo_abi.tod import tod_now
 from s390_machine.machine import Machine
 from tests.conftest import run_cli
 from zipl_sadump.device import MVDUMP_SIGN_OFFSET, build_device, build_multi_volume, read_device, read_devices
-from zipl_sadump.fulldump import extract_dump, open_dump, write_full_dump
+from meminfo_abi.s390_dump_reader import open_device_dump as open_dump
+from zipl_sadump.extract import extract_dump
+from zipl_sadump.fulldump import write_full_dump
 
 PAGE = 4096
 ZERO_PAGE = hashlib.sha1(bytes(PAGE)).digest()

@@ -5,7 +5,7 @@ Input: fuzz/sparse.py (one file per volume)."""
 
 from fuzz import sparse
 from fuzz.harnesses import S390_DUMP_TOKENS, _files
-from zipl_sadump.fulldump import open_dump
+from meminfo_abi.s390_dump_reader import open_device_dump as open_dump
 
 MAX_LEN = 0x20000
 DICT = S390_DUMP_TOKENS + (  # libFuzzer dictionary tokens (-dict)

@@ -43,7 +43,7 @@ import dataclasses
 import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from construct import ConstructError
 
@@ -54,20 +54,16 @@ from meminfo_abi.lowcore import (
 )
 from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_HEADER_SIZE, DEVICE_PROBE_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
-    DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_FLAT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_HDR_SIZE,
-    DUMP_SEGM_STOP_MARKER, MIB, TAPE_BLK_SIZE, TAPE_RECORD_SIZE, DfS390DumpSegmHdr, build_end_marker, build_header,
-    parse_end_marker, parse_header,
+    DF_S390_MAGIC, DF_S390_VERSION_FLAT, MIB, TAPE_BLK_SIZE, TAPE_RECORD_SIZE, build_end_marker, build_header,
 )
-from meminfo_abi.s390_dump_device import (
-    DumpArea, TapeDumpLayout, check_volume_set, dump_device_kind, read_dump_area, tape_dump_header, tape_dump_layout,
-    tape_end_marker,
-)
-from meminfo_abi.s390_dump_stream import DumpSegment, ExtStreamWalker, inflate_unit
-from meminfo_abi.tod import tod_text, tod_to_datetime, unix_to_tod
+from meminfo_abi.s390_dump_device import TapeDumpLayout
+from meminfo_abi.s390_dump_stream import DumpSegment, inflate_unit
+from meminfo_abi.tod import tod_to_datetime, unix_to_tod
 from meminfo_abi.s390_dump import PAGE_SIZE as S390_PAGE_SIZE
 from native import nonzero_ranges
 from dumpkit.parallel import ordered_map
 from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
+from meminfo_abi.s390_dump_reader import StreamReport, probe_head, read_stream
 from vmcore.select import select_system
 from vmcore.model import (
     DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, PAGE_SIZE, Dump, DumpAttrs, FileSource,
@@ -215,245 +211,46 @@ def _tape_source(base: FileSource, layout: TapeDumpLayout, size: int, name: str)
 
 
 # ---------------------------------------------------------------------------------------------
-# reading one stream
+# the stream report (meminfo_abi.s390_dump_reader) as chunks of the model
 # ---------------------------------------------------------------------------------------------
-
-@dataclass
-class _Read:
-    """What reading the memory part of an s390 dump found."""
-
-    header: Any
-    layout: str                                  # flat | extended | tape | multi-volume
-    chunks: list[MemChunk] = field(default_factory=list)
-    checks: list[dict] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    end_tod: int | None = None
-    segments: int = 0
-    data_size: int = 0
-    volumes: list[dict] = field(default_factory=list)
-
-    def check(self, name: str, ok: bool | None, detail: str) -> None:
-        self.checks.append({"check": name, "ok": ok, "detail": detail})
-        if ok is False:
-            self.problems.append(f"{name}: {detail}")
-
 
 def _hexr(lo: int, hi: int) -> str:
     return f"0x{lo:x}-0x{hi - 1:x}"
 
 
-def _end_marker_checks(r: _Read, valid: bool, tod: int, why: str, where: str) -> None:
-    hdr_tod = r.header.tod
-    if valid:
-        r.end_tod = tod
-        r.check("end marker", True, f"DUMP_END {where}")
-        r.check("TOD order", True, f"end {tod_text(tod)} >= start {tod_text(hdr_tod)}")
-    elif why.startswith("end marker TOD"):
-        r.end_tod = tod
-        r.check("end marker", True, f"DUMP_END {where}")
-        r.check("TOD order", False, why)
-    else:
-        r.check("end marker", False, f"{why} ({where})")
-
-
-def _read_flat(base: FileSource, hdr, area_offset: int, area_end: int, where: str) -> _Read:
-    r = _Read(hdr, "flat")
-    mem = hdr.mem_size
-    data = area_offset + DF_S390_HDR_SIZE
-    avail = max(0, min(mem, area_end - data))
-    if avail:
-        r.chunks.append(MemChunk(0, avail, base.region(data, avail, name=where), KIND_RAM))
-    r.data_size = avail
-    if avail < mem:
-        r.chunks.append(MemChunk(avail, mem - avail, None, KIND_ABSENT))
-        r.check("size", False, f"{where} ends at offset 0x{max(data, area_end):x}, inside the memory: physical "
-                               f"range {_hexr(avail, mem)} is missing (and the end marker)")
-        return r
-    r.check("size", True, f"memory 0x{mem:x} bytes at offset 0x{data:x}")
-    at = data + mem
-    raw = base.read(at, min(DF_S390_EM_SIZE, max(0, area_end - at))) if at < area_end else b""
-    if len(raw) < DF_S390_EM_SIZE:
-        r.check("end marker", False, f"{where} ends before the end marker at offset 0x{at:x} "
-                                     "(all memory is present)")
-        return r
-    valid, tod, why = parse_end_marker(raw, hdr.tod)
-    _end_marker_checks(r, valid, tod, why, f"at offset 0x{at:x}")
-    return r
-
-
-def _segment_chunks(r: _Read, base: FileSource, segs: Sequence[DumpSegment], prev: int,
-                    where: str) -> int:
-    """Chunks of the segments (zero chunks for the gaps before them); returns the end address."""
-    for seg in segs:
-        r.segments += 1
-        r.data_size += seg.size_on_disk
-        if not seg.len:
-            continue
-        if seg.start > prev:
-            r.chunks.append(MemChunk(prev, seg.start - prev, None, KIND_ZERO))
-        name = f"{where} segment 0x{seg.start:x}"
-        region = base.region(seg.data_offset, seg.size_on_disk, name=name)
-        if seg.compressed:
-            src = ZlibSegmentSource(region, seg, name)
-        else:
-            src = region
-        r.chunks.append(MemChunk(seg.start, seg.len, src, KIND_RAM))
-        prev = seg.end
-    return prev
-
-
-def _salvage(r: _Read, base: FileSource, at: int, area_end: int, prev: int, mem: int, where: str,
-             block_size: int) -> int:
-    """What a cut-short file still holds of the segment whose header is at `at`: the gap before it
-    (zeros: the dumper skipped it), the data of an uncompressed segment up to the cut, the whole
-    1 MiB units of a compressed one."""
-    if at + DUMP_SEGM_HDR_SIZE > area_end:
-        return prev
+def _chunks(r: StreamReport, bases: list[FileSource]) -> list[MemChunk]:
+    """Pieces of stored memory as ram chunks, the gaps below known_end as zero chunks (the dumper
+    skipped them), the rest of the memory as absent."""
+    chunks: list[MemChunk] = []
     try:
-        seg = DfS390DumpSegmHdr.parse(base.read(at, DUMP_SEGM_HDR_SIZE))
-    except (DumpToolError, ConstructError):
-        return prev
-    if (seg.start % MIB or seg.len % MIB or not seg.len or seg.start < prev or seg.start + seg.len > mem
-            or seg.stop_marker not in (0, DUMP_SEGM_STOP_MARKER)):
-        return prev
-    data = at + DUMP_SEGM_HDR_SIZE
-    room = max(0, area_end - data)
-    if not seg.size_on_disk:
-        n = min(seg.len, room)
-        part = DumpSegment(seg.start, n, False, at, data, n, (), block_size) if n else None
-    else:
-        entries = tuple(seg.entry_offset[:seg.entry_count])
-        if not r.header.zlib_version_s390 or ExtStreamWalker._check_entries(entries, seg.len, seg.size_on_disk):
-            return prev
-        ends = [(e & ~DUMP_SEGM_ENTRY_UNCOMPRESSED) * block_size for e in entries[1:]]
-        ends.append(seg.size_on_disk * block_size)
-        k = 0
-        while k < len(ends) and ends[k] <= room:
-            k += 1
-        part = DumpSegment(seg.start, k * MIB, False, at, data, ends[k - 1], entries[:k], block_size) if k else None
-    if seg.start > prev:
-        r.chunks.append(MemChunk(prev, seg.start - prev, None, KIND_ZERO))
-        prev = seg.start
-    if part is not None:
-        name = f"{where} segment 0x{seg.start:x} (cut short)"
-        region = base.region(data, part.size_on_disk, name=name)
-        src = ZlibSegmentSource(region, part, name) if part.compressed else region
-        r.chunks.append(MemChunk(part.start, part.len, src, KIND_RAM))
-        r.data_size += part.size_on_disk
-        prev = part.start + part.len
-    return prev
-
-
-def _finish_ext(r: _Read, base: FileSource, st, prev: int, area_end: int, where: str,
-                block_size: int) -> None:
-    mem = r.header.mem_size
-    if st.stop_marker:
-        r.check("stop marker", True, f"last segment ends at 0x{prev:x}")
-        if prev < mem:
-            r.chunks.append(MemChunk(prev, mem - prev, None, KIND_ZERO))
-        at = st.end_marker_offset
-        if at is not None:
-            valid, tod, why = parse_end_marker(base.read(at, DF_S390_EM_SIZE), r.header.tod)
-            _end_marker_checks(r, valid, tod, why, f"at offset 0x{at:x} of {where}")
-        else:
-            r.check("end marker", False, f"{where} ends right after the stop-marker segment (all memory is present)")
-        return
-    end = _salvage(r, base, st.end_offset, area_end, prev, mem, where, block_size)
-    missing = f"physical range {_hexr(end, mem)} is missing" if end < mem else "no memory is missing"
-    r.check("stop marker", False, f"{st.reason}; {missing}")
-    if end < mem:
-        r.chunks.append(MemChunk(end, mem - end, None, KIND_ABSENT))
-
-
-def _read_ext(base: FileSource, fd: int, hdr, area_offset: int, area_size: int, where: str,
-             block_size: int = S390_PAGE_SIZE) -> _Read:
-    r = _Read(hdr, "extended")
-    walker = ExtStreamWalker(fd, area_offset, size=area_size, block_size=block_size, header=hdr)
-    segs = list(walker)
-    prev = _segment_chunks(r, base, segs, 0, where)
-    _finish_ext(r, base, walker.status, prev, area_offset + min(area_size, walker.size), where, block_size)
-    return r
-
-
-def _read_tape(base: FileSource, fd: int, area: DumpArea) -> _Read:
-    hdr, at, why = tape_dump_header(fd, area)
-    if hdr is None:
-        raise BadInputError(f"{area.path}: {why}")
-    r = _Read(hdr, "tape")
-    if hdr.volnr != 0:
-        raise BadInputError(f"{area.path}: tape dump volume {hdr.volnr}: multi-volume tape dumps are not supported")
-    mem = hdr.mem_size
-    layout = tape_dump_layout(fd, at, mem)
-    have = min(mem, layout.blocks_present * TAPE_BLK_SIZE)
-    if have:
-        r.chunks.append(MemChunk(0, have, _tape_source(base, layout, have, f"{area.path} (tape)"), KIND_RAM))
-    r.data_size = have
-    if have < mem:
-        r.chunks.append(MemChunk(have, mem - have, None, KIND_ABSENT))
-        r.check("size", False, f"the tape ends after data block {layout.blocks_present} of {layout.blocks}: "
-                               f"physical range {_hexr(have, mem)} is missing")
-        return r
-    r.check("size", True, f"{layout.blocks} data blocks of 32 KiB")
-    valid, tod, why = tape_end_marker(fd, layout, hdr.tod)
-    _end_marker_checks(r, valid, tod, why, f"in the record at offset 0x{layout.end_marker_offset:x}")
-    return r
-
-
-def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea]) -> _Read:
-    hdr0 = None
-    r: _Read | None = None
-    prev = 0
-    n = len(areas)
-    for i, (base, fd, area) in enumerate(zip(bases, fds, areas)):
-        where = f"volume {i} ({area.path})"
-        vol = {"volume": i, "path": area.path, "device": area.mv_table.volumes[i].bus_id, "segments": 0,
-               "status": "not reached"}
-        try:
-            hdr = parse_header(base.read(area.offset, DF_S390_HDR_SIZE)) if area.size >= DF_S390_HDR_SIZE else None
-            bad = "" if hdr is not None else "the dump area is cut short"
-        except DumpToolError as exc:
-            hdr, bad = None, f"no dump header ({exc})"
-        if hdr is not None:
-            if hdr.magic != DF_S390_MAGIC_EXT or not hdr.mvdump or hdr.mvdump_sign != DF_S390_MAGIC_EXT:
-                bad = "not a multi-volume dump header"
-            elif hdr.volnr != i:
-                bad = f"its dump header says volume {hdr.volnr}"
-            elif hdr0 is not None and hdr.tod != hdr0.tod:
-                bad = "its dump header belongs to another dump (TOD differs from volume 0)"
-            elif hdr.mvdump_zipl_time != area.mv_table.tod:
-                bad = "its dump header was written for another zipl -M set (time stamp differs)"
-        if bad:
-            if hdr0 is None:
-                raise BadInputError(f"{area.path}: multi-volume set: {bad} on volume 0")
-            vol["status"] = bad
-            r.volumes.append(vol)
-            r.check("volumes", False, f"{where}: {bad}")
-            break
-        if hdr0 is None:
-            hdr0 = hdr
-            r = _Read(hdr0, "multi-volume")
-        walker = ExtStreamWalker(fd, area.offset, size=area.nominal_size, block_size=area.block_size,
-                                 volume=True, header=hdr, start_addr=prev)
-        segs = list(walker)
-        prev = _segment_chunks(r, base, segs, prev, where)
-        st = walker.status
-        vol["segments"] = len(segs)
-        r.volumes.append(vol)
-        if st.volume_full and i + 1 < n:
-            vol["status"] = "full, continued on the next volume"
-            continue
-        vol["status"] = "stop marker here" if st.stop_marker else st.reason
-        r.check("volumes", True, f"{i + 1} of {n} volumes hold the dump, headers and parameter tables agree")
-        _finish_ext(r, base, st, prev, area.offset + walker.size, where, area.block_size)
-        return r
-    # a volume was unusable, or the last volume is full without a stop marker
-    mem = r.header.mem_size
-    if not r.problems:
-        r.check("stop marker", False, f"no stop marker on any of the {n} volumes")
-    if prev < mem:
-        r.check("stop marker", False, f"physical range {_hexr(prev, mem)} is missing")
-        r.chunks.append(MemChunk(prev, mem - prev, None, KIND_ABSENT))
-    return r
+        prev = 0
+        for p in r.pieces:
+            if p.start > prev:
+                chunks.append(MemChunk(prev, p.start - prev, None, KIND_ZERO))
+            base = bases[p.volume]
+            where = r.paths[p.volume] if r.layout != "multi-volume" else f"volume {p.volume} ({r.paths[p.volume]})"
+            if r.tape is not None:
+                src = _tape_source(base, r.tape, p.len, f"{where} (tape)")
+            elif p.segment is None:
+                src = base.region(p.file_offset, p.len, name=where)
+            else:
+                seg = p.segment
+                name = f"{where} segment 0x{seg.start:x}" + (" (cut short)" if p.salvaged else "")
+                region = base.region(seg.data_offset, seg.size_on_disk, name=name)
+                src = ZlibSegmentSource(region, seg, name) if seg.compressed else region
+            chunks.append(MemChunk(p.start, p.len, src, KIND_RAM))
+            prev = p.end
+        if prev < r.known_end:
+            chunks.append(MemChunk(prev, r.known_end - prev, None, KIND_ZERO))
+            prev = r.known_end
+        if prev < r.mem_size:
+            chunks.append(MemChunk(prev, r.mem_size - prev, None, KIND_ABSENT))
+    except BaseException:
+        for c in chunks:
+            if c.source is not None:
+                c.source.close()
+        raise
+    return chunks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -512,19 +309,11 @@ def _split_paths(path) -> list[str]:
 
 
 
-def probe_head(head: bytes) -> str | None:
-    """"file" (a dump header at offset 0), "eckd"/"fba"/"tape" (a dump device image), or None."""
-    if len(head) >= 8 and int.from_bytes(head[:8], "big") in (DF_S390_MAGIC, DF_S390_MAGIC_EXT):
-        return "file"
-    return dump_device_kind(head)
-
-
 def read_s390(path, select: str | None = None) -> Dump:
     """Open an s390 dump: a file, a dump device image, or the volumes of a multi-volume set."""
     paths = _split_paths(path)
     bases: list[FileSource] = []
     fds: list[int] = []             # for walking the structure at open time; reads go through bases
-    r: _Read | None = None
     try:
         kinds = [probe_head(read_head(p, DEVICE_PROBE_SIZE)) for p in paths]
         for p, k in zip(paths, kinds):
@@ -534,51 +323,13 @@ def read_s390(path, select: str | None = None) -> Dump:
         for p in paths:
             bases.append(FileSource(p, name=p))
             fds.append(_open_fd(p))
-        origin = ",".join(paths)
-        device: dict[str, Any] = {}
-        if len(paths) > 1 or kinds[0] in ("eckd", "fba") and _is_mv(fds[0], paths[0]):
-            areas = [read_dump_area(fd, p) for fd, p in zip(fds, paths)]
-            ordered = check_volume_set(areas)
-            order = [areas.index(a) for a in ordered]
-            bases = [bases[i] for i in order]
-            fds = [fds[i] for i in order]
-            r = _read_mv(bases, fds, ordered)
-            device = {"kind": "eckd", "tool": ordered[0].description, "volumes": len(ordered),
-                      "zipl_time": tod_text(ordered[0].mv_table.tod)}
-        elif kinds[0] == "file":
-            hdr = parse_header(bases[0].read(0, DF_S390_HDR_SIZE))
-            if hdr.magic == DF_S390_MAGIC:
-                r = _read_flat(bases[0], hdr, 0, bases[0].size, paths[0])
-            else:
-                r = _read_ext(bases[0], fds[0], hdr, 0, bases[0].size, paths[0])
-        else:
-            area = read_dump_area(fds[0], paths[0])
-            device = {"kind": area.kind, "tool": area.description, "dump_area_offset": area.offset,
-                      "dump_area_size": area.nominal_size}
-            if area.cut_short:
-                device["image_cut_short"] = f"the image holds 0x{area.size:x} of 0x{area.nominal_size:x} bytes"
-            if area.kind == "tape":
-                r = _read_tape(bases[0], fds[0], area)
-            else:
-                if area.size < DF_S390_HDR_SIZE:
-                    raise BadInputError(f"{paths[0]}: the dump area is cut short (no room for a dump header)")
-                raw = bases[0].read(area.offset, DF_S390_HDR_SIZE)
-                if int.from_bytes(raw[:8], "big") not in (DF_S390_MAGIC, DF_S390_MAGIC_EXT):
-                    raise BadInputError(f"{paths[0]}: no dump on this {area.kind.upper()} dump device (no dump header "
-                                        f"at offset 0x{area.offset:x})")
-                hdr = parse_header(raw)
-                end = area.offset + area.size
-                if hdr.magic == DF_S390_MAGIC:
-                    r = _read_flat(bases[0], hdr, area.offset, end, paths[0])
-                else:
-                    r = _read_ext(bases[0], fds[0], hdr, area.offset, area.size, paths[0])
-        dump = _build(r, bases, origin, device)
+        r = read_stream(paths, fds, kinds)
+        if not r.present:
+            raise BadInputError(f"{r.paths[0]}: {r.reason}")
+        bases = [bases[i] for i in r.order]
+        dump = _build(r, bases, ",".join(paths))
         bases = []            # the dump's chunks own the descriptors now
     except BaseException as exc:
-        if r is not None:
-            for c in r.chunks:
-                if c.source is not None:
-                    c.source.close()
         for b in bases:
             b.close()
         if isinstance(exc, DumpToolError):
@@ -605,14 +356,7 @@ def _open_fd(path: str) -> int:
         raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
 
 
-def _is_mv(fd: int, path: str) -> bool:
-    try:
-        return read_dump_area(fd, path).multi_volume
-    except DumpToolError:
-        return False
-
-
-def _build(r: _Read, bases: list[FileSource], origin: str, device: dict) -> Dump:
+def _build(r: StreamReport, bases: list[FileSource], origin: str) -> Dump:
     hdr = r.header
     attrs = DumpAttrs(format=FORMAT_NAME, format_version=hdr.version, origin=origin)
     attrs.timestamp = tod_to_datetime(hdr.tod)
@@ -639,8 +383,8 @@ def _build(r: _Read, bases: list[FileSource], origin: str, device: dict) -> Dump
         ext["end_tod"] = r.end_tod
         end = tod_to_datetime(r.end_tod)
         ext["end_time"] = end.isoformat() if end else None
-    if device:
-        ext["device"] = device
+    if r.device:
+        ext["device"] = r.device
     if r.volumes:
         ext["volumes"] = r.volumes
     if hdr.mem_size >= TIB16:
@@ -654,7 +398,7 @@ def _build(r: _Read, bases: list[FileSource], origin: str, device: dict) -> Dump
     attrs.extra.update(ext)
     if r.problems:
         attrs.mark_incomplete("; ".join(r.problems))
-    dump = Dump(r.chunks, (), attrs)
+    dump = Dump(_chunks(r, bases), (), attrs)
     notes: list[str] = []
     dump.cpus = cpus_from_prefixes(dump, list(hdr.lc_vec[:cpu_cnt]), notes)
     if notes:
