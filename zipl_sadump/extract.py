@@ -21,7 +21,8 @@ from meminfo_abi.s390_dump import (
 )
 from meminfo_abi.s390_dump_reader import DeviceDump, open_device_dump
 from zipl_sadump.device import DeviceInfo, check_device_set, read_device
-from zipl_sadump.fulldump import COPY_CHUNK, ProgressFn, _Peekable, _pread, _pwrite_all, _scan, _Sink, _SvWriter
+from zipl_sadump.fulldump import COPY_CHUNK, _Sink, _SvWriter
+from zipl_sadump.memsource import ProgressFn, _Peekable, _pread, _pwrite_all, _scan
 
 
 def held_dump(path: str) -> dict | None:
