@@ -1,13 +1,15 @@
 """The s390 stand-alone dump formats: flat (...23fd), extended (...23fe), dump devices, tape, volume sets.
 
-ref-formats-and-peers.md §1-§2; every layout comes from meminfo_abi/s390_dump.py.
+Every layout comes from meminfo_abi/s390_dump.py; finding and judging the dump is
+meminfo_abi/s390_dump_reader.py (read_stream, the one reader, shared with sadump): this
+module maps its report to the dump model and reads the CPUs.
 
 Reader ("s390"), claimed by content:
   * a file starting with a dump header: flat (memory at 0x1000 + address, end marker at
     0x1000 + mem_size) or extended (dump segments; the gaps between them and the memory
-    after the last one read as zeros; compressed segments are inflated one 1 MiB unit at
-    a time on demand, a few units cached, the next ones inflated ahead on a thread pool
-    while a reader streams);
+    after the last one read as zeros; compressed segments are inflated 1 MiB unit by
+    unit: a sequential reader's units on every core by an ordered parallel map, bounded
+    ahead; other reads on demand, a few units cached);
   * an image of a dump device with the dump on it: ECKD or FBA (the dump area named by
     zipl's boot record), a tape (AWSTAPE image: flat memory in 32 KiB records), or the
     volumes of a multi-volume set given together (`open_dump([p1, p2, p3])` or
@@ -71,7 +73,7 @@ from vmcore.model import (
 )
 
 FORMAT_NAME = "s390"
-UNIT_CACHE = 4                      # inflated 1 MiB units kept per segment for readers that jump
+UNIT_CACHE = 4                      # inflated 1 MiB units kept per dump for readers that jump
 INFLATE_THREADS = os.cpu_count() or 1   # a sequential reader's units are inflated on every core
 INFLATE_AHEAD = min(64, 4 * INFLATE_THREADS)    # at most this many units (1 MiB each) inflated ahead
 TIB16 = 1 << 44                     # a u32 num_pages describes less than this
@@ -90,26 +92,84 @@ _REG_FIELDS = ((0x1200, 0x80), (0x1280, 0x80), (0x1300, 0x10), (0x1318, 4), (0x1
 # sources
 # ---------------------------------------------------------------------------------------------
 
+class _Inflater:
+    """The units of one dump's compressed segments: one ordered parallel map over all of them in
+    address order serves a sequential reader (units inflated on every core, zlib-ng releases
+    the GIL, at most INFLATE_AHEAD ahead), so the pipeline runs on across segment borders;
+    other reads inflate the unit they need.  The last UNIT_CACHE units stay cached.  Only the
+    reading thread calls it."""
+
+    def __init__(self):
+        self.sources: list[ZlibSegmentSource] = []      # in address order
+        self._stream: Iterator[bytes] | None = None
+        self._stream_next: tuple[int, int] | None = None    # (source number, unit) it yields next
+        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
+
+    def add(self, source: "ZlibSegmentSource") -> int:
+        self.sources.append(source)
+        return len(self.sources) - 1
+
+    def _units_from(self, number: int, index: int) -> Iterator[tuple[int, int]]:
+        for n in range(number, len(self.sources)):
+            for i in range(index if n == number else 0, self.sources[n].segment.units):
+                yield n, i
+
+    def _load(self, key: tuple[int, int]) -> bytes:
+        return self.sources[key[0]].load(key[1])
+
+    def _advance(self) -> None:
+        n, i = self._stream_next
+        i += 1
+        while n < len(self.sources) and i >= self.sources[n].segment.units:
+            n, i = n + 1, 0
+        self._stream_next = (n, i)
+
+    def unit(self, number: int, index: int, sequential: bool) -> bytes:
+        key = (number, index)
+        data = self._cache.get(key)
+        if data is not None:
+            self._cache.move_to_end(key)
+            return data
+        if sequential and self._stream_next != key:
+            self.stop()
+            self._stream = ordered_map(self._load, self._units_from(number, index), INFLATE_THREADS,
+                                       INFLATE_AHEAD)
+            self._stream_next = key
+        if self._stream is not None and self._stream_next == key:
+            data = next(self._stream)
+            self._advance()
+        else:
+            data = self._load(key)
+        self._cache[key] = data
+        if len(self._cache) > UNIT_CACHE:
+            self._cache.popitem(last=False)
+        return data
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+            self._stream_next = None
+
+    def close(self) -> None:
+        self.stop()
+        self._cache.clear()
+
+
 class ZlibSegmentSource(_SizedSource):
     """The memory of one compressed segment: 1 MiB units, each its own zlib stream (bit 31 of
-    its entry offset: stored raw), inflated on demand.
+    its entry offset: stored raw), inflated by the dump's _Inflater (module docstring)."""
 
-    A sequential reader (each read starting where the last one ended, or at 0) is served by
-    an ordered parallel map over the rest of the segment: units are inflated on every core
-    (zlib-ng releases the GIL), in order, at most INFLATE_AHEAD ahead of the reader.  Other
-    reads inflate the units they need; the last few stay cached."""
-
-    def __init__(self, raw: FileSource, segment: DumpSegment, name: str):
+    def __init__(self, raw: FileSource, segment: DumpSegment, name: str, inflater: _Inflater | None = None):
         self.raw = raw                      # the segment's data on disk (offset 0 = data_offset)
         self.segment = segment
         self.size = segment.len
         self.name = name
+        self.inflater = inflater if inflater is not None else _Inflater()
+        self.number = self.inflater.add(self)
         self._next = 0                      # where the last read ended (sequential detection)
-        self._stream: Iterator[bytes] | None = None
-        self._stream_next = 0               # the unit the stream yields next
-        self._cache: OrderedDict[int, bytes] = OrderedDict()
 
-    def _load(self, index: int) -> bytes:
+    def load(self, index: int) -> bytes:
         seg = self.segment
         offset, on_disk, stored_raw = seg.unit_location(index)
         rel = offset - seg.data_offset
@@ -118,30 +178,6 @@ class ZlibSegmentSource(_SizedSource):
                 raise BadInputError(f"{self.name}: raw unit {index} has only {on_disk} bytes on disk")
             return self.raw.read(rel, MIB)
         return inflate_unit(self.raw.read(rel, on_disk), f"{self.name}: unit {index}")
-
-    def _stop_stream(self) -> None:
-        if self._stream is not None:
-            self._stream.close()
-            self._stream = None
-
-    def _unit(self, index: int, sequential: bool) -> bytes:
-        data = self._cache.get(index)
-        if data is not None:
-            self._cache.move_to_end(index)
-            return data
-        if sequential and (self._stream is None or self._stream_next != index):
-            self._stop_stream()
-            self._stream = ordered_map(self._load, range(index, self.segment.units), INFLATE_THREADS, INFLATE_AHEAD)
-            self._stream_next = index
-        if self._stream is not None and self._stream_next == index:
-            data = next(self._stream)
-            self._stream_next += 1
-        else:
-            data = self._load(index)
-        self._cache[index] = data
-        if len(self._cache) > UNIT_CACHE:
-            self._cache.popitem(last=False)
-        return data
 
     def read(self, offset: int, length: int) -> bytes:
         self._check(offset, length)
@@ -152,14 +188,12 @@ class ZlibSegmentSource(_SizedSource):
         pos, end = offset, offset + length
         while pos < end:
             i = pos // MIB
-            unit = self._unit(i, sequential)
+            unit = self.inflater.unit(self.number, i, sequential)
             s = pos - i * MIB
             n = min(end - pos, MIB - s)
             out.append(unit[s:s + n] if (s, n) != (0, MIB) else unit)
             pos += n
         self._next = end
-        if end >= self.size:
-            self._stop_stream()
         return out[0] if len(out) == 1 else b"".join(out)
 
     def data_ranges(self, start: int, end: int) -> Iterator[tuple[int, int]]:
@@ -168,8 +202,7 @@ class ZlibSegmentSource(_SizedSource):
             yield start, end
 
     def close(self) -> None:
-        self._stop_stream()
-        self._cache.clear()
+        self.inflater.close()
         self.raw.close()
 
 
@@ -222,6 +255,7 @@ def _chunks(r: StreamReport, bases: list[FileSource]) -> list[MemChunk]:
     """Pieces of stored memory as ram chunks, the gaps below known_end as zero chunks (the dumper
     skipped them), the rest of the memory as absent."""
     chunks: list[MemChunk] = []
+    inflater = _Inflater()
     try:
         prev = 0
         for p in r.pieces:
@@ -237,7 +271,7 @@ def _chunks(r: StreamReport, bases: list[FileSource]) -> list[MemChunk]:
                 seg = p.segment
                 name = f"{where} segment 0x{seg.start:x}" + (" (cut short)" if p.salvaged else "")
                 region = base.region(seg.data_offset, seg.size_on_disk, name=name)
-                src = ZlibSegmentSource(region, seg, name) if seg.compressed else region
+                src = ZlibSegmentSource(region, seg, name, inflater) if seg.compressed else region
             chunks.append(MemChunk(p.start, p.len, src, KIND_RAM))
             prev = p.end
         if prev < r.known_end:
