@@ -38,8 +38,6 @@ MiB (at most MAX_WINDOW compression units in flight).
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable, Sequence
@@ -54,6 +52,7 @@ from meminfo_abi.s390_dump import (
 )
 from meminfo_abi.s390_dump_stream import ExtStreamWalker, compress_unit
 from meminfo_abi.tod import tod_now
+from dumpkit.parallel import ordered_map
 from dumpkit.fileio import Writeback, os_open_input
 from dumpkit.units import human
 from zipl_sadump.memsource import (
@@ -154,29 +153,9 @@ class _Sink:
 MAX_WINDOW = 24            # units in flight at most (~1.5 MiB each): bounds memory on many-core hosts
 
 
-class _Deflater:
-    """Compress 1 MiB units in order: a thread pool with a bounded window, or inline (workers <= 1)."""
-
-    def __init__(self, workers: int):
-        self.pool = concurrent.futures.ThreadPoolExecutor(workers, "sadump-zlib") if workers > 1 else None
-        self.window = min(MAX_WINDOW, max(4, 2 * workers))
-
-    def submit(self, data):
-        if self.pool is None:
-            return _Done(_deflate(data))
-        return self.pool.submit(_deflate, data)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _Done:
-    def __init__(self, value):
-        self._value = value
-
-    def result(self):
-        return self._value
+def _deflate_event(ev: tuple) -> tuple:
+    """A segment event with its unit deflated: ("unit", mib, data, stream or None)."""
+    return ev + (_deflate(ev[2]),) if ev[0] == "unit" else ev
 
 
 def _deflate(data) -> bytes | None:
@@ -261,57 +240,45 @@ class _SvWriter:
         while not self.write_run(scan, None)[1]:
             pass
 
-    def write_compressed(self, events, deflater: _Deflater, first_free: int) -> None:
-        """Compressed segments; `first_free` is the address after the raw first-MiB segment."""
-        pending: collections.deque = collections.deque()
-        inflight = 0
-        state = {"cur": 0, "entries": [], "start": 0}
-
-        def drain_one() -> None:
-            nonlocal inflight
-            ev = pending.popleft()
-            kind = ev[0]
-            if kind == "none":
-                self.empty_stop_segment(first_free)
-            elif kind == "begin":
-                self.seg_pos, self.seg_mib = self.pos, ev[1]
-                if not self.sink.room(self.pos, DUMP_SEGM_HDR_SIZE):
-                    raise _DeviceFull(self.pos + DUMP_SEGM_HDR_SIZE)
-                state["cur"] = 0
-                state["entries"] = []
-            elif kind == "unit":
-                inflight -= 1
-                data, fut = ev[2], ev[3]
-                comp = fut.result()
-                off_blocks = state["cur"] // self.block_size
-                base = self.pos + DUMP_SEGM_HDR_SIZE
-                if comp is None:
-                    self.sink.write(base + state["cur"], data)
-                    state["entries"].append(off_blocks | DUMP_SEGM_ENTRY_UNCOMPRESSED)
-                    state["cur"] += MIB
+    def write_compressed(self, events, workers: int, first_free: int) -> None:
+        """Compressed segments; `first_free` is the address after the raw first-MiB segment.  The
+        units are deflated on `workers` threads by an ordered parallel map (at most MAX_WINDOW
+        events in flight), written in stream order: the output is the serial one."""
+        cur = 0
+        entries: list[int] = []
+        results = ordered_map(_deflate_event, events, workers, min(MAX_WINDOW, max(4, 2 * workers)))
+        try:
+            for ev in results:
+                kind = ev[0]
+                if kind == "none":
+                    self.empty_stop_segment(first_free)
+                elif kind == "begin":
+                    self.seg_pos, self.seg_mib = self.pos, ev[1]
+                    if not self.sink.room(self.pos, DUMP_SEGM_HDR_SIZE):
+                        raise _DeviceFull(self.pos + DUMP_SEGM_HDR_SIZE)
+                    cur = 0
+                    entries = []
+                elif kind == "unit":
+                    data, comp = ev[2], ev[3]
+                    off_blocks = cur // self.block_size
+                    base = self.pos + DUMP_SEGM_HDR_SIZE
+                    if comp is None:
+                        self.sink.write(base + cur, data)
+                        entries.append(off_blocks | DUMP_SEGM_ENTRY_UNCOMPRESSED)
+                        cur += MIB
+                    else:
+                        self.sink.write(base + cur, comp)
+                        entries.append(off_blocks)
+                        cur += len(comp)
                 else:
-                    self.sink.write(base + state["cur"], comp)
-                    state["entries"].append(off_blocks)
-                    state["cur"] += len(comp)
-            else:
-                _, start, count, last = ev
-                entries = state["entries"]
-                self.sink.write(self.pos, build_segment_header(
-                    start * MIB, count * MIB, last, state["cur"] // self.block_size, entries))
-                self.pos += DUMP_SEGM_HDR_SIZE + state["cur"]
-                self.segments += 1
-                self.dumped += count * MIB
-
-        for ev in events:
-            if ev[0] == "unit":
-                pending.append(("unit", ev[1], ev[2], deflater.submit(ev[2])))
-                inflight += 1
-                while inflight > deflater.window:
-                    drain_one()
-            else:
-                pending.append(ev)
-        while pending:
-            drain_one()
+                    _, start, count, last = ev
+                    self.sink.write(self.pos, build_segment_header(
+                        start * MIB, count * MIB, last, cur // self.block_size, entries))
+                    self.pos += DUMP_SEGM_HDR_SIZE + cur
+                    self.segments += 1
+                    self.dumped += count * MIB
+        finally:
+            results.close()
 
     def end_marker(self, tod: int) -> None:
         em = build_end_marker(tod)
@@ -358,7 +325,6 @@ def _write_disk_sv(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, compress:
     mibs = src.mibs
     fd = _open_dev(dev.path, write=True)
     w = None
-    deflater = _Deflater(workers) if compress else None
     try:
         w = _SvWriter(_Sink(fd, dev.dump_offset, dev.dump_size, dev.path), dev.block_size, src)
         _invalidate_old_end_marker(fd, dev, volume=False)
@@ -373,7 +339,7 @@ def _write_disk_sv(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, compress:
                 del first
                 if mibs > 1:
                     scan = _Peekable(_scan(src, 1, mibs, progress, mode="fresh"))
-                    w.write_compressed(_events(scan, lambda: DUMP_SEGM_ZLIB_MAXENTS), deflater, MIB)
+                    w.write_compressed(_events(scan, lambda: DUMP_SEGM_ZLIB_MAXENTS), workers, MIB)
             else:
                 w.write_uncompressed(_Peekable(_scan(src, 0, mibs, progress, mode="copy")))
             end = _end_tod(tod, tod_end)
@@ -392,8 +358,6 @@ def _write_disk_sv(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, compress:
                               [_vol(dev, 0, w.segments, w.sink.written, True)], 0, compress, src.mem_size, tod,
                               end)
     finally:
-        if deflater is not None:
-            deflater.close()
         os.close(fd)
 
 
