@@ -29,12 +29,12 @@ from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_FLAG_TAPEMARK, AWS_HEADER_SIZE, BOOT_INFO_BP_TYPE_DUMP,
     BOOT_INFO_BP_TYPE_IPL, BOOT_INFO_DEV_TYPE_ECKD, BOOT_INFO_DEV_TYPE_FBA, BOOT_INFO_MAGIC,
     BOOT_INFO_OFFSET_ECKD_STAGE1, BOOT_INFO_OFFSET_FBA_STAGE0, BOOT_INFO_VERSION, DEVICE_PROBE_SIZE,
-    DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC_BLK_ECKD, DF_S390_MAGIC_EXT, DUMPER_DESCRIPTION,
+    DF_S390_HDR_SIZE, DF_S390_MAGIC_BLK_ECKD, DF_S390_MAGIC_EXT, DUMPER_DESCRIPTION,
     DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_FBA_EXT, DUMPER_MAGIC_MV_EXT, DUMPER_MAGIC_TAPE, DUMPER_SIZE,
     DUMPER_VERSION, ECKD_BLOCK_SIZE, ECKD_VOL1_BLOCK, FBA_BLOCK_SIZE, FBA_STAGE1B_BLOCKS, FBA_TOOL_BLOCKS,
     MAX_DUMP_VOLUMES, MEM_UPPER_LIMIT_NONE, MVDUMP_PARM_TABLE_SIZE, MVDUMP_SIGN_OFFSET, TAPE_BLK_SIZE,
     TAPE_DUMP_OFFSET, TAPE_HEAD_PSW, TAPE_RECORD_SIZE, TAPE_TOOL_SIZE, AwsTapeHeader, BootInfo, DumperHead,
-    EckdDumpParam, FbaDumpParam, MvdumpParmTable, Stage2dumpParmTail, TapeHead, parse_end_marker, parse_header,
+    EckdDumpParam, FbaDumpParam, MvdumpParmTable, Stage2dumpParmTail, TapeHead, parse_header,
 )
 from meminfo_abi.tod import tod_text
 
@@ -410,12 +410,6 @@ def _aws_at(fd: int, offset: int):
     return AwsTapeHeader.parse(raw) if len(raw) == AWS_HEADER_SIZE else None
 
 
-def _data_record_ok(fd: int, layout_data: int, block: int, prev: int) -> bool:
-    h = _aws_at(fd, layout_data + block * TAPE_RECORD_SIZE)
-    return (h is not None and h.curblkl == TAPE_BLK_SIZE and h.prvblkl == prev and
-            h.flags1 == AWS_FLAG_NEWREC | AWS_FLAG_ENDREC)
-
-
 def tape_dump_header(fd: int, area: DumpArea) -> tuple[object | None, int, str]:
     """(header, its file offset, why not) of the dump on a tape image: a tapemark right behind
     the tool, then a 4 KiB header block."""
@@ -430,35 +424,3 @@ def tape_dump_header(fd: int, area: DumpArea) -> tuple[object | None, int, str]:
     if len(raw) != DF_S390_HDR_SIZE:
         return None, 0, "the tape image ends inside the dump header"
     return parse_header(raw), at, ""
-
-
-def tape_dump_layout(fd: int, header_offset: int, mem_size: int) -> TapeDumpLayout:
-    """Count the intact data records (a binary search: the recorded part of a tape is a prefix)."""
-    data = header_offset + DF_S390_HDR_SIZE
-    blocks = -(-mem_size // TAPE_BLK_SIZE)
-    em = data + blocks * TAPE_RECORD_SIZE
-    present = 0
-    if blocks:
-        last_ok = _data_record_ok(fd, data, blocks - 1, TAPE_BLK_SIZE if blocks > 1 else DF_S390_HDR_SIZE)
-        if last_ok and _data_record_ok(fd, data, 0, DF_S390_HDR_SIZE):
-            present = blocks
-        else:
-            lo, hi = 0, blocks - 1          # blocks [0, lo) intact; block hi is not
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if _data_record_ok(fd, data, mid, TAPE_BLK_SIZE if mid else DF_S390_HDR_SIZE):
-                    lo = mid + 1
-                else:
-                    hi = mid
-            present = lo
-    present = min(present, max(0, _file_size(fd) - data) // TAPE_RECORD_SIZE)   # whole records only
-    return TapeDumpLayout(header_offset, data, blocks, present, em)
-
-
-def tape_end_marker(fd: int, layout: TapeDumpLayout, hdr_tod: int) -> tuple[bool, int, str]:
-    """The end marker record behind the last data block: (valid, tod, reason)."""
-    h = _aws_at(fd, layout.end_marker_offset)
-    if h is None or h.flags1 & AWS_FLAG_TAPEMARK or h.curblkl not in (8, DF_S390_EM_SIZE):
-        return False, 0, "no end marker block after the last data block"
-    raw = _pread_some(fd, DF_S390_EM_SIZE, layout.end_marker_offset + AWS_HEADER_SIZE)
-    return parse_end_marker(raw.ljust(DF_S390_EM_SIZE, b"\0"), hdr_tod)
