@@ -409,7 +409,8 @@ def read_stream(paths: Sequence[str], fds: Sequence[int], kinds: Sequence[str | 
                                 "device image")
     r = StreamReport(paths, order=list(range(len(paths))))
     try:
-        areas = [read_dump_area(fd, p) for fd, p in zip(fds, paths)] if kinds[0] != "file" else []
+        devices = len(paths) > 1 or kinds[0] != "file"
+        areas = [read_dump_area(fd, p) for fd, p in zip(fds, paths)] if devices else []
         if len(paths) > 1 or areas and areas[0].multi_volume:
             ordered = check_volume_set(areas)
             r.order = [areas.index(a) for a in ordered]
