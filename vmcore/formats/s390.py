@@ -75,7 +75,9 @@ from vmcore.model import (
 FORMAT_NAME = "s390"
 UNIT_CACHE = 4                      # inflated 1 MiB units kept per dump for readers that jump
 INFLATE_THREADS = os.cpu_count() or 1   # a sequential reader's units are inflated on every core
-INFLATE_AHEAD = min(64, 4 * INFLATE_THREADS)    # at most this many units (1 MiB each) inflated ahead
+# units (1 MiB each) inflated ahead of a sequential reader at most: enough to keep the cores busy
+# while the reader blocks in its own writes, few enough to bound memory
+INFLATE_AHEAD = min(64, max(32, 4 * INFLATE_THREADS))
 TIB16 = 1 << 44                     # a u32 num_pages describes less than this
 LOWCORE_READ = LC_SAVE_AREA + SAVE_AREA_SIZE
 VX_SIZE = 512
