@@ -121,7 +121,7 @@ def image_pages(path: str) -> dict[int, bytes]:
 
 def full_dump_pages(dev: str) -> dict[int, bytes]:
     from zipl_sadump.device import read_devices
-    from zipl_sadump.fulldump import open_dump
+    from meminfo_abi.s390_dump_reader import open_device_dump as open_dump
     out = {}
     with open_dump(read_devices([dev])) as dump:
         for addr, data in dump.units():
