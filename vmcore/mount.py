@@ -34,8 +34,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from dumpkit.errors import BadInputError, DumpToolError, IncompleteDumpError, UnsupportedError, UsageError
-from dumpkit.units import MIB
+from dumpkit.errors import BadInputError, DumpToolError, UnsupportedError, UsageError
 from vmcore.formats.elf import file_head, plan_layout
 from vmcore.model import KIND_RAM, Dump, MemChunk
 
