@@ -526,6 +526,7 @@ def _allocated(path: str, initial: int):
     return lambda: os.stat(path).st_blocks > initial
 
 
+@pytest.mark.slow
 def test_sigkill_full_dump(loaded, tmp_path):
     rng = random.Random(SEED)
     ref_dev = new_device(str(tmp_path), "ref.img")
@@ -547,6 +548,7 @@ def test_sigkill_full_dump(loaded, tmp_path):
     assert outcomes.count(False) >= 1, "no kill landed inside the dump: the test proved nothing"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("writer", ["save", "convert"])
 def test_sigkill_vmcore_writers(writer, crashed, elf_dump, tmp_path):
     rng = random.Random(SEED + 1)
@@ -647,6 +649,7 @@ def test_stale_temporaries_in_process(tmp_path, capsys):
     assert (tmp_path / "victim").read_bytes() == b"keep"
 
 
+@pytest.mark.slow
 def test_sigkill_kexec_load_is_rolled_back(base, kernel, files, after_load_memory, tmp_path):
     rng = random.Random(SEED + 2)
 

@@ -37,6 +37,8 @@ from tests.conftest import cli_json, peer_kdumpfile, run_cli
 from vmcore.formats import open_dump
 from vmcore.formats import kdump_compressed as kc
 
+pytestmark = pytest.mark.slow      # make check (a 17 TiB machine: minutes of I/O on a small host)
+
 SHM = "/dev/shm"
 TIB = 1 << 40
 MIB = 1 << 20
