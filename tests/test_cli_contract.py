@@ -66,7 +66,9 @@ ERRORS = {
         ("bad input", ["show", NOFILE], EXIT_BAD_INPUT),
     ],
 }
-MODES = ["in-process", "console-script"]
+# the console scripts start a process per case: the slow tier of the source tree (make check), and
+# every case of the installed wheel (make smoke)
+MODES = ["in-process", pytest.param("console-script", marks=pytest.mark.slow)]
 
 
 def script(name: str) -> str:
@@ -134,6 +136,7 @@ def test_errors_are_one_line(cli, case, argv, want, mode, capfd, tmp_path):
     assert not os.path.exists(tmp_path / "m") and not os.path.exists(tmp_path / "dev.img"), case
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cli", sorted(CLIS))
 def test_bare_command_shows_help(cli, capfd):
     code, out, err = invoke("console-script", cli, [], capfd)
@@ -150,6 +153,7 @@ def minimal_kernel(path: str) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_chain_create_load_ipl_extract_info_convert(tmp_path, capfd):
     """One run of the whole chain through the installed console scripts."""
     t = str(tmp_path)

@@ -836,7 +836,7 @@ def _matrix(faults):
             for target in TARGETS:
                 if target == "fifo" and writer not in STREAMING and fault != "SIGTERM":
                     continue                   # refused before anything happens: checked once, under SIGTERM
-                marks = [pytest.mark.slow] if fault == "SIGKILL" else []
+                marks = [pytest.mark.slow] if fault in ("SIGKILL", "SIGTERM") else []   # a process killed
                 out.append(pytest.param(fault, writer, target, id=f"{fault}-{writer}-{target}", marks=marks))
     return out
 
@@ -847,8 +847,7 @@ def test_enospc_every_writer_every_target(fault, writer, target, small_fs, crash
     t = Target(target, fs)
     out = "/dev/full" if target == "fifo" else t.path
     small_fs.limit(fs, 16 * 1024)
-    proc = subprocess.run(_writer_argv(writer, out, crashed, elf_dump, dumped_device), cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli(*_writer_argv(writer, out, crashed, elf_dump, dumped_device)[2:])   # drop python -m
     assert_io_error(proc.returncode, proc.stderr)
     # kdump checks the room for its page descriptors before it writes (a one-line refusal too)
     assert "No space left on device" in proc.stderr or "free" in proc.stderr, proc.stderr
