@@ -3,7 +3,8 @@
 Every command answers -h/--help and --version; a usage error (unknown option or command,
 missing argument, bad value, bad size or address) is one line on stderr and exit 2; bad
 input is one line and exit 3; nothing prints a traceback.  Each case runs twice: in-process
-through the suite's own runner, and as the installed console script.
+through the suite's own runner, and as the installed console script (a process per case: the
+slow tier, `make check`).
 
 This file imports nothing from the source tree but the installed packages, so .ci/run also
 runs it from `/` in a fresh virtual environment that holds only the built wheel
