@@ -679,24 +679,28 @@ def FUZZ(examples: int) -> settings:
                     suppress_health_check=list(HealthCheck))
 
 
+@pytest.mark.slow
 @FUZZ(3000)
 @given(blob=BLOBS)
 def test_fuzz_flat_header(fuzz_inputs, blob):
     _fuzz("flat", fuzz_inputs, blob)
 
 
+@pytest.mark.slow
 @FUZZ(3000)
 @given(blob=BLOBS)
 def test_fuzz_extended_headers_and_segments(fuzz_inputs, blob):
     _fuzz("ext", fuzz_inputs, blob)
 
 
+@pytest.mark.slow
 @FUZZ(2000)
 @given(blob=BLOBS)
 def test_fuzz_eckd_device_image(fuzz_inputs, blob):
     _fuzz("eckd", fuzz_inputs, blob)
 
 
+@pytest.mark.slow
 @FUZZ(2000)
 @given(blob=BLOBS)
 def test_fuzz_tape_image(fuzz_inputs, blob):

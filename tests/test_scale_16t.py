@@ -39,6 +39,8 @@ from vmcore.formats import open_dump
 from vmcore.formats import kdump as kc
 from vmcore.formats.kdump import writer as kdump_writer
 
+pytestmark = pytest.mark.slow      # make check (a 17 TiB machine: minutes of I/O on a small host)
+
 SHM = "/dev/shm"
 TIB = 1 << 40
 MIB = 1 << 20

@@ -172,6 +172,7 @@ def test_a_filtered_dump_converts_without_allow_incomplete_and_keeps_its_gap(wor
 # 4. split dumps, both ways, with the real makedumpfile
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow                  # make check: makedumpfile under qemu-user
 @pytest.mark.parametrize("exclude_zero", [False, True])
 def test_makedumpfile_reassembles_our_3_part_split_page_for_page(work, tmp_path, makedumpfile, exclude_zero):
     parts = [str(tmp_path / f"p{i}.kdump") for i in range(3)]
@@ -198,6 +199,7 @@ def _empty_part_from(part: str, path: str, pfn: int) -> None:
         fh.write(L.kdump_sub_header.build(vals))
 
 
+@pytest.mark.slow                  # make check: makedumpfile under qemu-user
 def test_a_real_makedumpfile_split_set_with_an_empty_part_reads_and_reassembles(work, tmp_path, makedumpfile):
     d = str(tmp_path)
     makedumpfile("-c", "-d", "31", "--split", work["src"], "s1.kdump", "s2.kdump", "s3.kdump", cwd=d)
