@@ -5,7 +5,7 @@ export PIP_BREAK_SYSTEM_PACKAGES := 1
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 DEPS := pyproject.toml setup.py native/_native.c scripts/bootstrap.sh constraints/ci.txt
 
-.PHONY: install install-test demo demo-real test smoke bench bench-scale fuzz realworld dist clean
+.PHONY: install install-test demo demo-real test check smoke bench bench-scale fuzz realworld dist clean
 
 # the package, editable (C extension if a compiler is there); what `make demo` needs
 build/.installed: $(DEPS)
@@ -28,8 +28,14 @@ demo: build/.installed
 demo-real: build/.installed-test
 	bash scripts/demo-real.sh
 
+# the fast loop: every test but the slow tier (fuzz slices, kill and fault loops, peers under
+# qemu-user, the 17 TiB machine) and the real kernels; the CLIs run in-process where they can
 test: build/.installed-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -m "not slow and not realworld"
+
+# every test tier: the fast loop and the slow tier (what CI runs; the real kernels are `make realworld`)
+check: build/.installed-test
+	$(PY) -m pytest -q -m "not realworld"
 
 # what a user gets: wheel and sdist built, the wheel installed in fresh venvs, the CLI contract there
 smoke:

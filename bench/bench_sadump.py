@@ -35,7 +35,7 @@ REPEAT = 3
 def child_main(argv: list[str]) -> None:
     """In the subprocess: build a fresh device, sync, time one full dump, print JSON."""
     machine_dir, device, compress = argv[0], argv[1], argv[2] == "1"
-    from meminfo_abi.s390dump import tod_now
+    from meminfo_abi.tod import tod_now
     from s390_machine.machine import Machine
     from zipl_sadump.device import build_device
     from zipl_sadump.fulldump import write_full_dump
@@ -64,7 +64,7 @@ def _dump(machine: str, device: str, compress: bool) -> tuple[dict, float]:
 def _zlib_limit(memory_img: str) -> float:
     """Seconds zlib-ng level 1 needs for the non-zero MiBs of the image on all cores (data preloaded)."""
     import native
-    from meminfo_abi.s390dump import compress_unit
+    from meminfo_abi.s390_dump_stream import compress_unit
 
     units = []
     with open(memory_img, "rb") as fh:

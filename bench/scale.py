@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> list[Result]:
         subprocess.run(_py("-m", "zipl_sadump.cli", "build", "--device", dev, "--type", "eckd", "--size",
                            str(data + 2 * GiB), "--no-compress"), check=True, stdout=subprocess.DEVNULL)
         dt, rss = _run(_py("-c", "import sys\nfrom s390_machine.memory import PhysicalMemory\n"
-                           "from zipl_sadump.fulldump import write_full_dump\nfrom meminfo_abi.s390dump import tod_now\n"
+                           "from zipl_sadump.fulldump import write_full_dump\nfrom meminfo_abi.tod import tod_now\n"
                            f"with PhysicalMemory({img!r}) as mem:\n"
                            f"    r = write_full_dump([{dev!r}], mem, [0x410000], 4, tod=tod_now(), cpu_id=0, compress=False)\n"
                            "sys.exit(0 if r.complete else 1)"))

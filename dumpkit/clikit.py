@@ -26,8 +26,31 @@ from rich.progress import (
 
 from dumpkit.errors import EXIT_IO, EXIT_USAGE, DumpToolError
 
-stdout = Console(soft_wrap=True)
-stderr = Console(stderr=True, soft_wrap=True)
+
+
+class _StdConsole:
+    """A rich Console on sys.stdout (or sys.stderr) as the stream is when something prints, not
+    as it was at import: a caller that swaps the stream (the test suite runs the CLIs in-process)
+    gets the output, and a new stream gets a Console that judges it anew (terminal, colours)."""
+
+    def __init__(self, stderr: bool = False):
+        self._stderr = stderr
+        self._stream: Any = None
+        self._console: Console | None = None
+
+    @property
+    def console(self) -> Console:
+        stream = sys.stderr if self._stderr else sys.stdout
+        if self._console is None or stream is not self._stream:
+            self._stream, self._console = stream, Console(stderr=self._stderr, soft_wrap=True)
+        return self._console
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.console, name)
+
+
+stdout = _StdConsole()
+stderr = _StdConsole(stderr=True)
 
 
 # typer up to 0.25 re-exports click's exceptions, later releases carry their own copy of
@@ -107,6 +130,7 @@ def main_for(app: typer.Typer, prog: str) -> Callable[[], None]:
             _error_line(prog, f"{exc}; its temporary files were removed, nothing is claimed complete")
         sys.exit(code)
 
+    main.app, main.prog = app, prog     # what runs it in-process: run(main.app, main.prog, argv)
     return main
 
 
@@ -186,7 +210,7 @@ def progress_bar(total: int, description: str, enabled: bool | None = None) -> I
         DownloadColumn(binary_units=True),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
-        console=stderr,
+        console=stderr.console,
         transient=False,
     ) as prog:
         task = prog.add_task(description, total=total)

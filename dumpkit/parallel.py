@@ -1,42 +1,50 @@
-"""The one ordered parallel map of the suite: work on all cores, results in their order.
+"""An ordered parallel map with bounded memory: the one pipeline every "all cores" loop uses.
 
-Page compression (kdump writer), inflating dump units and checksumming large ranges all have
-the same shape: a stream of items read in order, a function that releases the GIL (zlib,
-csum_partial), and a consumer that must see the results in the order of the items, with a
-bounded number of items in memory at any time.
+``ordered_map(fn, items, workers, max_in_flight)`` yields ``fn(item)`` for each item in
+the order of `items`, computing up to `max_in_flight` of them ahead on a thread pool of
+`workers` threads.  Threads pay where `fn` releases the GIL (zlib-ng inflate and deflate,
+hashing, pread).  `items` is consumed lazily, so a stream of any length costs at most
+`max_in_flight` results (and their inputs) at a time.  With one worker, or one item in
+flight, `fn` runs inline: the serial result, no thread.
+
+An exception of `fn` is raised where its result would have been yielded; stopping the
+generator early (close, break, an exception in the consumer) cancels what has not
+started and waits for what has, so no thread outlives the map.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+import collections
+import concurrent.futures
 from typing import Callable, Iterable, Iterator, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int, max_in_flight: int | None = None) -> Iterator[R]:
-    """fn(item) for every item of `items`, yielded in the order of the items.
-
-    With workers > 1 the calls run on that many threads while the items are still being
-    produced (read ahead); at most `max_in_flight` (default 2 * workers) items are taken and
-    not yet yielded, so memory stays bounded.  With workers <= 1 it is the plain serial map, no
-    thread.  An exception of fn is raised where its result would have been yielded; items not
-    yet started are dropped when the consumer stops early (close the generator, or let it go)."""
-    if workers <= 1:
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
+                max_in_flight: int | None = None) -> Iterator[R]:
+    """`fn` over `items` on `workers` threads, results in input order, at most `max_in_flight`
+    (default 2 x workers) submitted and not yet yielded."""
+    window = max(1, max_in_flight if max_in_flight is not None else 2 * workers)
+    if workers <= 1 or window <= 1:
         for item in items:
             yield fn(item)
         return
-    limit = max(1, max_in_flight or 2 * workers)
-    pool = ThreadPoolExecutor(workers, thread_name_prefix="ordered-map")
-    pending: deque = deque()
+    pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="ordered-map")
+    pending: collections.deque = collections.deque()
     try:
-        for item in items:
+        it = iter(items)
+        for item in it:
             pending.append(pool.submit(fn, item))
-            if len(pending) >= limit:
+            if len(pending) >= window:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
     finally:
+        for fut in pending:
+            fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+__all__ = ["ordered_map"]

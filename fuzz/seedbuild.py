@@ -239,7 +239,7 @@ class SeedContext:
         return paths
 
     def extracted(self, name: str, devices: list[str]) -> str:
-        from zipl_sadump.fulldump import extract_dump
+        from zipl_sadump.extract import extract_dump
         path = self.tmp(name)
         extract_dump(devices, path)
         return path

@@ -68,6 +68,7 @@ def _find_vmcoreinfo(mem: Readable) -> FoundVmcoreinfo | None:
         if e.addr and 0 < e.size <= MAX_VMCOREINFO and e.addr + e.size <= mem.size:
             raw = mem.read(e.addr, e.size)
             if csum_partial(raw) == e.csum:
+                raw = raw.rstrip(b"\0")        # the entry may cover the note's NUL padding
                 return FoundVmcoreinfo(parse_vmcoreinfo(raw), raw, "meminfo entry 0", e.addr)
     ptr = _u64(mem, LC_VMCORE_INFO)
     if not ptr or ptr + 24 > mem.size:

@@ -10,6 +10,7 @@ from rich.table import Table
 
 from s390_machine import ops
 from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stdout
+from s390_machine.mm import parse_populations
 from s390_machine.synth import SynthOptions, data_mibs, validate
 from dumpkit.units import human, parse_crashkernel, parse_memory_size
 
@@ -28,14 +29,18 @@ def create(
     release: str = typer.Option("6.1.0-s390dumptools", "--release", help="kernel release (OSRELEASE)"),
     reipl_clear: bool = typer.Option(False, "--reipl-clear", help="re-IPL configured with clear (meminfo FLAGS)"),
     no_reipl: bool = typer.Option(False, "--no-reipl", help="no re-IPL block at lowcore 0xE00"),
+    pages: str = typer.Option("", "--pages", help="page classes of the data, in percent: free=20,cache=20,"
+                              "private=5,anon=20,slab=10,offline=1 (of the data pages, the rest kernel data), "
+                              "hugetlb=3 (of the data MiBs), zero=6 (in-use zero MiBs per 100 data MiBs)"),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="progress bar (default: when stderr is a terminal)"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
 ) -> None:
-    """Synthesize a booted production system (lowcores, VMCOREINFO, printk log, meminfo, data)."""
+    """Synthesize a booted production system (lowcores, VMCOREINFO, printk log, meminfo, kernel page tables, struct pages, data)."""
     ck_size, ck_base = parse_crashkernel(crashkernel) if crashkernel else (0, None)
     opts = SynthOptions(memory_size=parse_memory_size(memory, "memory size"), cpus=cpus, crashkernel_size=ck_size,
                         crashkernel_base=ck_base, fill=fill, printk=printk, vector=not no_vector,
-                        release=release, reipl_clear=reipl_clear, reipl_devno=None if no_reipl else 0)
+                        release=release, reipl_clear=reipl_clear, reipl_devno=None if no_reipl else 0,
+                        pages=parse_populations(pages))
     total = len(data_mibs(opts, validate(opts))) << 20      # gigabytes on a big machine: show them
     with progress_bar(total, "creating", progress) as advance:
         ops.create_machine(directory, opts, progress=advance)
@@ -159,6 +164,11 @@ def _show(directory: str, as_json: bool, wait: bool = True) -> None:
     vi = d["vmcoreinfo"]
     t.add_row("vmcoreinfo", "not found" if vi is None else
               f"{vi['osrelease']} via {vi['source']} at 0x{vi['address']:x} ({vi['keys']} keys)")
+    mm = k.get("memory_model")
+    if isinstance(mm, dict):
+        t.add_row("memory model", f"vmemmap {mm['vmemmap']}, mem_section {mm['mem_section']}, "
+                  f"{mm['page_table_levels']}-level page tables (ASCE {mm['asce']})")
+        t.add_row("pages", ", ".join(f"{n} {v}" for n, v in mm["pages"].items() if n != "data_mibs"))
     mi = d["meminfo"]
     t.add_row("os_info block", f"{mi['block']} (0xE18 -> {mi['pointer']})")
     t.add_row("kdump", mi["kdump"])

@@ -211,12 +211,11 @@ def crash_save_vmcoreinfo(machine: Machine, when: datetime) -> bool:
         return False
     info = parse_vmcoreinfo(found.raw)
     info.set("CRASHTIME", str(int(when.timestamp())))
-    text = info.to_bytes()
-    from s390_machine.synth import write_meminfo, write_vmcoreinfo
+    from s390_machine.synth import vmcoreinfo_entry, write_meminfo, write_vmcoreinfo
     text_addr, text_len = write_vmcoreinfo(machine.memory, info)
     mi = read_meminfo(machine.memory)
     if mi is not None and not mi.entries[OS_INFO_VMCOREINFO].empty:
-        mi.set_data_entry(OS_INFO_VMCOREINFO, text_addr, text)
+        mi.set_data_entry(OS_INFO_VMCOREINFO, text_addr, vmcoreinfo_entry(machine.memory, text_addr, text_len))
         write_meminfo(machine.memory, mi, machine.memory.read_u64(LC_OS_INFO))
     return True
 

@@ -11,18 +11,28 @@ KERNELOFFSET=0, as s390 kernels before 6.10 without KASLR):
   0x401000           VMCOREINFO ELF note (header + text, 8 KiB buffer)
   0x403000           init_uts_ns
   0x404000           lowcore_ptr[NR_CPUS], high_memory
+  0x405000           re-IPL block and flags
+  0x406000           node_online_map, vmap_area_list, mem_map and the objects struct pages point at
+  0x408000-0x40BFFF  swapper_pg_dir (region-third table; region-second from ~3.4 TiB on)
+  0x40C000-0x40E1FF  contig_page_data (struct pglist_data: zones, NR_FREE_PAGES)
   0x410000-0x48FFFF  per-CPU lowcores (8 KiB each, the CPUs' prefixes)
   0x490000-0x4AFFFF  per-CPU machine-check extended save areas (vector registers)
   0x500000-0x5FFFFF  printk ring buffer (or legacy log_buf)
   [crash base, +size) reserved, left zero until kexec-s390 loads kdump
-  elsewhere          recognisable data: each non-zero page starts "S390PAGE" + its address
+  top of storage     the memory model (s390_machine/mm.py), below a top crashkernel: mem_section
+                     roots (SYMBOL(mem_section)), page and segment tables, shared and own struct
+                     page frames of the vmemmap (virtual 0x37200000000 on a 3-level kernel)
+  elsewhere          recognisable data: each non-zero page starts "S390PAGE" + its address; its
+                     struct pages give each page a class (--pages: free, page cache, anonymous,
+                     slab, hugetlb, offline, kernel data), the free storage between is buddy
+                     blocks, a few MiBs after data MiBs are in-use zero pages
 """
 
 from __future__ import annotations
 
 import random
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from meminfo_abi.cpu import CpuRegs
 from meminfo_abi.elfnotes import vmcoreinfo_note
@@ -39,6 +49,7 @@ from meminfo_abi.parmarea import (
     EP_OFFSET, EP_STRING, IMAGE_ENTRY, PARM_COMMAND_LINE, PARM_MAX_COMMAND_LINE_SIZE,
 )
 from meminfo_abi.vmcoreinfo import VmcoreInfo
+from s390_machine import mm
 from s390_machine.memory import PhysicalMemory
 from s390_machine.printk import build_legacy_logbuf, build_ringbuffer
 from s390_machine.state import Crashkernel, MachineState
@@ -84,6 +95,7 @@ class SynthOptions:
     seed: int = 390
     reipl_devno: int | None = 0x0000     # CCW re-IPL device, None: no re-IPL block
     reipl_clear: bool = False            # the configured re-IPL has clear=1 (meminfo FLAGS REIPL_CLEAR)
+    pages: mm.Populations = field(default_factory=mm.Populations)   # page classes of the data MiBs
 
 
 def validate(opts: SynthOptions) -> Crashkernel | None:
@@ -101,6 +113,7 @@ def validate(opts: SynthOptions) -> Crashkernel | None:
         raise BadInputError(f"printk layout {opts.printk!r} is not ringbuffer or legacy")
     if not 0.0 <= opts.fill <= 1.0:
         raise BadInputError(f"fill fraction {opts.fill} is outside 0..1")
+    opts.pages.validate()
     size, base = opts.crashkernel_size, opts.crashkernel_base
     if size == 0:
         if base is not None:
@@ -179,18 +192,24 @@ def command_line(opts: SynthOptions, ck: Crashkernel | None) -> str:
     return line if ck else line.replace(" crashkernel=", "").strip()
 
 
-def build_vmcoreinfo(opts: SynthOptions, printk_keys: dict[str, str]) -> VmcoreInfo:
+def build_vmcoreinfo(opts: SynthOptions, printk_keys: dict[str, str], mem_section: int | None = None) -> VmcoreInfo:
+    """The lines a 6.1 s390x kernel writes, in its order (kernel/crash_core.c, then the printk,
+    page-flag and arch parts); mem_section: the SPARSEMEM root array (default: where
+    synthesize puts it)."""
+    if mem_section is None:
+        mem_section = memory_model_area(opts, validate(opts))[0]
     vi = VmcoreInfo()
     vi.set("OSRELEASE", opts.release)
     vi.set("PAGESIZE", "4096")
     vi.set_symbol("init_uts_ns", INIT_UTS_NS)
     vi.set_offset("uts_namespace.name", 0)
-    vi.set_symbol("_stext", KERNEL_TEXT)
+    vi.set_symbol("node_online_map", mm.NODE_ONLINE_MAP)
     vi.set_symbol("swapper_pg_dir", SWAPPER_PG_DIR)
-    vi.set_number("SECTION_SIZE_BITS", 28)
-    vi.set_number("MAX_PHYSMEM_BITS", 46)
+    vi.set_symbol("_stext", KERNEL_TEXT)
+    mm.vmcoreinfo_keys(vi, mem_section, "layout")
     for key, value in printk_keys.items():
         vi.set(key, value)
+    mm.vmcoreinfo_keys(vi, mem_section, "numbers")
     vi.set_symbol("lowcore_ptr", LOWCORE_PTR)
     vi.set_symbol("high_memory", HIGH_MEMORY_VAR)
     vi.set_length("lowcore_ptr", NR_CPUS)
@@ -208,6 +227,13 @@ def write_vmcoreinfo(mem: PhysicalMemory, vi: VmcoreInfo) -> tuple[int, int]:
     mem.write(VMCOREINFO_NOTE_ADDR, note)
     mem.write_u64(LC_VMCORE_INFO, VMCOREINFO_NOTE_ADDR)
     return VMCOREINFO_NOTE_ADDR + 24, len(text)   # 12-byte Nhdr + "VMCOREINFO\0" padded to 12
+
+
+def vmcoreinfo_entry(mem: PhysicalMemory, text_addr: int, text_len: int) -> bytes:
+    """What meminfo entry 0 covers: the note's descriptor in whole 4-byte words, as the note
+    pads it with NULs, so every reader's checksum agrees (libkdumpfile sums a partial last word
+    differently from CKSM, which pads it with zeros on the right)."""
+    return mem.read(text_addr, (text_len + 3) & ~3)
 
 
 def write_printk(mem: PhysicalMemory, layout: str, records: list[dict]) -> dict[str, str]:
@@ -228,14 +254,34 @@ def _utsname(opts: SynthOptions) -> bytes:
     return b"".join(f.encode()[:64].ljust(65, b"\0") for f in fields)
 
 
-def data_mibs(opts: SynthOptions, ck: Crashkernel | None) -> list[int]:
-    """The MiB numbers that hold recognisable data: every (1/fill)-th free MiB, spread evenly
-    over memory outside kernel and crashkernel (computed, not scanned: a 16 TiB machine has
-    16 million MiBs)."""
+def _free_mibs(opts: SynthOptions, ck: Crashkernel | None) -> list[tuple[int, int]]:
+    """MiB ranges outside the kernel image and the crashkernel."""
     first, total = KERNEL_END // MIB, opts.memory_size // MIB
     free = [(first, total)]
     if ck:
         free = [(a, b) for a, b in ((first, ck.base // MIB), (ck.end // MIB, total)) if b > a]
+    return free
+
+
+def memory_model_area(opts: SynthOptions, ck: Crashkernel | None) -> tuple[int, int]:
+    """(base, size) of the storage the kernel's memory map takes (page tables, mem_section,
+    struct pages): the top of storage below a top crashkernel, sized for the data MiBs."""
+    count_free = sum(b - a for a, b in _free_mibs(opts, ck))
+    n_data = int(count_free * opts.fill)
+    size = mm.area_size(opts.memory_size, n_data, int(n_data * opts.pages.zero) + 1, 4)
+    base = mm.place_area(opts.memory_size, KERNEL_END, None if ck is None else (ck.base, ck.end), size)
+    return base, size
+
+
+def data_mibs(opts: SynthOptions, ck: Crashkernel | None) -> list[int]:
+    """The MiB numbers that hold recognisable data: every (1/fill)-th free MiB, spread evenly
+    over memory outside kernel, crashkernel and the kernel's memory map (computed, not scanned:
+    a 16 TiB machine has 16 million MiBs)."""
+    base, size = memory_model_area(opts, ck)
+    lo, hi = base // MIB, (base + size) // MIB
+    free = []
+    for a, b in _free_mibs(opts, ck):
+        free += [(x, y) for x, y in ((a, min(b, lo)), (max(a, hi), b)) if y > x]
     count_free = sum(b - a for a, b in free)
     want = int(count_free * opts.fill)
     out = []
@@ -295,10 +341,12 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions, progress=None) -> Machin
     mem.write(INIT_UTS_NS, _utsname(opts))
     mem.write_u64(HIGH_MEMORY_VAR, opts.memory_size)
 
+    asce = mm.kernel_asce(opts.memory_size, SWAPPER_PG_DIR)
     # CPUs: lowcore in each prefix area, lowcore_ptr[], machine-check extended save areas
     cpus = []
     for i in range(opts.cpus):
         regs = cpu_registers(i, opts.vector)
+        regs.crs[1] = regs.crs[13] = asce      # primary and home space: the kernel's ASCE
         cpus.append(regs)
         lc = regs.prefix
         mem.write_u16(lc + LC_EXT_CPU_ADDR, regs.address)
@@ -312,12 +360,18 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions, progress=None) -> Machin
     printk_keys = write_printk(mem, opts.printk, records)
 
     # VMCOREINFO note and meminfo
-    vi = build_vmcoreinfo(opts, printk_keys)
+    # the memory model: page tables, mem_section, struct pages of every class
+    area = memory_model_area(opts, ck)
+    data = data_mibs(opts, ck)
+    model = mm.build(mem, opts.memory_size, KERNEL_END, None if ck is None else (ck.base, ck.end), area,
+                     data, opts.pages, opts.seed, SWAPPER_PG_DIR)
+
+    vi = build_vmcoreinfo(opts, printk_keys, model.mem_section)
     text_addr, text_len = write_vmcoreinfo(mem, vi)
     mi = MemInfo()
     if ck:
         mi.crashkernel_addr, mi.crashkernel_size = ck.base, ck.size
-    mi.set_data_entry(OS_INFO_VMCOREINFO, text_addr, mem.read(text_addr, text_len))
+    mi.set_data_entry(OS_INFO_VMCOREINFO, text_addr, vmcoreinfo_entry(mem, text_addr, text_len))
     if opts.reipl_devno is not None:   # lowcore 0xE00/0xE08 and meminfo REIPL_BLOCK, as ipl.c sets them
         block = build_ccw_block(opts.reipl_devno)
         mem.write(REIPL_BLOCK, block)
@@ -331,7 +385,7 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions, progress=None) -> Machin
     write_meminfo(mem, mi)
 
     # recognisable data everywhere else
-    fill_data(mem, data_mibs(opts, ck), opts.seed, progress)
+    fill_data(mem, data, opts.seed, progress)
 
     state = MachineState(memory_size=opts.memory_size, cpus=cpus, ipl_cpu=0, crashkernel=ck)
     state.kernel = {
@@ -342,6 +396,10 @@ def synthesize(mem: PhysicalMemory, opts: SynthOptions, progress=None) -> Machin
         "printk_log": records,          # what this synthetic kernel logged (to append at panic)
         "vmcoreinfo_note": f"0x{VMCOREINFO_NOTE_ADDR:x}",
         "meminfo": f"0x{MEMINFO_ADDR:x}",
+        "memory_model": {"vmemmap": f"0x{model.vmemmap:x}", "mem_section": f"0x{model.mem_section:x}",
+                         "swapper_pg_dir": f"0x{SWAPPER_PG_DIR:x}", "asce": f"0x{model.asce:x}",
+                         "page_table_levels": model.levels, "area": [f"0x{area[0]:x}", f"0x{area[1]:x}"],
+                         "populations": opts.pages.to_spec(), "pages": model.page_classes},
     }
     state.record("created", f"{opts.memory_size >> 20} MiB, {opts.cpus} CPUs, crashkernel "
                  + ("none" if ck is None else f"{ck.size >> 20}M@{ck.base >> 20}M"))

@@ -33,6 +33,11 @@ run $PY -m s390_machine.cli panic "$OUT/machine" --cpu 1
 step "4. the kdump kernel builds the ELF header itself and saves /proc/vmcore"
 run $PY -m vmcore.cli save --machine "$OUT/machine" -o "$OUT/vmcore.elf"
 
+step "4b. what kdump users save: makedumpfile's page classes from VMCOREINFO and struct pages, -d 31 -c"
+run $PY -m vmcore.cli save --machine "$OUT/machine" --mem-usage
+run $PY -m vmcore.cli save --machine "$OUT/machine" -d 31 -c -o "$OUT/vmcore.d31"
+run ls -ls "$OUT/vmcore.elf" "$OUT/vmcore.d31"
+
 step "5. inspection"
 run $PY -m vmcore.cli info "$OUT/vmcore.elf"
 run $PY -m vmcore.cli regs "$OUT/vmcore.elf" --cpu 0

@@ -46,7 +46,7 @@ EOF
 mkdir -p "$WORK/t" && cp tests/test_cli_contract.py "$WORK/t/"
 contract() {  # venv
     (cd / && S390_SMOKE=1 "$1/bin/python" -m pytest -q -p no:cacheprovider --rootdir "$WORK/t" \
-        "$WORK/t/test_cli_contract.py")
+        -o "markers=slow: every case runs here" "$WORK/t/test_cli_contract.py")
 }
 venv() {  # name -> path of a fresh venv
     "$PY" -m venv "$WORK/$1" && echo "$WORK/$1"

@@ -1,3 +1,4 @@
+import io
 import json
 import os
 import subprocess
@@ -22,12 +23,64 @@ class Memory(bytearray):
         self[addr:addr + len(data)] = data
 
 
-def run_cli(module: str, *args: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run one of the suite's CLIs as a user would (a separate process)."""
-    proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT)
+FORKING_COMMANDS = {("vmcore.cli", "mount")}
+
+
+def run_cli(module: str, *args: str, check: bool = False, isolated: bool = False) -> subprocess.CompletedProcess:
+    """Run one of the suite's CLIs as a user would and return what a separate process would.
+
+    By default it runs in this interpreter through the CLI kit (dumpkit.clikit.run, the same
+    path `python -m module` takes after its imports), with stdout and stderr caught in temporary
+    files (so a command that writes to standard output's descriptor works as under a pipe) and the
+    worktree as cwd; an exception the kit does not map prints its traceback and exits 1, as the
+    interpreter would.  isolated=True starts a fresh `python -m module` instead, where the process
+    itself is under test; commands that fork (vmcore mount: a fork of this test process would hold
+    its locks and threads) always start one."""
+    if isolated or (module, *args[:1]) in FORKING_COMMANDS:
+        proc = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, cwd=ROOT)
+    else:
+        proc = _run_in_process(module, list(args))
     if check and proc.returncode != 0:
         raise AssertionError(f"{module} {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
     return proc
+
+
+def _run_in_process(module: str, argv: list[str]) -> subprocess.CompletedProcess:
+    import contextlib
+    import importlib
+    import locale
+    import tempfile
+    import traceback
+
+    from dumpkit import clikit
+    main = importlib.import_module(module).main
+    encoding = locale.getpreferredencoding(False)
+    files = [tempfile.TemporaryFile(), tempfile.TemporaryFile()]
+    out, err = (io.TextIOWrapper(f, encoding=encoding, write_through=True) for f in files)
+    saved = sys.stdout, sys.stderr, sys.argv
+    try:
+        sys.stdout, sys.stderr, sys.argv = out, err, [module, *argv]
+        with contextlib.chdir(ROOT):
+            clikit.tolerate_any_terminal()
+            try:
+                code = clikit.run(main.app, main.prog, argv)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+                if exc.code is not None and not isinstance(exc.code, int):
+                    print(exc.code, file=sys.stderr)
+            except Exception:
+                traceback.print_exc()
+                code = 1
+        out.flush()
+        err.flush()
+    finally:
+        sys.stdout, sys.stderr, sys.argv = saved
+    texts = []
+    for f in files:
+        f.seek(0)
+        texts.append(f.read().decode(encoding).replace("\r\n", "\n").replace("\r", "\n"))
+        f.close()
+    return subprocess.CompletedProcess([sys.executable, "-m", module, *argv], code, texts[0], texts[1])
 
 
 def cli_json(module: str, *args: str) -> dict:

@@ -10,10 +10,8 @@ kernel's own Call Trace and /proc/kallsyms.
 from __future__ import annotations
 
 import json
-import os
 import struct
 import subprocess
-import sys
 
 import pytest
 
@@ -24,12 +22,12 @@ from meminfo_abi.lowcore import LC_LINUX_STACKS
 from meminfo_abi.stackframe import (PSW_MASK_PSTATE, STACK_FRAME_BACK_CHAIN, STACK_FRAME_OVERHEAD,
                                     STACK_FRAME_R14, THREAD_SIZE)
 from meminfo_abi.vmcoreinfo import VmcoreInfo
+from tests.conftest import run_cli
 from vmcore.backtrace import backtraces, crash_site
 from vmcore.kallsyms import decode_addresses, decode_names, load_kallsyms
 from vmcore.kvaddr import KernelSpace, TranslationError
 from vmcore.model import BytesSource, Dump, DumpAttrs, MemChunk
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MiB = 1 << 20
 MEM = 8 * MiB
 PGD = 0x100000                    # swapper_pg_dir: region-third table, 4 pages
@@ -294,7 +292,7 @@ def dump_file(tmp_path_factory):
 
 
 def vmcore(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vmcore.cli", *args], capture_output=True, text=True, cwd=ROOT)
+    return run_cli("vmcore.cli", *args)
 
 
 def test_cli_bt_sym_vtop_read(dump_file):

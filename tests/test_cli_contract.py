@@ -3,7 +3,8 @@
 Every command answers -h/--help and --version; a usage error (unknown option or command,
 missing argument, bad value, bad size or address) is one line on stderr and exit 2; bad
 input is one line and exit 3; nothing prints a traceback.  Each case runs twice: in-process
-through the suite's own runner, and as the installed console script.
+through the suite's own runner, and as the installed console script (a process per case: the
+slow tier, `make check`).
 
 This file imports nothing from the source tree but the installed packages, so .ci/run also
 runs it from `/` in a fresh virtual environment that holds only the built wheel
@@ -66,7 +67,9 @@ ERRORS = {
         ("bad input", ["show", NOFILE], EXIT_BAD_INPUT),
     ],
 }
-MODES = ["in-process", "console-script"]
+# the console scripts start a process per case: the slow tier of the source tree (make check), and
+# every case of the installed wheel (make smoke)
+MODES = ["in-process", pytest.param("console-script", marks=pytest.mark.slow)]
 
 
 def script(name: str) -> str:
@@ -134,6 +137,7 @@ def test_errors_are_one_line(cli, case, argv, want, mode, capfd, tmp_path):
     assert not os.path.exists(tmp_path / "m") and not os.path.exists(tmp_path / "dev.img"), case
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cli", sorted(CLIS))
 def test_bare_command_shows_help(cli, capfd):
     code, out, err = invoke("console-script", cli, [], capfd)
@@ -150,6 +154,7 @@ def minimal_kernel(path: str) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_chain_create_load_ipl_extract_info_convert(tmp_path, capfd):
     """One run of the whole chain through the installed console scripts."""
     t = str(tmp_path)

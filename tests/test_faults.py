@@ -526,6 +526,7 @@ def _allocated(path: str, initial: int):
     return lambda: os.stat(path).st_blocks > initial
 
 
+@pytest.mark.slow
 def test_sigkill_full_dump(loaded, tmp_path):
     rng = random.Random(SEED)
     ref_dev = new_device(str(tmp_path), "ref.img")
@@ -547,6 +548,7 @@ def test_sigkill_full_dump(loaded, tmp_path):
     assert outcomes.count(False) >= 1, "no kill landed inside the dump: the test proved nothing"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("writer", ["save", "convert"])
 def test_sigkill_vmcore_writers(writer, crashed, elf_dump, tmp_path):
     rng = random.Random(SEED + 1)
@@ -647,6 +649,7 @@ def test_stale_temporaries_in_process(tmp_path, capsys):
     assert (tmp_path / "victim").read_bytes() == b"keep"
 
 
+@pytest.mark.slow
 def test_sigkill_kexec_load_is_rolled_back(base, kernel, files, after_load_memory, tmp_path):
     rng = random.Random(SEED + 2)
 
@@ -833,7 +836,7 @@ def _matrix(faults):
             for target in TARGETS:
                 if target == "fifo" and writer not in STREAMING and fault != "SIGTERM":
                     continue                   # refused before anything happens: checked once, under SIGTERM
-                marks = [pytest.mark.slow] if fault == "SIGKILL" else []
+                marks = [pytest.mark.slow] if fault in ("SIGKILL", "SIGTERM") else []   # a process killed
                 out.append(pytest.param(fault, writer, target, id=f"{fault}-{writer}-{target}", marks=marks))
     return out
 
@@ -844,8 +847,7 @@ def test_enospc_every_writer_every_target(fault, writer, target, small_fs, crash
     t = Target(target, fs)
     out = "/dev/full" if target == "fifo" else t.path
     small_fs.limit(fs, 16 * 1024)
-    proc = subprocess.run(_writer_argv(writer, out, crashed, elf_dump, dumped_device), cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    proc = run_cli(*_writer_argv(writer, out, crashed, elf_dump, dumped_device)[2:])   # drop python -m
     assert_io_error(proc.returncode, proc.stderr)
     # kdump checks the room for its page descriptors before it writes (a one-line refusal too)
     assert "No space left on device" in proc.stderr or "free" in proc.stderr, proc.stderr

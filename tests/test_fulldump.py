@@ -7,14 +7,18 @@ import zlib
 
 import pytest
 
-from meminfo_abi.s390dump import (
-    DF_S390_MAGIC, DF_S390_MAGIC_EXT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_ZLIB_MAXLEN, EMEM, ENOSIGN,
-    ENOTIME, MIB, ExtStreamWalker, read_header, read_unit, tod_now,
+from meminfo_abi.s390_dump import (
+    DF_S390_MAGIC, DF_S390_MAGIC_EXT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_ZLIB_MAXLEN, EMEM, ENOSIGN, ENOTIME,
+    MIB,
 )
+from meminfo_abi.s390_dump_stream import ExtStreamWalker, read_header, read_unit
+from meminfo_abi.tod import tod_now
 from s390_machine.machine import Machine
 from tests.conftest import run_cli
 from zipl_sadump.device import MVDUMP_SIGN_OFFSET, build_device, build_multi_volume, read_device, read_devices
-from zipl_sadump.fulldump import extract_dump, open_dump, write_full_dump
+from meminfo_abi.s390_dump_reader import open_device_dump as open_dump
+from zipl_sadump.extract import extract_dump
+from zipl_sadump.fulldump import write_full_dump
 
 PAGE = 4096
 ZERO_PAGE = hashlib.sha1(bytes(PAGE)).digest()
@@ -328,3 +332,32 @@ def test_extract_converts_a_tape_dump(tmp_path, machine, memory_pages):
         assert {s.start // MIB + i for s in segs for i in range(s.units)} == memory_pages[1]
     raw = open(p, "rb").read(dev.dump_offset + 64)
     assert struct.unpack_from("<HHB", raw, dev.dump_offset) == (0, 0x3000, 0x40)    # tapemark after the tool
+
+
+def test_sadump_and_vmcore_judge_a_device_alike(tmp_path, machine):
+    """One reader, one set of checks: a volume whose dump header names another zipl -M set
+    (mvdump_zipl_time) makes the dump incomplete for `sadump show`/`extract` and `vmcore`
+    alike, with the same reason; a tape cut short is judged alike too."""
+    from vmcore.formats import open_dump as open_any
+
+    paths = [str(tmp_path / f"v{i}.img") for i in range(3)]
+    build_multi_volume(paths, 16 * MIB)
+    assert do_dump(read_devices(paths), machine).complete
+    dev1 = read_device(paths[1])
+    with open(paths[1], "r+b") as fh:                    # 0x208: mvdump_zipl_time of volume 1's header
+        fh.seek(dev1.dump_offset + 0x208)
+        fh.write((dev1.mv_table.tod + 1).to_bytes(8, "big"))
+    with open_dump(paths) as dev_view, open_any(paths) as model:
+        assert dev_view.present and not dev_view.complete and not model.attrs.complete
+        assert "another zipl -M set" in dev_view.reason and "another zipl -M set" in model.attrs.incomplete_reason
+    out = run_cli("zipl_sadump.cli", "show", "--device", ",".join(paths), "--json")
+    assert "another zipl -M set" in out.stdout
+
+    tape = str(tmp_path / "tape.img")
+    build_device(tape, "tape", 200 * MIB)
+    assert do_dump(tape, machine).complete
+    os.truncate(tape, read_device(tape).dump_offset + 3 * 6 + 4096 + 100 * (6 + 32768) + 5)
+    with open_dump(tape) as dev_view, open_any(tape) as model:
+        assert not dev_view.complete and not model.attrs.complete
+        assert "the tape ends after data block 100" in dev_view.reason
+        assert "the tape ends after data block 100" in model.attrs.incomplete_reason

@@ -17,6 +17,8 @@ import pytest
 
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow      # make check
+
 SECONDS = float(os.environ.get("FUZZ_SLICE_SECONDS", "90"))
 
 

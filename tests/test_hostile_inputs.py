@@ -100,6 +100,7 @@ def test_fifo_returns_on_its_own(module, argv, tmp_path):
     assert proc.returncode != 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["elf", "kdump", "s390", "device"])
 def test_truncated_and_flipped_dumps(kind, dumps, tmp_path, capfd):
     """Cut at random points and flipped at random bytes: every reader answers with a documented

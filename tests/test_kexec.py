@@ -95,6 +95,7 @@ def test_load_real_kernel_and_initrd(machine, kernel, initrd):
     assert rep["entry"] == "0x10010"
 
 
+@pytest.mark.slow
 def test_flipping_a_byte_in_any_segment_fails_its_checksum(machine, kernel, initrd):
     load(machine, kernel, initrd)
     st = cli_json("kexec_s390.cli", "status", "--machine", machine)

@@ -1,6 +1,6 @@
 """Every layout of meminfo_abi has its ABI size (and the offsets a dump tool relies on)."""
 
-from meminfo_abi import elfcore, elfnotes, kdumpdev, lowcore, parmarea, reipl, s390dump
+from meminfo_abi import elfcore, elfnotes, kdumpdev, lowcore, parmarea, reipl, s390_dump
 from meminfo_abi.cpu import CpuRegs
 
 
@@ -49,4 +49,4 @@ def test_other_layouts():
     assert elfnotes.Elf64_Nhdr.sizeof() == 12 and elfnotes.NtPrstatus.sizeof() == 336
     assert reipl.IplPbHdr.sizeof() == 8 and len(reipl.build_ccw_block(0x1234)) == 8 + reipl.IPL_PB0_CCW_SIZE
     assert kdumpdev.KdumpDeviceTable.sizeof() == kdumpdev.KDUMP_DEV_TABLE_SIZE == 4096
-    assert s390dump.DfS390Hdr.sizeof() == 4096
+    assert s390_dump.DfS390Hdr.sizeof() == 4096

@@ -121,7 +121,7 @@ def image_pages(path: str) -> dict[int, bytes]:
 
 def full_dump_pages(dev: str) -> dict[int, bytes]:
     from zipl_sadump.device import read_devices
-    from zipl_sadump.fulldump import open_dump
+    from meminfo_abi.s390_dump_reader import open_device_dump as open_dump
     out = {}
     with open_dump(read_devices([dev])) as dump:
         for addr, data in dump.units():
@@ -548,6 +548,7 @@ def _eio_points(op: str) -> list[int]:
     return [0, 8, 4096] if ALL_POINTS else [0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["panic", "ipl-kdump", "add-cpu", "remove-cpu", "unload"])
 def test_eio_at_many_points_leaves_before_or_after(op, loaded, refs, tmp_path, monkeypatch, capsys):
     outcomes = []
@@ -596,6 +597,7 @@ def _sigkills(op, loaded, refs, tmp_path, kills):
     print(f"sigkill {op}: {outcomes} (window {window:.3f} s)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("op", ["panic", "ipl-kdump", "add-memory", "add-cpu"])
 def test_enospc_at_many_points(op, small_fs, loaded, refs, tmp_path):
     """The machine on a tmpfs with little room left: the journal, the swap into holes of the

@@ -422,7 +422,8 @@ def test_mount_s390_refuses_a_dump_with_memory_left_out(device, tmp_path):
 def test_a_window_of_a_compressed_segment_reads_through_its_units(device):
     """-s prod|kdump|all show windows of the device's segments (the swap undone): the cache finds
     the zlib units behind a window at any offset."""
-    from vmcore.formats.s390 import ZlibSegmentSource, _OffsetSource
+    from vmcore.formats.s390 import ZlibSegmentSource
+    from vmcore.select import _OffsetSource
     from vmcore.model import MemChunk
     from vmcore.mount import ByteLru, ChunkReader
     _d, _m, dev = device

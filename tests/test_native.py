@@ -460,6 +460,7 @@ def test_csum_range_parallel_equals_serial():
 # the pure-Python fallback (no compiler at install time) on large buffers
 # --------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [(1 << 20) - 3, (3 << 20) + 4097])
 def test_fallback_matches_c_on_large_buffers(size):
     rng = random.Random(size)

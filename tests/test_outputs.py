@@ -373,6 +373,7 @@ def test_signal_during_a_2gib_convert_leaves_nothing(sig, big, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.slow                  # a process per command: the encoding is set at its start
 @pytest.mark.parametrize("env", [{"LC_ALL": "C", "PYTHONIOENCODING": "ascii"},
                                  {"LC_ALL": "C", "PYTHONIOENCODING": "latin-1"}])
 def test_ascii_only_terminal_crashes_nothing(env, machine, dump, tmp_path):

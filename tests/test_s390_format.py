@@ -14,16 +14,19 @@ from hypothesis import strategies as st
 from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpToolError, IncompleteDumpError, UsageError
 from meminfo_abi.lowcore import LC_MCESAD, LC_SAVE_AREA, MCESA_ORIGIN_MASK
-from meminfo_abi.s390dump import (
-    DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC, MIB, TAPE_RECORD_SIZE,
-    ExtStreamWalker, build_end_marker, build_header, parse_end_marker, read_header, tod_now,
+from meminfo_abi.s390_dump import (
+    DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC, MIB, TAPE_RECORD_SIZE, build_end_marker, build_header,
+    parse_end_marker,
 )
+from meminfo_abi.s390_dump_stream import ExtStreamWalker, read_header
+from meminfo_abi.tod import tod_now
 from dumpkit.fileio import data_extents
 from s390_machine.machine import Machine
 from s390_machine.state import STATUS_DISABLED_WAIT
 from tests.conftest import Memory, copy_machine, run_cli
 from vmcore.formats import open_dump, write_dump
-from vmcore.formats.s390 import find_caught_kdump, select_system, write_s390
+from vmcore.formats.s390 import write_s390
+from vmcore.select import find_caught_kdump, select_system
 from vmcore.model import KIND_ABSENT, BytesSource, Dump, DumpAttrs, MemChunk, page_digests
 from vmcore.verify import read_manifest, verify_dump, write_manifest
 from zipl_sadump.device import build_device, build_multi_volume
@@ -189,7 +192,7 @@ def test_multi_volume_header_of_another_dump_is_reported(sadumps, tmp_path):
 
 
 def _area(path: str) -> int:
-    from meminfo_abi.s390dump import read_dump_area
+    from meminfo_abi.s390_dump_device import read_dump_area
     fd = os.open(path, os.O_RDONLY)
     try:
         return read_dump_area(fd, path).offset
@@ -676,24 +679,28 @@ def FUZZ(examples: int) -> settings:
                     suppress_health_check=list(HealthCheck))
 
 
+@pytest.mark.slow
 @FUZZ(3000)
 @given(blob=BLOBS)
 def test_fuzz_flat_header(fuzz_inputs, blob):
     _fuzz("flat", fuzz_inputs, blob)
 
 
+@pytest.mark.slow
 @FUZZ(3000)
 @given(blob=BLOBS)
 def test_fuzz_extended_headers_and_segments(fuzz_inputs, blob):
     _fuzz("ext", fuzz_inputs, blob)
 
 
+@pytest.mark.slow
 @FUZZ(2000)
 @given(blob=BLOBS)
 def test_fuzz_eckd_device_image(fuzz_inputs, blob):
     _fuzz("eckd", fuzz_inputs, blob)
 
 
+@pytest.mark.slow
 @FUZZ(2000)
 @given(blob=BLOBS)
 def test_fuzz_tape_image(fuzz_inputs, blob):

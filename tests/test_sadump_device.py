@@ -7,14 +7,15 @@ import struct
 import pytest
 
 from dumpkit.errors import BadInputError
-from meminfo_abi.s390dump import (
-    AWS_HEADER_SIZE, BOOT_INFO_OFFSET_ECKD_STAGE1, BOOT_INFO_OFFSET_FBA_STAGE0, DF_S390_HDR_SIZE,
-    DF_S390_MAGIC_EXT, DUMP_SEGM_ZLIB_MAXENTS, DUMP_SEGM_ZLIB_MAXLEN, MIB, TOD_UNIX_EPOCH, AwsTapeHeader,
-    BootEckdCdlStage0, BootEckdStage1, BootEckdStage1b, BootFbaStage0, BootFbaStage1b, BootInfo, DfS390DumpSegmHdr,
-    DfS390Em, DfS390Hdr, DumperHead, EckdDumpParam, ExtStreamWalker, FbaDumpParam, MvdumpParam, MvdumpParmTable,
-    ScsiDumpParam, Stage2dumpParmTail, TapeHead, build_end_marker, build_header, build_segment_header,
-    dumper_magic_u64, parse_header, tod_to_datetime, tod_to_unix, unix_to_tod,
+from meminfo_abi.s390_dump import (
+    AWS_HEADER_SIZE, BOOT_INFO_OFFSET_ECKD_STAGE1, BOOT_INFO_OFFSET_FBA_STAGE0, DF_S390_HDR_SIZE, DF_S390_MAGIC_EXT,
+    DUMP_SEGM_ZLIB_MAXENTS, DUMP_SEGM_ZLIB_MAXLEN, MIB, AwsTapeHeader, BootEckdCdlStage0, BootEckdStage1,
+    BootEckdStage1b, BootFbaStage0, BootFbaStage1b, BootInfo, DfS390DumpSegmHdr, DfS390Em, DfS390Hdr, DumperHead,
+    EckdDumpParam, FbaDumpParam, MvdumpParam, MvdumpParmTable, ScsiDumpParam, Stage2dumpParmTail, TapeHead,
+    build_end_marker, build_header, build_segment_header, dumper_magic_u64, parse_header,
 )
+from meminfo_abi.s390_dump_stream import ExtStreamWalker
+from meminfo_abi.tod import TOD_UNIX_EPOCH, tod_to_datetime, tod_to_unix, unix_to_tod
 from tests.conftest import run_cli
 from zipl_sadump.device import (
     ECKD_BLOCK_SIZE, ECKD_PART_START, FBA_BLOCK_SIZE, MVDUMP_TABLE_BLOCK, TAPE_DUMP_OFFSET, build_device,

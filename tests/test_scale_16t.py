@@ -27,16 +27,19 @@ import tempfile
 import pytest
 
 from meminfo_abi import diskdump as dd
-from meminfo_abi.s390dump import (
+from meminfo_abi.s390_dump import (
     DF_S390_HDR_SIZE, DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_EXT_ZLIB, DF_S390_VERSION_FLAT,
-    read_dump_area, read_header,
 )
+from meminfo_abi.s390_dump_device import read_dump_area
+from meminfo_abi.s390_dump_stream import read_header
 from s390_machine.memory import PhysicalMemory
 from s390_machine.synth import PAGE_STAMP, SynthOptions, data_mibs, validate
 from tests.conftest import cli_json, peer_kdumpfile, run_cli
 from vmcore.formats import open_dump
 from vmcore.formats import kdump as kc
 from vmcore.formats.kdump import writer as kdump_writer
+
+pytestmark = pytest.mark.slow      # make check (a 17 TiB machine: minutes of I/O on a small host)
 
 SHM = "/dev/shm"
 TIB = 1 << 40

@@ -2,10 +2,10 @@
 
 The peers are real: makedumpfile 1.7.6 (Debian s390x, under qemu-user, unpacked by
 shared/peers/s390x-peers.sh into the cache, never into the repository), readelf and
-eu-readelf.  makedumpfile needs the kernel's memory layout to filter: the synthetic kernel gets
-a FLATMEM mem_map (struct page array) in its memory and the VMCOREINFO entries that describe it,
-with page-cache pages at pfn 0x1100-0x11ff and anonymous (user) pages at 0x1200-0x12ff, so
-`makedumpfile -d 31` on it writes a real filtered dump.  (The real-world cache of dumps from
+eu-readelf.  makedumpfile needs the kernel's memory layout to filter: the synthetic kernel
+carries a 6.1 SPARSEMEM memory model (mem_section, vmemmap struct pages, page tables) and its
+VMCOREINFO lines; created with only page-cache and anonymous (user) pages in its data MiBs, every
+data page is one `makedumpfile -d 31` leaves out.  (The real-world cache of dumps from
 real kernels, ~/.cache/s390-dumptools/realworld, is not on this host.)
 """
 
@@ -30,10 +30,19 @@ from vmcore.model import page_digests
 
 MIB = 1 << 20
 PS = 4096
-MEMMAP_PTR, MEMMAP, SIZE_PAGE = 0x404900, 0x600000, 64
-PG_LRU, PG_PRIVATE, PG_SWAPCACHE, PG_SLAB = 4, 13, 9, 7
-CACHE_PFNS = range(0x1100, 0x1200)           # page cache (not anonymous): -d 2 leaves them out
-USER_PFNS = range(0x1200, 0x1300)            # anonymous: -d 8 leaves them out
+# the data MiBs hold page-cache and anonymous pages only (s390-machine create --pages)
+PAGES_SPEC = "free=0,cache=50,private=0,anon=50,slab=0,offline=0,hugetlb=0,zero=0"
+
+
+def _data_pfns(memory: int, crashkernel: int, fill: float) -> list[int]:
+    from s390_machine.mm import parse_populations
+    from s390_machine.synth import SynthOptions, data_mibs, validate
+    opts = SynthOptions(memory_size=memory, cpus=2, crashkernel_size=crashkernel, fill=fill,
+                        pages=parse_populations(PAGES_SPEC))
+    return [m * MIB // PS + i for m in data_mibs(opts, validate(opts)) for i in range(MIB // PS)]
+
+
+DATA_PFNS = _data_pfns(64 * MIB, 8 * MIB, 0.5)  # page cache or anonymous: -d 2 / -d 8 leave them out
 
 
 @pytest.fixture(scope="session")
@@ -51,43 +60,15 @@ def makedumpfile():
     return run
 
 
-def _give_kernel_a_mem_map(machine: str) -> bytes:
-    """Write a FLATMEM struct page array into the machine's memory; return the VMCOREINFO lines
-    that describe it to makedumpfile."""
-    npages = os.path.getsize(os.path.join(machine, "memory.img")) // PS
-    arr = bytearray(npages * SIZE_PAGE)
-    for pfn in range(npages):
-        flags, mapping = 0, 0
-        if pfn in CACHE_PFNS:
-            flags, mapping = 1 << PG_LRU, 0x1234560
-        elif pfn in USER_PFNS:
-            flags, mapping = 1 << PG_LRU, 0x1234561          # PAGE_MAPPING_ANON
-        # flags, lru, mapping, private, _mapcount (-1: not mapped), _refcount
-        struct.pack_into(">QQQQQQiI", arr, pfn * SIZE_PAGE, flags, 0, 0, mapping, 0, 0, -1, 1)
-    with open(os.path.join(machine, "memory.img"), "r+b") as fh:
-        fh.seek(MEMMAP_PTR)
-        fh.write(struct.pack(">Q", MEMMAP))
-        fh.seek(MEMMAP)
-        fh.write(arr)
-    return (f"SYMBOL(mem_map)={MEMMAP_PTR:x}\nSIZE(page)={SIZE_PAGE}\nOFFSET(page.flags)=0\n"
-            f"OFFSET(page.lru)=8\nOFFSET(page.mapping)=24\nOFFSET(page.private)=40\n"
-            f"OFFSET(page._mapcount)=48\nOFFSET(page._refcount)=52\nNUMBER(PG_lru)={PG_LRU}\n"
-            f"NUMBER(PG_private)={PG_PRIVATE}\nNUMBER(PG_swapcache)={PG_SWAPCACHE}\n"
-            f"NUMBER(PG_slab)={PG_SLAB}\nNUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)=-128\n"
-            f"NUMBER(PG_head_mask)=65536\n").encode()
-
-
 @pytest.fixture(scope="module")
 def work(tmp_path_factory, makedumpfile):
     """A 64 MiB machine as an ELF dump makedumpfile can filter, and its -d 31 kdump file."""
     d = tmp_path_factory.mktemp("truth")
     m = str(d / "m")
     run_cli("s390_machine.cli", "create", m, "--memory", "64M", "--cpus", "2", "--crashkernel", "8M",
-            "--fill", "0.5", check=True)
-    extra = _give_kernel_a_mem_map(m)
+            "--fill", "0.5", "--pages", PAGES_SPEC, check=True)
     src = str(d / "src.elf")
     with open_dump(m) as dump:
-        dump.attrs.set_vmcoreinfo(dump.attrs.vmcoreinfo_raw.rstrip(b"\0") + extra, "test")
         write_dump(dump, src, "elf")
     makedumpfile("-c", "-d", "31", "src.elf", "d31.kdump", cwd=str(d))
     return {"dir": str(d), "machine": m, "src": src, "d31": str(d / "d31.kdump")}
@@ -155,12 +136,12 @@ def test_vmcore_info_on_a_real_makedumpfile_d31_file_exits_0_and_names_the_level
     assert "dump level 31" in proc.stdout and "pages excluded" in proc.stdout
     info = json.loads(run_cli("vmcore.cli", "info", work["d31"], "--json", check=True).stdout)
     assert info["complete"] and info["dump_level"] == 31
-    # what makedumpfile left out: the page-cache and the anonymous pages of the mem_map
+    # what makedumpfile left out: the page-cache and the anonymous pages of the kernel
     with open_dump(work["d31"]) as d:
         excluded = d.attrs.excluded
-    for pfn in list(CACHE_PFNS) + list(USER_PFNS):
+    for pfn in DATA_PFNS:
         assert any(s <= pfn * PS < e for s, e in excluded)
-    assert info["excluded_pages"] == sum((e - s) // PS for s, e in excluded) >= len(CACHE_PFNS) + len(USER_PFNS)
+    assert info["excluded_pages"] == sum((e - s) // PS for s, e in excluded) >= len(DATA_PFNS)
     verify = run_cli("vmcore.cli", "verify", work["d31"])
     assert verify.returncode == 0 and "verified (filtered: dump level 31," in verify.stdout
     assert "(zero, cache, cache private, user, free)" in verify.stdout
@@ -170,7 +151,7 @@ def test_a_filtered_dump_converts_without_allow_incomplete_and_keeps_its_gap(wor
     elf = str(tmp_path / "f.elf")
     run_cli("vmcore.cli", "convert", work["d31"], "-o", elf, "-f", "elf", check=True)
     loads = _load_ranges(elf)                 # makedumpfile's ELF way: excluded pages outside PT_LOADs
-    for pfn in (CACHE_PFNS.start, USER_PFNS.stop - 1):
+    for pfn in (DATA_PFNS[0], DATA_PFNS[-1]):
         assert not any(a <= pfn * PS < b for a, b in loads)
     assert _elf_flags(elf) & 1 == 0 and run_cli("vmcore.cli", "info", elf).returncode == 0
     kd = str(tmp_path / "f.kdump")
@@ -191,6 +172,7 @@ def test_a_filtered_dump_converts_without_allow_incomplete_and_keeps_its_gap(wor
 # 4. split dumps, both ways, with the real makedumpfile
 # ---------------------------------------------------------------------------------------------
 
+@pytest.mark.slow                  # make check: makedumpfile under qemu-user
 @pytest.mark.parametrize("exclude_zero", [False, True])
 def test_makedumpfile_reassembles_our_3_part_split_page_for_page(work, tmp_path, makedumpfile, exclude_zero):
     parts = [str(tmp_path / f"p{i}.kdump") for i in range(3)]
@@ -217,6 +199,7 @@ def _empty_part_from(part: str, path: str, pfn: int) -> None:
         fh.write(L.kdump_sub_header.build(vals))
 
 
+@pytest.mark.slow                  # make check: makedumpfile under qemu-user
 def test_a_real_makedumpfile_split_set_with_an_empty_part_reads_and_reassembles(work, tmp_path, makedumpfile):
     d = str(tmp_path)
     makedumpfile("-c", "-d", "31", "--split", work["src"], "s1.kdump", "s2.kdump", "s3.kdump", cwd=d)

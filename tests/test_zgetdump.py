@@ -31,6 +31,8 @@ from tests.realdata import CACHE, fetch_debs
 from vmcore.formats import open_dump, write_dump
 from vmcore.model import page_digests
 
+pytestmark = pytest.mark.slow      # make check: the real zgetdump under qemu-user
+
 QEMU = "qemu-s390x-static"
 ZGETDUMP_PACKAGE = "s390-tools"
 # shared library -> the Debian package that ships it (s390x)

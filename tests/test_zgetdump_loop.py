@@ -26,7 +26,8 @@ from vmcore.formats import open_dump
 from vmcore.model import page_digests
 from zipl_sadump.device import MVDUMP_TABLE_BLOCK
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root (CI runs as root)")
+pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root (CI runs as root)"),
+              pytest.mark.slow]   # make check: zgetdump 2.35 under qemu-user on loop devices
 
 
 @pytest.fixture(scope="module")

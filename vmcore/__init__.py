@@ -28,7 +28,7 @@ def open(path: str | _os.PathLike | list, select: str | None = None, fmt: str | 
     `fmt` forces the input format (e.g. "raw"); a raw image takes `cpus_from=`.
     The Dump is a context manager; close it when done."""
     from vmcore.formats import open_dump
-    from vmcore.formats.s390 import SELECTS, select_system
+    from vmcore.select import SELECTS, select_system
     from dumpkit.errors import UsageError
     if select is not None and select not in SELECTS:
         raise UsageError(f"-s {select}: choose one of {', '.join(SELECTS)}")

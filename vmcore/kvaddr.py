@@ -215,6 +215,32 @@ class KernelSpace:
                                    "outside the identity / kernel image mapping")
         return p
 
+    def phys_runs(self, virt: int, length: int) -> list[tuple[int, int]]:
+        """(physical, length) pieces of a virtual range, one walk per mapped page, 1 MiB segment
+        or 2 GiB region (large pages cost one walk), physically contiguous pieces merged."""
+        if length < 0 or virt < 0 or virt + length > U64 + 1:
+            raise BadInputError(f"virtual range 0x{virt:x}+0x{length:x} is not valid")
+        out: list[tuple[int, int]] = []
+        pos, end = virt, virt + length
+        while pos < end:
+            if self.asce is not None:
+                try:
+                    tr = self.walk(pos)
+                    phys, step = tr.phys, tr.page_size
+                except TranslationError as exc:
+                    if not exc.missing_table or self.linear(pos) is None:
+                        raise
+                    phys, step = self.v2p(pos), PAGE
+            else:
+                phys, step = self.v2p(pos), PAGE
+            n = min(end, (pos // step + 1) * step) - pos
+            if out and out[-1][0] + out[-1][1] == phys:
+                out[-1] = (out[-1][0], out[-1][1] + n)
+            else:
+                out.append((phys, n))
+            pos += n
+        return out
+
     # -- reading ------------------------------------------------------------------------------------
     def read(self, virt: int, length: int) -> bytes:
         """Bytes at a kernel virtual address, page by page through the translation."""

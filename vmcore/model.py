@@ -81,7 +81,12 @@ def read_head(path: str, n: int) -> bytes:
 
 @runtime_checkable
 class MemorySource(Protocol):
-    """Lazily readable bytes [0, size) behind one memory chunk."""
+    """Lazily readable bytes [0, size) behind one memory chunk.
+
+    A source whose bytes are stored in compressed units (the s390 reader's 1 MiB zlib units,
+    the kdump reader's pages) may also offer `units()` -> (owner, offset of this source in the
+    owner's units, unit size, load(first, count) -> list of unit bytes), or None; readers that
+    keep their own cache (vmcore mount) read through it."""
 
     def read(self, offset: int, length: int) -> bytes: ...
 

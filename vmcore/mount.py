@@ -34,8 +34,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from dumpkit.errors import BadInputError, DumpToolError, IncompleteDumpError, UnsupportedError, UsageError
-from dumpkit.units import MIB
+from dumpkit.errors import BadInputError, DumpToolError, UnsupportedError, UsageError
 from vmcore.formats.elf import file_head, plan_layout
 from vmcore.model import KIND_RAM, Dump, MemChunk
 
@@ -82,30 +81,10 @@ class ByteLru:
 
 def _units_of(source: Any) -> tuple[Any, int, int, Callable[[int, int], list[bytes]]] | None:
     """(unit owner, offset of the source in it, unit size, load(first, count) -> units) for a
-    source whose bytes are inflated unit by unit; None for one read as it is.
-
-    Reaches into two readers' sources (the s390 reader's 1 MiB zlib units, the kdump reader's
-    pages); the day they say their units themselves, this goes (see the report of issue 20)."""
-    from vmcore.formats import kdump_compressed, s390
-    base = 0
-    while isinstance(source, s390._OffsetSource):       # a window of -s prod|kdump|all
-        base += source.offset
-        source = source.inner
-    if isinstance(source, s390.ZlibSegmentSource):
-        seg = source
-
-        def load_units(first: int, count: int) -> list[bytes]:
-            return [seg._loader(i)() for i in range(first, first + count)]
-        return seg, base, MIB, load_units
-    if isinstance(source, kdump_compressed._PartView) and source.start % source.part.bs == 0:
-        view, bs = source, source.part.bs
-
-        def load_pages(first: int, count: int) -> list[bytes]:
-            p0 = view.start // bs + first
-            data = view.part.read_pages(p0, p0 + count)
-            return [bytes(data[i * bs:(i + 1) * bs]) for i in range(count)]
-        return view, base, bs, load_pages
-    return None
+    source whose bytes are inflated unit by unit (MemorySource.units, vmcore/model.py); None for
+    one read as it is."""
+    units = getattr(source, "units", None)
+    return units() if units is not None else None
 
 
 class ChunkReader:
@@ -200,70 +179,19 @@ class ElfView:
         return bytes(out)
 
 
-def plan_s390(dump: Dump) -> tuple[bytes, int, list[tuple[int, bytes]], bytes]:
-    """(header, memory size, overlays (address, bytes), end marker) of the flat s390 dump
-    `vmcore convert -f s390` writes of `dump`: the memory rounded up to whole pages, the CPUs'
-    registers laid over their save areas (and vector registers over their save area), the end
-    marker unless the dump is incomplete.  Absent memory is refused as the writer refuses it.
-
-    The writer's own steps, taken here without writing (vmcore.formats.s390.write_s390 plans and
-    writes in one function; after the merge this belongs beside it, shared by both)."""
-    from meminfo_abi.lowcore import LC_MCESAD, LC_SAVE_AREA, MCESA_ORIGIN_MASK
-    from meminfo_abi.s390dump import (
-        DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC, DF_S390_VERSION_FLAT, build_end_marker, build_header,
-        unix_to_tod,
-    )
-    from meminfo_abi.s390dump import PAGE_SIZE as S390_PAGE_SIZE
-    from vmcore.formats import s390
-    absent = dump.absent_ranges()
-    if absent:
-        what = "filtered out" if not dump.missing_ranges() else "missing"
-        s, e = absent[0]
-        raise IncompleteDumpError(f"physical 0x{s:x}-0x{e - 1:x}" + (f" and {len(absent) - 1} more ranges"
-                                  if len(absent) > 1 else "") + f" {what}: a flat s390 dump would show zeros "
-                                  "there (mount it as ELF, -f elf, to keep the gap)")
-    mem_size = -(-dump.size // S390_PAGE_SIZE) * S390_PAGE_SIZE
-    if mem_size == 0:
-        raise BadInputError("the dump holds no memory")
-    if mem_size + DF_S390_HDR_SIZE + DF_S390_EM_SIZE > (1 << 63) - 1:
-        raise BadInputError(f"memory of 0x{mem_size:x} bytes does not fit in a file")
-    cpus, _dropped = s390.plan_cpus(dump, mem_size)
-    ext = dump.attrs.extra
-    ts = dump.attrs.timestamp
-    tod = unix_to_tod(ts.timestamp()) if ts is not None else 0
-    end_tod = ext.get("end_tod") if isinstance(ext.get("end_tod"), int) else None
-    end_tod = end_tod if end_tod is not None and end_tod >= tod else tod
-    cpu_id = ext.get("cpu_id") if isinstance(ext.get("cpu_id"), int) and 0 <= ext["cpu_id"] < 1 << 64 else 0
-    real = ext.get("real_cpu_cnt") if dump.attrs.format == s390.FORMAT_NAME else None
-    real = real if isinstance(real, int) and len(cpus) <= real <= 0xFFFF else len(cpus)
-    mem_real = ext.get("mem_size_real") if dump.attrs.format == s390.FORMAT_NAME else None
-    mem_real = mem_real if isinstance(mem_real, int) and 0 < mem_real < 1 << 64 else mem_size
-    version = DF_S390_VERSION_FLAT if cpus else DF_S390_VERSION_FLAT - 1
-    header = build_header(magic=DF_S390_MAGIC, version=version, mem_size=mem_size, tod=tod, cpu_id=cpu_id,
-                          lc_vec=[p for _, p in cpus], real_cpu_cnt=real, mem_size_real=mem_real, mem_end=mem_size)
-    overlays: list[tuple[int, bytes]] = []
-    for regs, p in cpus:
-        lc = bytearray(s390._read_or_zero(dump, p, s390.LOWCORE_READ))
-        built = regs.to_save_area()
-        for off, n in s390._REG_FIELDS:
-            lc[off:off + n] = built[off - LC_SAVE_AREA:off - LC_SAVE_AREA + n]
-        overlays.append((p + LC_SAVE_AREA, bytes(lc[LC_SAVE_AREA:s390.LOWCORE_READ])))
-        origin = s390._u64(lc, LC_MCESAD) & MCESA_ORIGIN_MASK
-        if regs.vxrs is not None and len(regs.vxrs) == s390.VX_SIZE and origin and origin + s390.VX_SIZE <= mem_size:
-            overlays.append((origin, bytes(regs.vxrs)))
-    tail = b"" if not dump.attrs.complete else build_end_marker(end_tod)
-    return header, mem_size, overlays, tail
-
-
 class S390View:
     """The bytes `vmcore convert -f s390` would write (the flat s390 dump), computed for each read:
     header, memory at file offset header + address (gaps as zeros, the CPUs' save areas laid
     over it), end marker."""
 
     def __init__(self, dump: Dump, cache_size: int = DEFAULT_CACHE):
-        from meminfo_abi.s390dump import DF_S390_HDR_SIZE
+        from meminfo_abi.s390_dump import DF_S390_HDR_SIZE, build_end_marker
+        from vmcore.formats.s390 import plan_s390, refuse_absent
         self.dump = dump
-        header, self.mem_size, self.overlays, self.tail = plan_s390(dump)
+        refuse_absent(dump, "mount it as ELF, -f elf, to keep the gap")
+        plan = plan_s390(dump)
+        header, self.mem_size, self.overlays = plan.header, plan.mem_size, plan.overlays
+        self.tail = build_end_marker(plan.end_tod) if dump.attrs.complete else b""
         self.head_size = DF_S390_HDR_SIZE
         self.head = header.ljust(self.head_size, b"\0")
         self.size = self.head_size + self.mem_size + len(self.tail)

@@ -1,7 +1,8 @@
 """`sadump`: stand-alone dump devices -- build them as zipl -d / -M do, show them, extract the dump.
 
 Commands are thin: each parses its options, calls one library function of
-zipl_sadump.device / zipl_sadump.fulldump and prints.  Other modules add
+zipl_sadump.device / fulldump / extract (the dump on a device read by
+meminfo_abi.s390_dump_reader) and prints.  Other modules add
 commands to `app` (e.g. `sadump ipl`).
 """
 
@@ -14,14 +15,15 @@ import typer
 from rich.table import Table
 
 from dumpkit.errors import BadInputError, DumpToolError, UsageError
-from meminfo_abi.s390dump import tod_text
+from meminfo_abi.tod import tod_text
 from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from dumpkit.fileio import check_output, output_kind
 from dumpkit.units import human, parse_size
 from zipl_sadump.device import (
     DeviceInfo, build_device, build_multi_volume, fits, parse_device_list, read_devices,
 )
-from zipl_sadump.fulldump import extract_dump, held_dump, open_dump
+from meminfo_abi.s390_dump_reader import open_device_dump as open_dump
+from zipl_sadump.extract import extract_dump, held_dump
 
 EXTRACT_FORMATS = ("elf", "s390", "s390_ext")
 

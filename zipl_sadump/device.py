@@ -54,7 +54,7 @@ Tape (``type='tape'``)
     so the dumper erases (punches) everything after the tool block first.
 
 Everything is written sparse and atomically (temporary name + rename).  Reading an image is
-``meminfo_abi.s390dump.read_dump_area``, the parser the vmcore reader uses too; ``read_device``
+``meminfo_abi.s390_dump.read_dump_area``, the parser the vmcore reader uses too; ``read_device``
 adds what a dumper needs on top (``DumpArea.check_for_dumper``) and sadump's view, ``DeviceInfo``.
 """
 
@@ -67,25 +67,26 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Iterator, Sequence
 
 from dumpkit.errors import BadInputError, DumpIOError
-from meminfo_abi.s390dump import (
+from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_FLAG_TAPEMARK, AWS_HEADER_SIZE, BOOT_INFO_BP_TYPE_DUMP,
     BOOT_INFO_DEV_TYPE_ECKD, BOOT_INFO_DEV_TYPE_FBA, BOOT_INFO_FLAGS_ARCH, BOOT_INFO_MAGIC, BOOT_INFO_VERSION,
-    DEVICE_KINDS, DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC_BLK_ECKD, DF_S390_MAGIC_EXT,
-    DUMP_SEGM_HDR_SIZE, DUMP_SEGM_ZLIB_MAXLEN, DUMPER_DESCRIPTION, DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_FBA_EXT,
-    DUMPER_MAGIC_MV_EXT, DUMPER_MAGIC_TAPE, DUMPER_SIZE, DUMPER_VERSION, ECKD_BLOCK_SIZE, ECKD_VOL1_BLOCK,
-    FBA_BLOCK_SIZE, FBA_STAGE1B_BLOCKS, FBA_TOOL_BLOCKS, MAX_DUMP_VOLUMES, MEM_UPPER_LIMIT_NONE, MIB,
-    MVDUMP_PARM_TABLE_SIZE, MVDUMP_SIGN_OFFSET, TAPE_BLK_SIZE, TAPE_DUMP_OFFSET, TAPE_HEAD_CCW1, TAPE_HEAD_CCW2,
-    TAPE_HEAD_PSW, TAPE_TOOL_SIZE, AwsTapeHeader, BootEckdCdlStage0, BootEckdStage1, BootEckdStage1b,
-    BootFbaStage0, BootFbaStage1b, DumpArea, DumperHead, EckdDumpParam, FbaDumpParam, MvdumpParmTable, MvTable,
-    Stage2dumpParmTail, TapeHead, check_volume_set, read_dump_area, tod_now,
+    DEVICE_KINDS, DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC_BLK_ECKD, DF_S390_MAGIC_EXT, DUMP_SEGM_HDR_SIZE,
+    DUMP_SEGM_ZLIB_MAXLEN, DUMPER_DESCRIPTION, DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_FBA_EXT, DUMPER_MAGIC_MV_EXT,
+    DUMPER_MAGIC_TAPE, DUMPER_SIZE, DUMPER_VERSION, ECKD_BLOCK_SIZE, ECKD_VOL1_BLOCK, FBA_BLOCK_SIZE,
+    FBA_STAGE1B_BLOCKS, FBA_TOOL_BLOCKS, MAX_DUMP_VOLUMES, MEM_UPPER_LIMIT_NONE, MIB, MVDUMP_PARM_TABLE_SIZE,
+    MVDUMP_SIGN_OFFSET, TAPE_BLK_SIZE, TAPE_DUMP_OFFSET, TAPE_HEAD_CCW1, TAPE_HEAD_CCW2, TAPE_HEAD_PSW,
+    TAPE_TOOL_SIZE, AwsTapeHeader, BootEckdCdlStage0, BootEckdStage1, BootEckdStage1b, BootFbaStage0, BootFbaStage1b,
+    DumperHead, EckdDumpParam, FbaDumpParam, MvdumpParmTable, Stage2dumpParmTail, TapeHead,
 )
+from meminfo_abi.s390_dump_device import DumpArea, MvTable, check_volume_set, read_dump_area
+from meminfo_abi.tod import tod_now
 from dumpkit.fileio import atomic_file, pwrite_all, sparse_copy, os_open_input
 from dumpkit.units import human
 from native import nonzero_ranges
 
 DEVICE_TYPES = DEVICE_KINDS
 
-# What we choose when building (the layouts themselves are meminfo_abi.s390dump's)
+# What we choose when building (the layouts themselves are meminfo_abi.s390_dump's)
 # ECKD: a 3390 formatted with 4 KiB blocks, CDL
 ECKD_HEADS = 15
 ECKD_BPT = 12                                  # 4 KiB blocks per track
@@ -113,7 +114,7 @@ STAGE2_LOAD_ADDRESS = 0x2000
 @dataclass
 class DeviceInfo:
     """What zipl installed on a dump device image, and where the dump area is: sadump's view
-    (and JSON) of the DumpArea that meminfo_abi.s390dump.read_dump_area parsed."""
+    (and JSON) of the DumpArea that meminfo_abi.s390_dump.read_dump_area parsed."""
 
     path: str
     type: str                    # eckd | fba | tape
@@ -463,7 +464,7 @@ def build_multi_volume(paths: Sequence[str], size: int | None = None, force: boo
 
 
 def read_device(path: str) -> DeviceInfo:
-    """Parse a dump device image as a dumper needs it: meminfo_abi.s390dump.read_dump_area, then
+    """Parse a dump device image as a dumper needs it: meminfo_abi.s390_dump.read_dump_area, then
     DumpArea.check_for_dumper.  A wrong or corrupt boot record is a one-line BadInputError."""
     path = os.fspath(path)
     try:
@@ -494,7 +495,7 @@ def read_devices(paths: Sequence[str]) -> list[DeviceInfo]:
 
 def check_device_set(devs: Sequence[DeviceInfo]) -> None:
     """A list of devices is one single-volume device or one complete multi-volume set in order
-    (meminfo_abi.s390dump.check_volume_set, and the dumper takes the volumes in table order)."""
+    (meminfo_abi.s390_dump.check_volume_set, and the dumper takes the volumes in table order)."""
     if len(devs) == 1 and not devs[0].multi_volume:
         return
     ordered = check_volume_set([d.area for d in devs])

@@ -1,4 +1,7 @@
-"""The full stand-alone dump: write it to dump devices as zipl's dumpers do, read it back, extract it.
+"""The full stand-alone dump: write it to dump devices as zipl's dumpers do.
+
+Reading it back is meminfo_abi.s390_dump_reader's (the one reader, shared with vmcore);
+`sadump extract -f s390_ext` is zipl_sadump/extract.py.
 
 ``write_full_dump`` is what the dumper calls after store status.  It scans
 memory in 1 MiB units -- ranges the memory image has no data for (holes,
@@ -35,32 +38,30 @@ MiB (at most MAX_WINDOW compression units in flight).
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
-import contextlib
-import errno
-import mmap
 import os
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import native
-from dumpkit.errors import BadInputError, DumpIOError, IncompleteDumpError
-from meminfo_abi.s390dump import (
+from dumpkit.errors import BadInputError, DumpIOError
+from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_FLAG_TAPEMARK, AWS_HEADER_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
     DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_EXT, DF_S390_VERSION_EXT_ZLIB, DUMP_SEGM_ENTRY_UNCOMPRESSED,
     DUMP_SEGM_HDR_SIZE, DUMP_SEGM_ZLIB_MAXENTS, EMEM, ENODEVNO, ENOSIGN, ENOTIME, MIB, PAGE_SIZE, TAPE_BLK_SIZE,
-    WAIT_CODE_NAMES, AwsTapeHeader, DfS390Hdr, DumpSegment, ExtStreamWalker, StreamStatus, build_end_marker,
-    build_header, build_segment_header, compress_unit, parse_end_marker, parse_header, read_unit, tod_now,
-    tod_text,
+    WAIT_CODE_NAMES, AwsTapeHeader, build_end_marker, build_header, build_segment_header, parse_header,
 )
-from dumpkit.fileio import Writeback, atomic_file, os_open_input
+from meminfo_abi.s390_dump_stream import ExtStreamWalker, compress_unit
+from meminfo_abi.tod import tod_now
+from dumpkit.parallel import ordered_map
+from dumpkit.fileio import Writeback, os_open_input
 from dumpkit.units import human
+from zipl_sadump.memsource import (
+    ProgressFn, _estimate, _events, _fsync, _MemorySource, _Peekable, _pread, _pwrite_all, _scan,
+)
 from zipl_sadump.device import (
     MVDUMP_SIGN_OFFSET, TAPE_TOOL_SIZE, DeviceInfo, check_device_set, dump_mem_size, read_device,
 )
 
-ProgressFn = Callable[[int], None]
 TAPE_RECORD = AWS_HEADER_SIZE + TAPE_BLK_SIZE
 TAPE_BLOCKS_PER_MIB = MIB // TAPE_BLK_SIZE
 COPY_CHUNK = 4 * MIB
@@ -106,30 +107,6 @@ class _DumperStop(Exception):
         self.reason = reason
 
 
-def _pwrite_all(fd: int, data, offset: int, path: str) -> None:
-    view = memoryview(data).cast("B")
-    try:
-        while view.nbytes:
-            n = os.pwrite(fd, view, offset)
-            view = view[n:]
-            offset += n
-    except OSError as exc:
-        raise DumpIOError(f"writing {path} at 0x{offset:x}: {exc.strerror or exc}") from None
-
-
-def _pread(fd: int, n: int, offset: int) -> bytes:
-    try:
-        return os.pread(fd, n, offset)
-    except OSError as exc:
-        raise DumpIOError(f"reading at 0x{offset:x}: {exc.strerror or exc}") from None
-
-
-def _fsync(fd: int, path: str) -> None:
-    try:
-        os.fsync(fd)
-    except OSError as exc:
-        raise DumpIOError(f"fsync of {path}: {exc.strerror or exc}") from None
-
 
 WRITEBACK_CHUNK = 32 * MIB
 
@@ -170,255 +147,15 @@ class _Sink:
         self.writeback.wrote(at, n)
 
 
-# -- memory ---------------------------------------------------------------------------------
-
-
-class _MemorySource:
-    """1 MiB units of memory [0, mem_size) for the dump, without keeping memory mapped in this process.
-
-    With a memory image file (PhysicalMemory.path): zero checks look at the data through a
-    small read-only mapping window (data MiBs usually differ from zero in their first bytes),
-    and uncompressed data goes to the device with copy_file_range (one copy, in the kernel).
-    Anything else with size/read(addr, n) is read through read()."""
-
-    WINDOW = 64 * MIB
-
-    def __init__(self, memory, mem_size: int):
-        self.memory = memory
-        self.mem_size = mem_size
-        self.mibs = mem_size // MIB
-        path = getattr(memory, "path", None)
-        self._fd = None
-        if isinstance(path, str) and os.path.isfile(path):
-            with contextlib.suppress(OSError):
-                self._fd = os.open(path, os.O_RDONLY)
-        self._file_size = os.fstat(self._fd).st_size if self._fd is not None else mem_size
-        self._map = None
-        self._map_start = -1
-        self._map_len = 0
-        self._copy_ok = self._fd is not None and hasattr(os, "copy_file_range")
-
-    @property
-    def can_copy(self) -> bool:
-        return self._fd is not None
-
-    def close(self) -> None:
-        self._unmap()
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def _unmap(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            self._map = None
-            self._map_start = -1
-
-    def candidate_mibs(self, start: int, end: int) -> Iterator[int]:
-        """MiB numbers in [start, end) that may hold data (all of them if holes are unknown)."""
-        ranges = getattr(self.memory, "data_ranges", None)
-        if ranges is None:
-            yield from range(start, end)
-            return
-        last = start - 1
-        for s, e in ranges(start * MIB, end * MIB):
-            first = max(s // MIB, last + 1)
-            stop = min(-(-e // MIB), end)
-            for m in range(first, stop):
-                yield m
-            last = max(last, stop - 1)
-
-    def is_zero(self, mib: int) -> bool:
-        addr = mib * MIB
-        if self._fd is None:
-            return native.is_zero(self.read(mib))
-        if addr >= self._file_size:
-            return True
-        if not self._map_start <= addr < self._map_start + self._map_len:
-            self._unmap()
-            start = addr - addr % self.WINDOW
-            length = min(self.WINDOW, self._file_size - start)
-            try:
-                self._map = mmap.mmap(self._fd, length, mmap.MAP_SHARED, mmap.PROT_READ, offset=start)
-            except OSError as exc:
-                raise DumpIOError(f"mapping memory at 0x{start:x}: {exc.strerror or exc}") from None
-            self._map_start, self._map_len = start, length
-        lo = addr - self._map_start
-        hi = min(lo + MIB, self._map_len)
-        whole = memoryview(self._map)
-        try:
-            part = whole[lo:hi]
-            try:
-                return native.is_zero(part)
-            finally:
-                part.release()
-        finally:
-            whole.release()
-
-    def read(self, mib: int) -> bytes:
-        addr = mib * MIB
-        if self._fd is None:
-            data = bytes(self.memory.read(addr, MIB))
-        else:
-            try:
-                data = os.pread(self._fd, MIB, addr)
-            except OSError as exc:
-                raise DumpIOError(f"reading memory at 0x{addr:x}: {exc.strerror or exc}") from None
-        if len(data) != MIB:
-            data = data.ljust(MIB, b"\0")
-        return data
-
-    def readinto(self, buf: bytearray, mib: int) -> bytearray:
-        if self._fd is None:
-            buf[:] = self.read(mib)
-            return buf
-        addr = mib * MIB
-        try:
-            n = os.preadv(self._fd, [buf], addr)
-        except OSError as exc:
-            raise DumpIOError(f"reading memory at 0x{addr:x}: {exc.strerror or exc}") from None
-        if n != MIB:
-            buf[n:] = bytes(MIB - n)
-        return buf
-
-    def copy_to(self, mib: int, out_fd: int, out_off: int, path: str) -> None:
-        """Copy 1 MiB of memory to `out_fd` at `out_off` (in the kernel when it can)."""
-        src_off, left = mib * MIB, MIB
-        while left and self._copy_ok:
-            try:
-                n = os.copy_file_range(self._fd, out_fd, left, src_off, out_off)
-            except OSError as exc:
-                if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF):
-                    self._copy_ok = False
-                    break
-                raise DumpIOError(f"copying memory at 0x{src_off:x} to {path}: {exc.strerror or exc}") from None
-            if n == 0:                      # the image ends early: the rest is zero
-                _pwrite_all(out_fd, bytes(left), out_off, path)
-                return
-            src_off += n
-            out_off += n
-            left -= n
-        if left:
-            data = _pread(self._fd, left, src_off).ljust(left, b"\0")
-            _pwrite_all(out_fd, data, out_off, path)
-
-
-class _Peekable:
-    def __init__(self, it: Iterable):
-        self._it = iter(it)
-        self._head: list = []
-
-    def peek(self):
-        if not self._head:
-            try:
-                self._head.append(next(self._it))
-            except StopIteration:
-                return None
-        return self._head[0]
-
-    def next(self):
-        if self._head:
-            return self._head.pop()
-        try:
-            return next(self._it)
-        except StopIteration:
-            return None
-
-
-def _scan(src, start: int, end: int, progress: ProgressFn | None, mode: str) -> Iterator[tuple[int, object]]:
-    """(mib, data) of every non-zero MiB in [start, end), in order; progress in memory bytes.
-
-    mode "copy": data is None (the writer copies from the source); "reuse": one buffer is
-    refilled for every MiB (consume it before asking for the next); "fresh": a new bytes each."""
-    done = start
-    if mode == "copy" and not getattr(src, "can_copy", False):
-        mode = "reuse"
-    buf = bytearray(MIB) if mode == "reuse" else None
-    for m in src.candidate_mibs(start, end):
-        if mode == "copy":
-            data, nonzero = None, not src.is_zero(m)
-        else:
-            data = src.readinto(buf, m) if mode == "reuse" else src.read(m)
-            nonzero = not native.is_zero(data)
-        if progress:
-            progress((m + 1 - done) * MIB)
-        done = m + 1
-        if nonzero:
-            yield m, data
-    if progress and done < end:
-        progress((end - done) * MIB)
-
-
-def _events(scan: _Peekable, maxlen: Callable[[], int | None]):
-    """Segment events from the non-zero MiBs: ("begin", mib), ("unit", mib, data), ("end", start, count, last).
-    Yields ("none",) when no non-zero MiB is left at all.  `maxlen()` (MiBs, None = no limit)
-    is asked at the start of each segment."""
-    first = scan.next()
-    if first is None:
-        yield ("none",)
-        return
-    while True:
-        m, data = first
-        limit = maxlen()
-        yield ("begin", m)
-        yield ("unit", m, data)
-        count = 1
-        while limit is None or count < limit:
-            nxt = scan.peek()
-            if nxt is None or nxt[0] != m + count:
-                break
-            scan.next()
-            yield ("unit", nxt[0], nxt[1])
-            count += 1
-        last = scan.peek() is None
-        yield ("end", m, count, last)
-        if last:
-            return
-        first = scan.next()
-
-
-def _estimate(src, start: int, end: int, maxlen: int | None) -> int:
-    """Stream bytes (segment headers + data, uncompressed) for the MiBs that may hold data in [start, end)."""
-    total = 0
-    run_start = prev = None
-    for m in src.candidate_mibs(start, end):
-        if prev is None or m != prev + 1 or (maxlen and m - run_start >= maxlen):
-            total += DUMP_SEGM_HDR_SIZE
-            run_start = m
-        total += MIB
-        prev = m
-    return total
-
-
 # -- single-volume disk --------------------------------------------------------------------------
 
 
 MAX_WINDOW = 24            # units in flight at most (~1.5 MiB each): bounds memory on many-core hosts
 
 
-class _Deflater:
-    """Compress 1 MiB units in order: a thread pool with a bounded window, or inline (workers <= 1)."""
-
-    def __init__(self, workers: int):
-        self.pool = concurrent.futures.ThreadPoolExecutor(workers, "sadump-zlib") if workers > 1 else None
-        self.window = min(MAX_WINDOW, max(4, 2 * workers))
-
-    def submit(self, data):
-        if self.pool is None:
-            return _Done(_deflate(data))
-        return self.pool.submit(_deflate, data)
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-
-
-class _Done:
-    def __init__(self, value):
-        self._value = value
-
-    def result(self):
-        return self._value
+def _deflate_event(ev: tuple) -> tuple:
+    """A segment event with its unit deflated: ("unit", mib, data, stream or None)."""
+    return ev + (_deflate(ev[2]),) if ev[0] == "unit" else ev
 
 
 def _deflate(data) -> bytes | None:
@@ -503,57 +240,45 @@ class _SvWriter:
         while not self.write_run(scan, None)[1]:
             pass
 
-    def write_compressed(self, events, deflater: _Deflater, first_free: int) -> None:
-        """Compressed segments; `first_free` is the address after the raw first-MiB segment."""
-        pending: collections.deque = collections.deque()
-        inflight = 0
-        state = {"cur": 0, "entries": [], "start": 0}
-
-        def drain_one() -> None:
-            nonlocal inflight
-            ev = pending.popleft()
-            kind = ev[0]
-            if kind == "none":
-                self.empty_stop_segment(first_free)
-            elif kind == "begin":
-                self.seg_pos, self.seg_mib = self.pos, ev[1]
-                if not self.sink.room(self.pos, DUMP_SEGM_HDR_SIZE):
-                    raise _DeviceFull(self.pos + DUMP_SEGM_HDR_SIZE)
-                state["cur"] = 0
-                state["entries"] = []
-            elif kind == "unit":
-                inflight -= 1
-                data, fut = ev[2], ev[3]
-                comp = fut.result()
-                off_blocks = state["cur"] // self.block_size
-                base = self.pos + DUMP_SEGM_HDR_SIZE
-                if comp is None:
-                    self.sink.write(base + state["cur"], data)
-                    state["entries"].append(off_blocks | DUMP_SEGM_ENTRY_UNCOMPRESSED)
-                    state["cur"] += MIB
+    def write_compressed(self, events, workers: int, first_free: int) -> None:
+        """Compressed segments; `first_free` is the address after the raw first-MiB segment.  The
+        units are deflated on `workers` threads by an ordered parallel map (at most MAX_WINDOW
+        events in flight), written in stream order: the output is the serial one."""
+        cur = 0
+        entries: list[int] = []
+        results = ordered_map(_deflate_event, events, workers, min(MAX_WINDOW, max(4, 2 * workers)))
+        try:
+            for ev in results:
+                kind = ev[0]
+                if kind == "none":
+                    self.empty_stop_segment(first_free)
+                elif kind == "begin":
+                    self.seg_pos, self.seg_mib = self.pos, ev[1]
+                    if not self.sink.room(self.pos, DUMP_SEGM_HDR_SIZE):
+                        raise _DeviceFull(self.pos + DUMP_SEGM_HDR_SIZE)
+                    cur = 0
+                    entries = []
+                elif kind == "unit":
+                    data, comp = ev[2], ev[3]
+                    off_blocks = cur // self.block_size
+                    base = self.pos + DUMP_SEGM_HDR_SIZE
+                    if comp is None:
+                        self.sink.write(base + cur, data)
+                        entries.append(off_blocks | DUMP_SEGM_ENTRY_UNCOMPRESSED)
+                        cur += MIB
+                    else:
+                        self.sink.write(base + cur, comp)
+                        entries.append(off_blocks)
+                        cur += len(comp)
                 else:
-                    self.sink.write(base + state["cur"], comp)
-                    state["entries"].append(off_blocks)
-                    state["cur"] += len(comp)
-            else:
-                _, start, count, last = ev
-                entries = state["entries"]
-                self.sink.write(self.pos, build_segment_header(
-                    start * MIB, count * MIB, last, state["cur"] // self.block_size, entries))
-                self.pos += DUMP_SEGM_HDR_SIZE + state["cur"]
-                self.segments += 1
-                self.dumped += count * MIB
-
-        for ev in events:
-            if ev[0] == "unit":
-                pending.append(("unit", ev[1], ev[2], deflater.submit(ev[2])))
-                inflight += 1
-                while inflight > deflater.window:
-                    drain_one()
-            else:
-                pending.append(ev)
-        while pending:
-            drain_one()
+                    _, start, count, last = ev
+                    self.sink.write(self.pos, build_segment_header(
+                        start * MIB, count * MIB, last, cur // self.block_size, entries))
+                    self.pos += DUMP_SEGM_HDR_SIZE + cur
+                    self.segments += 1
+                    self.dumped += count * MIB
+        finally:
+            results.close()
 
     def end_marker(self, tod: int) -> None:
         em = build_end_marker(tod)
@@ -600,7 +325,6 @@ def _write_disk_sv(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, compress:
     mibs = src.mibs
     fd = _open_dev(dev.path, write=True)
     w = None
-    deflater = _Deflater(workers) if compress else None
     try:
         w = _SvWriter(_Sink(fd, dev.dump_offset, dev.dump_size, dev.path), dev.block_size, src)
         _invalidate_old_end_marker(fd, dev, volume=False)
@@ -615,7 +339,7 @@ def _write_disk_sv(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, compress:
                 del first
                 if mibs > 1:
                     scan = _Peekable(_scan(src, 1, mibs, progress, mode="fresh"))
-                    w.write_compressed(_events(scan, lambda: DUMP_SEGM_ZLIB_MAXENTS), deflater, MIB)
+                    w.write_compressed(_events(scan, lambda: DUMP_SEGM_ZLIB_MAXENTS), workers, MIB)
             else:
                 w.write_uncompressed(_Peekable(_scan(src, 0, mibs, progress, mode="copy")))
             end = _end_tod(tod, tod_end)
@@ -634,8 +358,6 @@ def _write_disk_sv(dev: DeviceInfo, src: _MemorySource, hdr: bytes, *, compress:
                               [_vol(dev, 0, w.segments, w.sink.written, True)], 0, compress, src.mem_size, tod,
                               end)
     finally:
-        if deflater is not None:
-            deflater.close()
         os.close(fd)
 
 
@@ -870,337 +592,4 @@ def write_full_dump(devices: Sequence[DeviceInfo | str] | DeviceInfo | str, memo
         src.close()
 
 
-# -- reading a dump back from devices ----------------------------------------------------------------
-
-
-@dataclass
-class DeviceDump:
-    """The dump found on a device or multi-volume set (open files; use as a context manager)."""
-
-    devices: list[DeviceInfo]
-    present: bool
-    complete: bool
-    reason: str
-    header: object = None
-    layout: str = "ext"                     # ext | flat (tape)
-    segments: list[tuple[int, DumpSegment]] = field(default_factory=list)
-    end_marker_tod: int | None = None
-    data_size: int = 0
-    end_offset: int = 0                     # single volume: file offset after the end marker
-    fds: list[int] = field(default_factory=list)
-    tape_data_offset: int = 0
-
-    def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
-
-    def __enter__(self) -> "DeviceDump":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-    @property
-    def mem_size(self) -> int:
-        return self.header.mem_size if self.header is not None else 0
-
-    def units(self) -> Iterator[tuple[int, bytes]]:
-        """(address, 1 MiB of data) of every stored unit, in address order (the rest is zero)."""
-        if self.layout == "flat":
-            yield from self._tape_units()
-            return
-        for vol, seg in self.segments:
-            for i in range(seg.units):
-                yield seg.start + i * MIB, read_unit(self.fds[vol], seg, i)
-
-    def _tape_units(self) -> Iterator[tuple[int, bytes]]:
-        fd = self.fds[0]
-        for m in range(self.mem_size // MIB):
-            off = self.tape_data_offset + m * TAPE_BLOCKS_PER_MIB * TAPE_RECORD
-            raw = _pread(fd, TAPE_BLOCKS_PER_MIB * TAPE_RECORD, off)
-            if len(raw) != TAPE_BLOCKS_PER_MIB * TAPE_RECORD:
-                raise BadInputError(f"tape data for 0x{m * MIB:x} is cut short")
-            out = bytearray(MIB)
-            for b in range(TAPE_BLOCKS_PER_MIB):
-                rec = raw[b * TAPE_RECORD:(b + 1) * TAPE_RECORD]
-                h = AwsTapeHeader.parse(rec[:AWS_HEADER_SIZE])
-                if h.curblkl != TAPE_BLK_SIZE:
-                    raise BadInputError(f"tape block for 0x{m * MIB + b * TAPE_BLK_SIZE:x} has {h.curblkl} bytes")
-                out[b * TAPE_BLK_SIZE:(b + 1) * TAPE_BLK_SIZE] = rec[AWS_HEADER_SIZE:]
-            if not native.is_zero(out):
-                yield m * MIB, bytes(out)
-
-    def summary(self) -> dict:
-        h = self.header
-        d = {"present": self.present, "complete": self.complete, "reason": self.reason, "layout": self.layout,
-             "segments": len(self.segments), "data_size": self.data_size, "end_marker_tod": self.end_marker_tod}
-        if h is not None:
-            d.update(magic=f"0x{h.magic:016x}", version=h.version, mem_size=h.mem_size,
-                     mem_size_real=h.mem_size_real, tod=h.tod, tod_text=tod_text(h.tod), cpu_id=f"{h.cpu_id:016x}",
-                     cpu_cnt=h.cpu_cnt, real_cpu_cnt=h.real_cpu_cnt, lc_vec=list(h.lc_vec[:h.cpu_cnt]),
-                     zlib=bool(h.zlib_version_s390), volnr=h.volnr, mvdump=h.mvdump,
-                     end_tod_text=tod_text(self.end_marker_tod) if self.end_marker_tod else None)
-        return d
-
-
-def held_dump(path: str) -> dict | None:
-    """The summary of the dump a single-volume device image holds (present, complete or not), or
-    None when `path` is not a dump device or holds no dump: what `sadump build` must not wipe
-    without --force (zipl asks before it overwrites a dump device that holds a dump)."""
-    try:
-        with open_dump([read_device(path)]) as d:
-            s = d.summary()
-    except (BadInputError, DumpIOError):
-        return None
-    return s if s["present"] else None
-
-
-def _try_header(fd: int, offset: int):
-    raw = _pread(fd, DF_S390_HDR_SIZE, offset)
-    if len(raw) != DF_S390_HDR_SIZE:
-        return None, "the dump area is cut short"
-    if raw[:8] not in (DF_S390_MAGIC.to_bytes(8, "big"), DF_S390_MAGIC_EXT.to_bytes(8, "big")):
-        return None, "no dump on the device"
-    try:
-        return parse_header(raw), ""
-    except BadInputError as exc:
-        return None, f"corrupt dump header: {exc}"
-
-
-def open_dump(devices: Sequence[DeviceInfo | str] | DeviceInfo | str) -> DeviceDump:
-    """Find and validate the dump on a device (or multi-volume set); never raises for a missing
-    or incomplete dump -- `present`/`complete`/`reason` say what is there."""
-    devs = _as_devices(devices)
-    check_device_set(devs)
-    fds = [_open_dev(d.path) for d in devs]
-    try:
-        d0 = devs[0]
-        if d0.type == "tape":
-            return _open_tape(d0, fds)
-        if d0.multi_volume:
-            return _open_mv(devs, fds)
-        hdr, why = _try_header(fds[0], d0.dump_offset)
-        if hdr is None:
-            return DeviceDump(devs, False, False, why, fds=fds)
-        if hdr.magic != DF_S390_MAGIC_EXT:
-            return DeviceDump(devs, True, False, "flat (...23fd) dump header on a DASD dump device",
-                              header=hdr, fds=fds)
-        walker = ExtStreamWalker(fds[0], d0.dump_offset, size=d0.dump_size, block_size=PAGE_SIZE, header=hdr)
-        segs = [(0, s) for s in walker]
-        st = walker.status
-        return DeviceDump(devs, True, st.complete, st.reason, hdr, "ext", segs, st.end_marker_tod, st.data_size,
-                          st.end_offset, fds)
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
-
-
-def _open_mv(devs: list[DeviceInfo], fds: list[int]) -> DeviceDump:
-    segs: list[tuple[int, DumpSegment]] = []
-    hdr0 = None
-    prev_end = 0
-    data = 0
-    for i, (dev, fd) in enumerate(zip(devs, fds)):
-        hdr, why = _try_header(fd, dev.dump_offset)
-        if hdr is None:
-            if i == 0:
-                return DeviceDump(devs, False, False, why, fds=fds)
-            return DeviceDump(devs, True, False, f"incomplete: volume {i} ({dev.path}): {why}", hdr0, "ext", segs,
-                              data_size=data, fds=fds)
-        if i == 0:
-            hdr0 = hdr
-        problem = ""
-        if hdr.magic != DF_S390_MAGIC_EXT or hdr.mvdump_sign != DF_S390_MAGIC_EXT or not hdr.mvdump:
-            problem = "not a multi-volume dump header"
-        elif hdr.volnr != i:
-            problem = f"header says volume {hdr.volnr}"
-        elif hdr.tod != hdr0.tod:
-            problem = "its dump header belongs to another dump (TOD differs)"
-        if problem:
-            return DeviceDump(devs, i > 0, False, f"incomplete: volume {i} ({dev.path}): {problem}", hdr0, "ext",
-                              segs, data_size=data, fds=fds)
-        walker = ExtStreamWalker(fd, dev.dump_offset, size=dev.dump_size, block_size=dev.block_size, volume=True,
-                                 header=hdr, start_addr=prev_end)
-        for s in walker:
-            segs.append((i, s))
-            if s.len:
-                prev_end = s.end
-        st: StreamStatus = walker.status
-        data += st.data_size
-        if st.complete:
-            return DeviceDump(devs, True, True, "complete", hdr0, "ext", segs, st.end_marker_tod, data,
-                              st.end_offset, fds)
-        if not st.volume_full:
-            return DeviceDump(devs, True, False, f"{st.reason} (volume {i}, {dev.path})", hdr0, "ext", segs,
-                              st.end_marker_tod, data, fds=fds)
-    return DeviceDump(devs, True, False, "incomplete: no stop marker on any volume", hdr0, "ext", segs,
-                      data_size=data, fds=fds)
-
-
-def _open_tape(dev: DeviceInfo, fds: list[int]) -> DeviceDump:
-    fd = fds[0]
-    pos = dev.dump_offset
-
-    def head(at: int):
-        raw = _pread(fd, AWS_HEADER_SIZE, at)
-        return AwsTapeHeader.parse(raw) if len(raw) == AWS_HEADER_SIZE else None
-
-    h = head(pos)
-    if h is None or not (h.flags1 & AWS_FLAG_TAPEMARK):
-        return DeviceDump([dev], False, False, "no dump on the tape", layout="flat", fds=fds)
-    pos += AWS_HEADER_SIZE
-    h = head(pos)
-    if h is None or h.curblkl != DF_S390_HDR_SIZE:
-        return DeviceDump([dev], False, False, "no dump on the tape (no header block after the tool)",
-                          layout="flat", fds=fds)
-    hdr, why = _try_header(fd, pos + AWS_HEADER_SIZE)
-    if hdr is None:
-        return DeviceDump([dev], False, False, why, layout="flat", fds=fds)
-    if hdr.volnr != 0:
-        return DeviceDump([dev], True, False, "Multi-volume tape dumps are not supported", hdr, "flat", fds=fds)
-    data_off = pos + AWS_HEADER_SIZE + DF_S390_HDR_SIZE
-    nblocks = -(-hdr.mem_size // TAPE_BLK_SIZE)
-    base = dict(header=hdr, layout="flat", fds=fds, tape_data_offset=data_off)
-    prev = DF_S390_HDR_SIZE
-    for b in range(nblocks):
-        h = head(data_off + b * TAPE_RECORD)
-        if h is None or h.curblkl != TAPE_BLK_SIZE or h.prvblkl != prev or \
-                h.flags1 != AWS_FLAG_NEWREC | AWS_FLAG_ENDREC:
-            return DeviceDump([dev], True, False, f"incomplete: the tape ends after data block {b} "
-                              f"(memory up to 0x{b * TAPE_BLK_SIZE:x} of 0x{hdr.mem_size:x})",
-                              data_size=b * TAPE_BLK_SIZE, **base)
-        prev = TAPE_BLK_SIZE
-    em_at = data_off + nblocks * TAPE_RECORD
-    h = head(em_at)
-    if h is None or h.curblkl not in (8, DF_S390_EM_SIZE) or h.flags1 & AWS_FLAG_TAPEMARK:
-        return DeviceDump([dev], True, False, "incomplete: no end marker block after the last data block",
-                          data_size=nblocks * TAPE_BLK_SIZE, **base)
-    ok, tod, why = parse_end_marker(_pread(fd, DF_S390_EM_SIZE, em_at + AWS_HEADER_SIZE).ljust(16, b"\0"),
-                                    hdr.tod)
-    if not ok:
-        return DeviceDump([dev], True, False, f"incomplete: {why}", end_marker_tod=tod or None,
-                          data_size=nblocks * TAPE_BLK_SIZE, **base)
-    return DeviceDump([dev], True, True, "complete", end_marker_tod=tod, data_size=nblocks * TAPE_BLK_SIZE,
-                      end_offset=em_at + AWS_HEADER_SIZE + h.curblkl, **base)
-
-
-# -- extract ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class ExtractResult:
-    path: str
-    size: int
-    segments: int
-    mem_size: int
-    source: str
-    complete: bool = True
-    reason: str = "complete"
-
-    def to_json(self) -> dict:
-        return asdict(self)
-
-
-def _copy_range(src_fd: int, start: int, end: int, out_fd: int, out_pos: int, progress) -> int:
-    pos = start
-    while pos < end:
-        n = min(COPY_CHUNK, end - pos)
-        data = _pread(src_fd, n, pos)
-        if len(data) != n:
-            raise BadInputError(f"the dump device is cut short at 0x{pos + len(data):x}")
-        if not native.is_zero(data):
-            _pwrite_all(out_fd, data, out_pos, "the output")
-        out_pos += n
-        pos += n
-        if progress:
-            progress(n)
-    return out_pos
-
-
-class _TapeSource:
-    """The flat memory of a tape dump, as a memory source for the stream writer."""
-
-    def __init__(self, dump: DeviceDump):
-        self.dump = dump
-        self.mem_size = dump.mem_size
-        self.mibs = self.mem_size // MIB
-
-    def candidate_mibs(self, start: int, end: int) -> Iterator[int]:
-        return iter(range(start, end))
-
-    def read(self, mib: int) -> bytes:
-        fd = self.dump.fds[0]
-        off = self.dump.tape_data_offset + mib * TAPE_BLOCKS_PER_MIB * TAPE_RECORD
-        raw = _pread(fd, TAPE_BLOCKS_PER_MIB * TAPE_RECORD, off)
-        out = bytearray(MIB)
-        for b in range(TAPE_BLOCKS_PER_MIB):
-            rec = raw[b * TAPE_RECORD + AWS_HEADER_SIZE:(b + 1) * TAPE_RECORD]
-            out[b * TAPE_BLK_SIZE:b * TAPE_BLK_SIZE + len(rec)] = rec
-        return bytes(out)
-
-    def readinto(self, buf: bytearray, mib: int) -> bytearray:
-        buf[:] = self.read(mib)
-        return buf
-
-
-def extract_dump(devices, out_path: str, progress: ProgressFn | None = None,
-                 allow_incomplete: bool = False) -> ExtractResult:
-    """Write the dump as the extended stream zgetdump reads from a partition (header + segments +
-    end marker); a multi-volume set is merged into one stream, a tape's flat dump converted.
-    Atomic; an absent dump is an error, an incomplete one too unless allow_incomplete: then the
-    valid segments are written without an end marker, so the file still reads as incomplete."""
-    with open_dump(devices) as dump:
-        where = ",".join(d.path for d in dump.devices)
-        if not dump.present:
-            raise BadInputError(f"{where}: {dump.reason}")
-        if not dump.complete and not allow_incomplete:
-            raise IncompleteDumpError(f"{where}: dump is not complete: {dump.reason} (--allow-incomplete writes "
-                                      "what is there, without end marker)")
-        if not dump.complete and (dump.layout != "ext" or not dump.segments):
-            raise IncompleteDumpError(f"{where}: dump is not complete: {dump.reason}; only the segments of an "
-                                      "extended dump can be extracted incomplete")
-        with atomic_file(out_path, "wb") as fh:
-            out = fh.fileno()
-            if dump.layout == "flat":
-                size, nseg = _extract_tape(dump, out, progress)
-            elif dump.devices[0].multi_volume:
-                size, nseg = _extract_mv(dump, out, progress, end_marker=dump.complete)
-            else:
-                d0 = dump.devices[0]
-                size = _copy_range(dump.fds[0], d0.dump_offset, dump.end_offset, out, 0, progress)
-                nseg = len(dump.segments)
-            os.ftruncate(out, size)
-        return ExtractResult(os.fspath(out_path), size, nseg, dump.mem_size, where, dump.complete, dump.reason)
-
-
-def _extract_mv(dump: DeviceDump, out: int, progress, end_marker: bool = True) -> tuple[int, int]:
-    h = dict(dump.header)
-    h.update(volnr=0, mvdump=0, mvdump_sign=0, mvdump_zipl_time=0)
-    h.pop("_io", None)
-    _pwrite_all(out, DfS390Hdr.build(h), 0, "the output")
-    pos = DF_S390_HDR_SIZE
-    for vol, seg in dump.segments:
-        pos = _copy_range(dump.fds[vol], seg.header_offset, seg.next_offset, out, pos, progress)
-    if not end_marker:
-        return pos, len(dump.segments)
-    _pwrite_all(out, build_end_marker(dump.end_marker_tod), pos, "the output")
-    return pos + DF_S390_EM_SIZE, len(dump.segments)
-
-
-def _extract_tape(dump: DeviceDump, out: int, progress) -> tuple[int, int]:
-    h = dump.header
-    hdr = build_header(magic=DF_S390_MAGIC_EXT, version=DF_S390_VERSION_EXT, mem_size=h.mem_size, tod=h.tod,
-                       cpu_id=h.cpu_id, lc_vec=list(h.lc_vec[:h.cpu_cnt]), real_cpu_cnt=h.real_cpu_cnt,
-                       mem_size_real=h.mem_size_real)
-    src = _TapeSource(dump)
-    w = _SvWriter(_Sink(out, 0, None, "the output"), PAGE_SIZE)
-    w.header(hdr)
-    w.write_uncompressed(_Peekable(_scan(src, 0, src.mibs, progress, mode="reuse")))
-    w.sink.write(w.pos, build_end_marker(dump.end_marker_tod))
-    return w.pos + DF_S390_EM_SIZE, w.segments
-
-
-__all__ = ["FullDumpResult", "DeviceDump", "ExtractResult", "write_full_dump", "open_dump", "extract_dump",
-           "held_dump"]
+__all__ = ["FullDumpResult", "write_full_dump"]

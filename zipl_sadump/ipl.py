@@ -27,7 +27,7 @@ from meminfo_abi.reipl import (
     DIAG308_LOAD_CLEAR, DIAG308_LOAD_NORMAL, DIAG308_LOAD_NORMAL_DUMP, DIAG308_NAMES, IPL_PB_HDR_SIZE,
     IPL_PBT_CCW, PBT_NAMES, IplPb0Common, IplPbHdr,
 )
-from meminfo_abi.s390dump import tod_now
+from meminfo_abi.tod import tod_now
 from s390_machine.crash import start_kdump, store_status_all
 from s390_machine.machine import Machine
 from s390_machine.txn import lock_file

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import struct
 from dataclasses import dataclass
 
 from meminfo_abi.checksum import csum_partial
@@ -17,8 +16,8 @@ from meminfo_abi.kdumpdev import (
 from meminfo_abi.lowcore import LC_OS_INFO
 from meminfo_abi.meminfo import MemInfo
 from meminfo_abi.parmarea import (
-    COMMAND_LINE_OFFS, IMAGE_ENTRY, IMAGE_ENTRY_KDUMP, IMAGE_READ_OFFSET, INITRD_SIZE_OFFS, INITRD_START_OFFS,
-    OLDMEM_BASE_OFFS, OLDMEM_SIZE_OFFS,
+    COMMAND_LINE_OFFS, IMAGE_ENTRY, IMAGE_ENTRY_KDUMP, IMAGE_READ_OFFSET, INITRD_START_OFFS, OLDMEM_SIZE_OFFS,
+    PARMAREA, PARMAREA_FIXED_SIZE, ParmArea,
 )
 from meminfo_abi.kernel_image import parse_kernel_image, read_kernel_image
 from dumpkit.fileio import atomic_file, sparse_copy, os_open_input
@@ -82,12 +81,13 @@ def add_kdump_kernel(device: str, kernel: str, initrd: str | None = None, append
                 for chunk in iter(lambda: src.read(COPY_CHUNK), b""):
                     ih.update(chunk)
                     fh.write(chunk)
-        table = bytearray(KdumpDeviceTable.build(dict(
+        fields = dict(
             version=KDUMP_DEV_VERSION, flags=0, kernel_offset=kernel_off, kernel_size=len(kbytes),
             initrd_offset=initrd_off if initrd else 0, initrd_size=isize,
             kernel_sha256=hashlib.sha256(kbytes).digest(), initrd_sha256=ih.digest() if initrd else bytes(32),
-            cmdline_len=len(cmd), reserved=0, cmdline=cmd.ljust(KDUMP_DEV_CMDLINE_MAX, b"\0"), table_csum=0)))
-        struct.pack_into(">I", table, KDUMP_DEV_TABLE_SIZE - 4, csum_partial(table[:KDUMP_DEV_TABLE_SIZE - 4]))
+            cmdline_len=len(cmd), reserved=0, cmdline=cmd.ljust(KDUMP_DEV_CMDLINE_MAX, b"\0"), table_csum=0)
+        unsummed = KdumpDeviceTable.build(fields)
+        table = KdumpDeviceTable.build(dict(fields, table_csum=csum_partial(unsummed[:KDUMP_DEV_TABLE_SIZE - 4])))
         fh.seek(table_off)
         fh.write(table)
     found = read_device_kdump(device)
@@ -109,9 +109,9 @@ def read_device_kdump(device: str) -> DeviceKdump | None:
         raw = fh.read(KDUMP_DEV_TABLE_SIZE)
     if raw[:8] != KDUMP_DEV_MAGIC:
         return None
-    if csum_partial(raw[:-4]) != struct.unpack_from(">I", raw, KDUMP_DEV_TABLE_SIZE - 4)[0]:
-        raise BadInputError(f"{device}: the kdump component table's checksum does not match")
     t = KdumpDeviceTable.parse(raw)
+    if csum_partial(raw[:-4]) != t.table_csum:
+        raise BadInputError(f"{device}: the kdump component table's checksum does not match")
     if t.version != KDUMP_DEV_VERSION:
         raise BadInputError(f"{device}: kdump component table version {t.version} is not supported")
     for what, off, n in (("kernel", t.kernel_offset, t.kernel_size), ("initrd", t.initrd_offset, t.initrd_size)):
@@ -173,10 +173,12 @@ def kdump_from_device(machine: Machine, mi: MemInfo, comps: DeviceKdump) -> str:
         mem.write_u64(LC_OS_INFO, ptr + base)
     # 3. the kernel at 0x10000 (file offset 0x10000 on), the initrd at its origin, parameter area
     buf = bytearray(image.data)
-    struct.pack_into(">QQQQ", buf, INITRD_START_OFFS, origin if comps.initrd_size else 0, comps.initrd_size,
-                     base, size)
-    assert OLDMEM_BASE_OFFS == INITRD_START_OFFS + 16 and OLDMEM_SIZE_OFFS == OLDMEM_BASE_OFFS + 8
-    assert INITRD_SIZE_OFFS == INITRD_START_OFFS + 8
+    parm = PARMAREA - IMAGE_ENTRY                   # struct parmarea in the image (file offset 0x400)
+    area = ParmArea.parse(bytes(buf[parm:parm + PARMAREA_FIXED_SIZE]))
+    built = ParmArea.build(dict(area, initrd_start=origin if comps.initrd_size else 0,
+                                initrd_size=comps.initrd_size, oldmem_base=base, oldmem_size=size))
+    lo, hi = INITRD_START_OFFS, OLDMEM_SIZE_OFFS + 8   # only these four fields change
+    buf[lo:hi] = built[lo - parm:hi - parm]
     if comps.cmdline:
         limit = image.command_line_limit
         buf[COMMAND_LINE_OFFS:COMMAND_LINE_OFFS + limit] = bytes(limit)

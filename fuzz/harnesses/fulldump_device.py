@@ -1,11 +1,11 @@
-"""A full dump on its device(s): zipl_sadump.fulldump.open_dump - device records, dump header,
-segments, end marker, multi-volume sets, AWSTAPE tapes - its verdict (present / complete /
+"""A full dump on its device(s): meminfo_abi.s390_dump_reader.open_device_dump (what sadump
+show and extract read) - device records, dump header, segments, end marker, multi-volume sets, AWSTAPE tapes - its verdict (present / complete /
 reason), the summary `sadump show` prints and the first units of memory.
 Input: fuzz/sparse.py (one file per volume)."""
 
 from fuzz import sparse
 from fuzz.harnesses import S390_DUMP_TOKENS, _files
-from zipl_sadump.fulldump import open_dump
+from meminfo_abi.s390_dump_reader import open_device_dump as open_dump
 
 MAX_LEN = 0x20000
 DICT = S390_DUMP_TOKENS + (  # libFuzzer dictionary tokens (-dict)

@@ -5,7 +5,7 @@ units (raw, or zlib streams that must inflate to exactly 1 MiB).  Input: fuzz/sp
 import os
 
 from fuzz.harnesses import S390_DUMP_TOKENS, _files, extracted_dump_seeds
-from meminfo_abi.s390dump import ExtStreamWalker, read_header, read_unit
+from meminfo_abi.s390_dump_stream import ExtStreamWalker, read_header, read_unit
 
 MAX_LEN = 0x10000
 DICT = S390_DUMP_TOKENS + (  # libFuzzer dictionary tokens (-dict)

@@ -1,13 +1,15 @@
 """The s390 stand-alone dump formats: flat (...23fd), extended (...23fe), dump devices, tape, volume sets.
 
-ref-formats-and-peers.md §1-§2; every layout comes from meminfo_abi/s390dump.py.
+Every layout comes from meminfo_abi/s390_dump.py; finding and judging the dump is
+meminfo_abi/s390_dump_reader.py (read_stream, the one reader, shared with sadump): this
+module maps its report to the dump model and reads the CPUs.
 
 Reader ("s390"), claimed by content:
   * a file starting with a dump header: flat (memory at 0x1000 + address, end marker at
     0x1000 + mem_size) or extended (dump segments; the gaps between them and the memory
-    after the last one read as zeros; compressed segments are inflated one 1 MiB unit at
-    a time on demand, a few units cached, the next ones inflated ahead on a thread pool
-    while a reader streams);
+    after the last one read as zeros; compressed segments are inflated 1 MiB unit by
+    unit: a sequential reader's units on every core by an ordered parallel map, bounded
+    ahead; other reads on demand, a few units cached);
   * an image of a dump device with the dump on it: ECKD or FBA (the dump area named by
     zipl's boot record), a tape (AWSTAPE image: flat memory in 32 KiB records), or the
     volumes of a multi-volume set given together (`open_dump([p1, p2, p3])` or
@@ -20,15 +22,8 @@ Reader ("s390"), claimed by content:
   a header that is not a dump header is a BadInputError.  Counts are bounded: at most
   512 CPUs, segments bounded by the dump area, memory beyond the file is absent.
 
-A kdump kernel caught by a stand-alone dump (zgetdump -s): when the parameter area at
-0x10418/0x10420 names an OLDMEM range and the meminfo found through the swap names the
-same crashkernel, the dump shows two systems.  `select_system` presents one of them:
-  prod   the production system: [0, size) comes from [base, base + size) (the swap
-         undone), the crashkernel itself is left out (as zgetdump does), CPUs from the
-         production kernel's lowcores (lowcore_ptr[] of its VMCOREINFO), time from
-         CRASHTIME; the default for such dumps;
-  kdump  the kdump kernel's own memory [0, size) as dumped, the dumped CPUs;
-  all    everything as dumped.
+A kdump kernel caught by a stand-alone dump: every dump this reader opens goes through
+vmcore.select.select_system (the production system by default, zgetdump -s).
 
 Writer ("s390"): the flat format as `zgetdump -f s390` writes it: header version 5 (4 when
 no CPU registers can be stored), hdr_size 0x1000, dump_level 4, page_size 4096,
@@ -49,40 +44,39 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections import OrderedDict
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from construct import ConstructError
 
 from meminfo_abi.cpu import CpuRegs
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
-from meminfo_abi.locate import read_meminfo
 from meminfo_abi.lowcore import (
     LC_EXT_CPU_ADDR, LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE,
 )
-from meminfo_abi.parmarea import PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE
-from meminfo_abi.s390dump import (
+from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_HEADER_SIZE, DEVICE_PROBE_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
-    DF_S390_MAGIC, DF_S390_MAGIC_EXT, DF_S390_VERSION_FLAT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_HDR_SIZE,
-    DUMP_SEGM_STOP_MARKER, MIB, TAPE_BLK_SIZE, TAPE_RECORD_SIZE, DfS390DumpSegmHdr, DumpArea, DumpSegment,
-    ExtStreamWalker, TapeDumpLayout, build_end_marker, build_header, check_volume_set, dump_device_kind, inflate_unit,
-    parse_end_marker, parse_header, read_dump_area, tape_dump_header, tape_dump_layout, tape_end_marker, tod_text,
-    tod_to_datetime, unix_to_tod,
+    DF_S390_MAGIC, DF_S390_VERSION_FLAT, MIB, TAPE_BLK_SIZE, TAPE_RECORD_SIZE, build_end_marker, build_header,
 )
-from meminfo_abi.s390dump import PAGE_SIZE as S390_PAGE_SIZE
-from native import nonzero_ranges
+from meminfo_abi.s390_dump_device import TapeDumpLayout
+from meminfo_abi.s390_dump_stream import DumpSegment, inflate_unit
+from meminfo_abi.tod import tod_to_datetime, unix_to_tod
+from meminfo_abi.s390_dump import PAGE_SIZE as S390_PAGE_SIZE
+from dumpkit.parallel import ordered_map
 from dumpkit.fileio import atomic_file, pwrite_all, os_open_input
+from meminfo_abi.s390_dump_reader import StreamReport, probe_head, read_stream
+from vmcore.select import select_system
 from vmcore.model import (
-    DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, PAGE_SIZE, Dump, DumpAttrs, FileSource,
+    DEFAULT_BLOCK, KIND_ABSENT, KIND_RAM, KIND_ZERO, Dump, DumpAttrs, FileSource, copy_memory,
     MappedSource, MemChunk, _SizedSource, read_head,
 )
 
 FORMAT_NAME = "s390"
-UNIT_CACHE = 4                      # inflated 1 MiB units kept per dump
-INFLATE_THREADS = max(1, min(8, os.cpu_count() or 1))
-PREFETCH_UNITS = 2 * INFLATE_THREADS    # units inflated ahead of a sequential reader
-SELECTS = ("prod", "kdump", "all")
+UNIT_CACHE = 4                      # inflated 1 MiB units kept per dump for readers that jump
+INFLATE_THREADS = os.cpu_count() or 1   # a sequential reader's units are inflated on every core
+# units (1 MiB each) inflated ahead of a sequential reader at most: enough to keep the cores busy
+# while the reader blocks in its own writes, few enough to bound memory
+INFLATE_AHEAD = min(64, max(32, 4 * INFLATE_THREADS))
 TIB16 = 1 << 44                     # a u32 num_pages describes less than this
 LOWCORE_READ = LC_SAVE_AREA + SAVE_AREA_SIZE
 VX_SIZE = 512
@@ -99,89 +93,103 @@ _REG_FIELDS = ((0x1200, 0x80), (0x1280, 0x80), (0x1300, 0x10), (0x1318, 4), (0x1
 # sources
 # ---------------------------------------------------------------------------------------------
 
-class _UnitCache:
-    """The last few inflated 1 MiB units of one dump (LRU), and the units being inflated ahead.
+class _Inflater:
+    """The units of one dump's compressed segments: one ordered parallel map over all of them in
+    address order serves a sequential reader (units inflated on every core, zlib-ng releases
+    the GIL, at most INFLATE_AHEAD ahead), so the pipeline runs on across segment borders;
+    other reads inflate the unit they need.  The last UNIT_CACHE units stay cached.  Only the
+    reading thread calls it."""
 
-    Values are bytes or futures of the inflate pool; only the reading thread touches the cache."""
+    def __init__(self):
+        self.sources: list[ZlibSegmentSource] = []      # in address order
+        self._stream: Iterator[bytes] | None = None
+        self._stream_next: tuple[int, int] | None = None    # (source number, unit) it yields next
+        self._cache: OrderedDict[tuple[int, int], bytes] = OrderedDict()
 
-    def __init__(self, size: int = UNIT_CACHE + PREFETCH_UNITS):
-        self.size = size
-        self.units: OrderedDict[tuple[int, int], Any] = OrderedDict()
+    def add(self, source: "ZlibSegmentSource") -> int:
+        self.sources.append(source)
+        return len(self.sources) - 1
 
-    def _put(self, key: tuple[int, int], value: Any) -> None:
-        self.units[key] = value
-        if len(self.units) > self.size:
-            self.units.popitem(last=False)
+    def _units_from(self, number: int, index: int) -> Iterator[tuple[int, int]]:
+        for n in range(number, len(self.sources)):
+            for i in range(index if n == number else 0, self.sources[n].segment.units):
+                yield n, i
 
-    def start(self, key: tuple[int, int], load: Callable[[], bytes]) -> None:
-        """Inflate a unit on the pool unless it is cached or under way."""
-        if key not in self.units:
-            self._put(key, _inflate_pool().submit(load))
+    def _load(self, key: tuple[int, int]) -> bytes:
+        return self.sources[key[0]].load(key[1])
 
-    def get(self, key: tuple[int, int], load: Callable[[], bytes]) -> bytes:
-        data = self.units.get(key)
-        if data is None:
-            data = load()
-            self._put(key, data)
+    def _advance(self) -> None:
+        n, i = self._stream_next
+        i += 1
+        while n < len(self.sources) and i >= self.sources[n].segment.units:
+            n, i = n + 1, 0
+        self._stream_next = (n, i)
+
+    def unit(self, number: int, index: int, sequential: bool) -> bytes:
+        key = (number, index)
+        data = self._cache.get(key)
+        if data is not None:
+            self._cache.move_to_end(key)
+            return data
+        if sequential and self._stream_next != key:
+            self.stop()
+            self._stream = ordered_map(self._load, self._units_from(number, index), INFLATE_THREADS,
+                                       INFLATE_AHEAD)
+            self._stream_next = key
+        if self._stream is not None and self._stream_next == key:
+            data = next(self._stream)
+            self._advance()
         else:
-            self.units.move_to_end(key)
-            if isinstance(data, Future):
-                data = data.result()
-                self.units[key] = data
+            data = self._load(key)
+        self._cache[key] = data
+        if len(self._cache) > UNIT_CACHE:
+            self._cache.popitem(last=False)
         return data
 
+    def stop(self) -> None:
+        if self._stream is not None:
+            self._stream.close()
+            self._stream = None
+            self._stream_next = None
 
-_POOL: ThreadPoolExecutor | None = None
-
-
-def _inflate_pool() -> ThreadPoolExecutor:
-    """Threads that inflate units ahead of a sequential reader (zlib releases the GIL)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=INFLATE_THREADS, thread_name_prefix="s390-inflate")
-    return _POOL
+    def close(self) -> None:
+        self.stop()
+        self._cache.clear()
 
 
 class ZlibSegmentSource(_SizedSource):
     """The memory of one compressed segment: 1 MiB units, each its own zlib stream (bit 31 of
-    its entry offset: stored raw), inflated on demand.  The units a read needs are inflated in
-    parallel; a sequential reader also gets the next few units inflated ahead."""
+    its entry offset: stored raw), inflated by the dump's _Inflater (module docstring)."""
 
-    def __init__(self, raw: FileSource, segment: DumpSegment, cache: _UnitCache, name: str):
+    def __init__(self, raw: FileSource, segment: DumpSegment, name: str, inflater: _Inflater | None = None):
         self.raw = raw                      # the segment's data on disk (offset 0 = data_offset)
         self.segment = segment
-        self.cache = cache
         self.size = segment.len
         self.name = name
-        self._next = -1                     # where the last read ended (sequential detection)
+        self.inflater = inflater if inflater is not None else _Inflater()
+        self.number = self.inflater.add(self)
+        self._next = 0                      # where the last read ended (sequential detection)
 
-    def _loader(self, index: int) -> Callable[[], bytes]:
+    def load(self, index: int) -> bytes:
         seg = self.segment
-
-        def load() -> bytes:
-            offset, on_disk, stored_raw = seg.unit_location(index)
-            rel = offset - seg.data_offset
-            if stored_raw:
-                if on_disk < MIB:
-                    raise BadInputError(f"{self.name}: raw unit {index} has only {on_disk} bytes on disk")
-                return self.raw.read(rel, MIB)
-            return inflate_unit(self.raw.read(rel, on_disk), f"{self.name}: unit {index}")
-        return load
+        offset, on_disk, stored_raw = seg.unit_location(index)
+        rel = offset - seg.data_offset
+        if stored_raw:
+            if on_disk < MIB:
+                raise BadInputError(f"{self.name}: raw unit {index} has only {on_disk} bytes on disk")
+            return self.raw.read(rel, MIB)
+        return inflate_unit(self.raw.read(rel, on_disk), f"{self.name}: unit {index}")
 
     def read(self, offset: int, length: int) -> bytes:
         self._check(offset, length)
         if not length:
             return b""
-        first, last = offset // MIB, (offset + length - 1) // MIB
-        ahead = PREFETCH_UNITS if offset == self._next else 0
-        if last > first or ahead:
-            for i in range(first, min(self.segment.units, last + 1 + ahead)):
-                self.cache.start((id(self), i), self._loader(i))
+        sequential = offset == self._next
         out = []
         pos, end = offset, offset + length
         while pos < end:
             i = pos // MIB
-            unit = self.cache.get((id(self), i), self._loader(i))
+            unit = self.inflater.unit(self.number, i, sequential)
             s = pos - i * MIB
             n = min(end - pos, MIB - s)
             out.append(unit[s:s + n] if (s, n) != (0, MIB) else unit)
@@ -194,26 +202,13 @@ class ZlibSegmentSource(_SizedSource):
         if start < end:
             yield start, end
 
+    def units(self):
+        """(owner, 0, unit size, load(first, count)): the 1 MiB units, for readers that cache them."""
+        return self, 0, MIB, lambda first, count: [self.load(i) for i in range(first, first + count)]
+
     def close(self) -> None:
+        self.inflater.close()
         self.raw.close()
-
-
-class _OffsetSource(_SizedSource):
-    """A window [offset, offset + size) of another source, which its owner closes."""
-
-    def __init__(self, inner, offset: int, size: int, name: str):
-        self.inner, self.offset, self.size, self.name = inner, offset, size, name
-
-    def read(self, offset: int, length: int) -> bytes:
-        self._check(offset, length)
-        return self.inner.read(self.offset + offset, length)
-
-    def data_ranges(self, start: int, end: int) -> Iterator[tuple[int, int]]:
-        start, end = self._clip(start, end)
-        if start >= end:
-            return
-        for s, e in self.inner.data_ranges(self.offset + start, self.offset + end):
-            yield s - self.offset, e - self.offset
 
 
 _TAPE_BLKL = TAPE_BLK_SIZE.to_bytes(2, "little")      # AWSTAPE lengths are little-endian
@@ -254,245 +249,47 @@ def _tape_source(base: FileSource, layout: TapeDumpLayout, size: int, name: str)
 
 
 # ---------------------------------------------------------------------------------------------
-# reading one stream
+# the stream report (meminfo_abi.s390_dump_reader) as chunks of the model
 # ---------------------------------------------------------------------------------------------
-
-@dataclass
-class _Read:
-    """What reading the memory part of an s390 dump found."""
-
-    header: Any
-    layout: str                                  # flat | extended | tape | multi-volume
-    chunks: list[MemChunk] = field(default_factory=list)
-    checks: list[dict] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)
-    end_tod: int | None = None
-    segments: int = 0
-    data_size: int = 0
-    volumes: list[dict] = field(default_factory=list)
-
-    def check(self, name: str, ok: bool | None, detail: str) -> None:
-        self.checks.append({"check": name, "ok": ok, "detail": detail})
-        if ok is False:
-            self.problems.append(f"{name}: {detail}")
-
 
 def _hexr(lo: int, hi: int) -> str:
     return f"0x{lo:x}-0x{hi - 1:x}"
 
 
-def _end_marker_checks(r: _Read, valid: bool, tod: int, why: str, where: str) -> None:
-    hdr_tod = r.header.tod
-    if valid:
-        r.end_tod = tod
-        r.check("end marker", True, f"DUMP_END {where}")
-        r.check("TOD order", True, f"end {tod_text(tod)} >= start {tod_text(hdr_tod)}")
-    elif why.startswith("end marker TOD"):
-        r.end_tod = tod
-        r.check("end marker", True, f"DUMP_END {where}")
-        r.check("TOD order", False, why)
-    else:
-        r.check("end marker", False, f"{why} ({where})")
-
-
-def _read_flat(base: FileSource, hdr, area_offset: int, area_end: int, where: str) -> _Read:
-    r = _Read(hdr, "flat")
-    mem = hdr.mem_size
-    data = area_offset + DF_S390_HDR_SIZE
-    avail = max(0, min(mem, area_end - data))
-    if avail:
-        r.chunks.append(MemChunk(0, avail, base.region(data, avail, name=where), KIND_RAM))
-    r.data_size = avail
-    if avail < mem:
-        r.chunks.append(MemChunk(avail, mem - avail, None, KIND_ABSENT))
-        r.check("size", False, f"{where} ends at offset 0x{max(data, area_end):x}, inside the memory: physical "
-                               f"range {_hexr(avail, mem)} is missing (and the end marker)")
-        return r
-    r.check("size", True, f"memory 0x{mem:x} bytes at offset 0x{data:x}")
-    at = data + mem
-    raw = base.read(at, min(DF_S390_EM_SIZE, max(0, area_end - at))) if at < area_end else b""
-    if len(raw) < DF_S390_EM_SIZE:
-        r.check("end marker", False, f"{where} ends before the end marker at offset 0x{at:x} "
-                                     "(all memory is present)")
-        return r
-    valid, tod, why = parse_end_marker(raw, hdr.tod)
-    _end_marker_checks(r, valid, tod, why, f"at offset 0x{at:x}")
-    return r
-
-
-def _segment_chunks(r: _Read, base: FileSource, segs: Sequence[DumpSegment], prev: int, cache: _UnitCache,
-                    where: str) -> int:
-    """Chunks of the segments (zero chunks for the gaps before them); returns the end address."""
-    for seg in segs:
-        r.segments += 1
-        r.data_size += seg.size_on_disk
-        if not seg.len:
-            continue
-        if seg.start > prev:
-            r.chunks.append(MemChunk(prev, seg.start - prev, None, KIND_ZERO))
-        name = f"{where} segment 0x{seg.start:x}"
-        region = base.region(seg.data_offset, seg.size_on_disk, name=name)
-        if seg.compressed:
-            src = ZlibSegmentSource(region, seg, cache, name)
-        else:
-            src = region
-        r.chunks.append(MemChunk(seg.start, seg.len, src, KIND_RAM))
-        prev = seg.end
-    return prev
-
-
-def _salvage(r: _Read, base: FileSource, at: int, area_end: int, prev: int, mem: int, where: str,
-             cache: _UnitCache, block_size: int) -> int:
-    """What a cut-short file still holds of the segment whose header is at `at`: the gap before it
-    (zeros: the dumper skipped it), the data of an uncompressed segment up to the cut, the whole
-    1 MiB units of a compressed one."""
-    if at + DUMP_SEGM_HDR_SIZE > area_end:
-        return prev
+def _chunks(r: StreamReport, bases: list[FileSource]) -> list[MemChunk]:
+    """Pieces of stored memory as ram chunks, the gaps below known_end as zero chunks (the dumper
+    skipped them), the rest of the memory as absent."""
+    chunks: list[MemChunk] = []
+    inflater = _Inflater()
     try:
-        seg = DfS390DumpSegmHdr.parse(base.read(at, DUMP_SEGM_HDR_SIZE))
-    except (DumpToolError, ConstructError):
-        return prev
-    if (seg.start % MIB or seg.len % MIB or not seg.len or seg.start < prev or seg.start + seg.len > mem
-            or seg.stop_marker not in (0, DUMP_SEGM_STOP_MARKER)):
-        return prev
-    data = at + DUMP_SEGM_HDR_SIZE
-    room = max(0, area_end - data)
-    if not seg.size_on_disk:
-        n = min(seg.len, room)
-        part = DumpSegment(seg.start, n, False, at, data, n, (), block_size) if n else None
-    else:
-        entries = tuple(seg.entry_offset[:seg.entry_count])
-        if not r.header.zlib_version_s390 or ExtStreamWalker._check_entries(entries, seg.len, seg.size_on_disk):
-            return prev
-        ends = [(e & ~DUMP_SEGM_ENTRY_UNCOMPRESSED) * block_size for e in entries[1:]]
-        ends.append(seg.size_on_disk * block_size)
-        k = 0
-        while k < len(ends) and ends[k] <= room:
-            k += 1
-        part = DumpSegment(seg.start, k * MIB, False, at, data, ends[k - 1], entries[:k], block_size) if k else None
-    if seg.start > prev:
-        r.chunks.append(MemChunk(prev, seg.start - prev, None, KIND_ZERO))
-        prev = seg.start
-    if part is not None:
-        name = f"{where} segment 0x{seg.start:x} (cut short)"
-        region = base.region(data, part.size_on_disk, name=name)
-        src = ZlibSegmentSource(region, part, cache, name) if part.compressed else region
-        r.chunks.append(MemChunk(part.start, part.len, src, KIND_RAM))
-        r.data_size += part.size_on_disk
-        prev = part.start + part.len
-    return prev
-
-
-def _finish_ext(r: _Read, base: FileSource, st, prev: int, area_end: int, where: str, cache: _UnitCache,
-                block_size: int) -> None:
-    mem = r.header.mem_size
-    if st.stop_marker:
-        r.check("stop marker", True, f"last segment ends at 0x{prev:x}")
-        if prev < mem:
-            r.chunks.append(MemChunk(prev, mem - prev, None, KIND_ZERO))
-        at = st.end_marker_offset
-        if at is not None:
-            valid, tod, why = parse_end_marker(base.read(at, DF_S390_EM_SIZE), r.header.tod)
-            _end_marker_checks(r, valid, tod, why, f"at offset 0x{at:x} of {where}")
-        else:
-            r.check("end marker", False, f"{where} ends right after the stop-marker segment (all memory is present)")
-        return
-    end = _salvage(r, base, st.end_offset, area_end, prev, mem, where, cache, block_size)
-    missing = f"physical range {_hexr(end, mem)} is missing" if end < mem else "no memory is missing"
-    r.check("stop marker", False, f"{st.reason}; {missing}")
-    if end < mem:
-        r.chunks.append(MemChunk(end, mem - end, None, KIND_ABSENT))
-
-
-def _read_ext(base: FileSource, fd: int, hdr, area_offset: int, area_size: int, where: str,
-              cache: _UnitCache, block_size: int = S390_PAGE_SIZE) -> _Read:
-    r = _Read(hdr, "extended")
-    walker = ExtStreamWalker(fd, area_offset, size=area_size, block_size=block_size, header=hdr)
-    segs = list(walker)
-    prev = _segment_chunks(r, base, segs, 0, cache, where)
-    _finish_ext(r, base, walker.status, prev, area_offset + min(area_size, walker.size), where, cache, block_size)
-    return r
-
-
-def _read_tape(base: FileSource, fd: int, area: DumpArea) -> _Read:
-    hdr, at, why = tape_dump_header(fd, area)
-    if hdr is None:
-        raise BadInputError(f"{area.path}: {why}")
-    r = _Read(hdr, "tape")
-    if hdr.volnr != 0:
-        raise BadInputError(f"{area.path}: tape dump volume {hdr.volnr}: multi-volume tape dumps are not supported")
-    mem = hdr.mem_size
-    layout = tape_dump_layout(fd, at, mem)
-    have = min(mem, layout.blocks_present * TAPE_BLK_SIZE)
-    if have:
-        r.chunks.append(MemChunk(0, have, _tape_source(base, layout, have, f"{area.path} (tape)"), KIND_RAM))
-    r.data_size = have
-    if have < mem:
-        r.chunks.append(MemChunk(have, mem - have, None, KIND_ABSENT))
-        r.check("size", False, f"the tape ends after data block {layout.blocks_present} of {layout.blocks}: "
-                               f"physical range {_hexr(have, mem)} is missing")
-        return r
-    r.check("size", True, f"{layout.blocks} data blocks of 32 KiB")
-    valid, tod, why = tape_end_marker(fd, layout, hdr.tod)
-    _end_marker_checks(r, valid, tod, why, f"in the record at offset 0x{layout.end_marker_offset:x}")
-    return r
-
-
-def _read_mv(bases: list[FileSource], fds: list[int], areas: list[DumpArea], cache: _UnitCache) -> _Read:
-    hdr0 = None
-    r: _Read | None = None
-    prev = 0
-    n = len(areas)
-    for i, (base, fd, area) in enumerate(zip(bases, fds, areas)):
-        where = f"volume {i} ({area.path})"
-        vol = {"volume": i, "path": area.path, "device": area.mv_table.volumes[i].bus_id, "segments": 0,
-               "status": "not reached"}
-        try:
-            hdr = parse_header(base.read(area.offset, DF_S390_HDR_SIZE)) if area.size >= DF_S390_HDR_SIZE else None
-            bad = "" if hdr is not None else "the dump area is cut short"
-        except DumpToolError as exc:
-            hdr, bad = None, f"no dump header ({exc})"
-        if hdr is not None:
-            if hdr.magic != DF_S390_MAGIC_EXT or not hdr.mvdump or hdr.mvdump_sign != DF_S390_MAGIC_EXT:
-                bad = "not a multi-volume dump header"
-            elif hdr.volnr != i:
-                bad = f"its dump header says volume {hdr.volnr}"
-            elif hdr0 is not None and hdr.tod != hdr0.tod:
-                bad = "its dump header belongs to another dump (TOD differs from volume 0)"
-            elif hdr.mvdump_zipl_time != area.mv_table.tod:
-                bad = "its dump header was written for another zipl -M set (time stamp differs)"
-        if bad:
-            if hdr0 is None:
-                raise BadInputError(f"{area.path}: multi-volume set: {bad} on volume 0")
-            vol["status"] = bad
-            r.volumes.append(vol)
-            r.check("volumes", False, f"{where}: {bad}")
-            break
-        if hdr0 is None:
-            hdr0 = hdr
-            r = _Read(hdr0, "multi-volume")
-        walker = ExtStreamWalker(fd, area.offset, size=area.nominal_size, block_size=area.block_size,
-                                 volume=True, header=hdr, start_addr=prev)
-        segs = list(walker)
-        prev = _segment_chunks(r, base, segs, prev, cache, where)
-        st = walker.status
-        vol["segments"] = len(segs)
-        r.volumes.append(vol)
-        if st.volume_full and i + 1 < n:
-            vol["status"] = "full, continued on the next volume"
-            continue
-        vol["status"] = "stop marker here" if st.stop_marker else st.reason
-        r.check("volumes", True, f"{i + 1} of {n} volumes hold the dump, headers and parameter tables agree")
-        _finish_ext(r, base, st, prev, area.offset + walker.size, where, cache, area.block_size)
-        return r
-    # a volume was unusable, or the last volume is full without a stop marker
-    mem = r.header.mem_size
-    if not r.problems:
-        r.check("stop marker", False, f"no stop marker on any of the {n} volumes")
-    if prev < mem:
-        r.check("stop marker", False, f"physical range {_hexr(prev, mem)} is missing")
-        r.chunks.append(MemChunk(prev, mem - prev, None, KIND_ABSENT))
-    return r
+        prev = 0
+        for p in r.pieces:
+            if p.start > prev:
+                chunks.append(MemChunk(prev, p.start - prev, None, KIND_ZERO))
+            base = bases[p.volume]
+            where = r.paths[p.volume] if r.layout != "multi-volume" else f"volume {p.volume} ({r.paths[p.volume]})"
+            if r.tape is not None:
+                src = _tape_source(base, r.tape, p.len, f"{where} (tape)")
+            elif p.segment is None:
+                src = base.region(p.file_offset, p.len, name=where)
+            else:
+                seg = p.segment
+                name = f"{where} segment 0x{seg.start:x}" + (" (cut short)" if p.salvaged else "")
+                region = base.region(seg.data_offset, seg.size_on_disk, name=name)
+                src = ZlibSegmentSource(region, seg, name, inflater) if seg.compressed else region
+            chunks.append(MemChunk(p.start, p.len, src, KIND_RAM))
+            prev = p.end
+        if prev < r.known_end:
+            chunks.append(MemChunk(prev, r.known_end - prev, None, KIND_ZERO))
+            prev = r.known_end
+        if prev < r.mem_size:
+            chunks.append(MemChunk(prev, r.mem_size - prev, None, KIND_ABSENT))
+    except BaseException:
+        for c in chunks:
+            if c.source is not None:
+                c.source.close()
+        raise
+    return chunks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -520,7 +317,7 @@ def cpu_from_lowcore(mem, prefix: int) -> CpuRegs:
     return regs
 
 
-def _cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[CpuRegs]:
+def cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[CpuRegs]:
     cpus = []
     for i, p in enumerate(prefixes):
         try:
@@ -532,175 +329,6 @@ def _cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[
             notes.append(f"CPU {i}: save area says prefix 0x{regs.prefix:x}, lc_vec says 0x{p:x}")
         cpus.append(regs)
     return cpus
-
-
-# ---------------------------------------------------------------------------------------------
-# a kdump kernel caught by a stand-alone dump (zgetdump -s prod|kdump|all)
-# ---------------------------------------------------------------------------------------------
-
-@dataclass
-class CaughtKdump:
-    base: int                       # OLDMEM base = crashkernel start
-    size: int                       # OLDMEM size = crashkernel size
-
-    def to_json(self) -> dict:
-        return {"oldmem_base": self.base, "oldmem_size": self.size,
-                "crashkernel": [self.base, self.base + self.size]}
-
-
-class _ProdMemory:
-    """Production memory seen through the swap: [0, size) lives at [base, base + size)."""
-
-    def __init__(self, dump: Dump, base: int, size: int):
-        self.dump, self.base, self.crash_size = dump, base, size
-        self.size = dump.size
-
-    def read(self, addr: int, length: int) -> bytes:
-        parts = []
-        end = addr + length
-        while addr < end:
-            if addr < self.crash_size:
-                n = min(end, self.crash_size) - addr
-                parts.append(self.dump.read(self.base + addr, n))
-            else:
-                if self.base <= addr < self.base + self.crash_size:
-                    raise BadInputError(f"0x{addr:x} is in the crashkernel, which the production view leaves out")
-                stop = self.base if addr < self.base else self.size
-                n = min(end, stop) - addr
-                parts.append(self.dump.read(addr, n))
-            addr += n
-        return b"".join(parts)
-
-
-def find_caught_kdump(dump: Dump, notes: list[str] | None = None) -> CaughtKdump | None:
-    """The OLDMEM range when the dumped memory shows a running kdump kernel: parameter area
-    0x10418/0x10420 non-zero, 1 MiB aligned, inside the dump, and equal to the crashkernel
-    of the production meminfo found through the swap."""
-    try:
-        base = int.from_bytes(dump.read(PARM_OLDMEM_BASE, 8), "big")
-        size = int.from_bytes(dump.read(PARM_OLDMEM_SIZE, 8), "big")
-    except DumpToolError:
-        return None
-    if not base or not size:
-        return None
-    why = ""
-    if base % MIB or size % MIB:
-        why = "not 1 MiB aligned"
-    elif base < size or base + size > dump.size:
-        why = f"not a crashkernel inside the dump of 0x{dump.size:x} bytes above [0, size)"
-    else:
-        mi = read_meminfo(_ProdMemory(dump, base, size))
-        if mi is None:
-            why = "no valid meminfo through the swap (production lowcore 0xE18 at the crashkernel base)"
-        elif (mi.crashkernel_addr, mi.crashkernel_size) != (base, size):
-            why = (f"meminfo's crashkernel 0x{mi.crashkernel_addr:x}/0x{mi.crashkernel_size:x} differs")
-    if why:
-        if notes is not None:
-            notes.append(f"OLDMEM base/size 0x{base:x}/0x{size:x} at 0x10418/0x10420, but {why}: read as one system")
-        return None
-    return CaughtKdump(base, size)
-
-
-def _slice_chunks(dump: Dump, lo: int, hi: int, at: int) -> list[MemChunk]:
-    """The dump's chunks over [lo, hi), moved to start at `at` (sources shared, not owned)."""
-    out = []
-    for c in dump.chunks:
-        s, e = max(lo, c.start), min(hi, c.end)
-        if s >= e:
-            continue
-        start = at + (s - lo)
-        if c.kind == KIND_RAM:
-            src = _OffsetSource(c.source, s - c.start, e - s, getattr(c.source, "name", "memory"))
-            out.append(MemChunk(start, e - s, src, KIND_RAM))
-        else:
-            out.append(MemChunk(start, e - s, None, c.kind))
-    return out
-
-
-def _lowcore_ptrs(dump: Dump) -> list[int] | None:
-    vi = dump.attrs.vmcoreinfo
-    if vi is None:
-        return None
-    try:
-        sym, count = vi.symbol("lowcore_ptr"), vi.length("lowcore_ptr")
-    except DumpToolError:
-        return None
-    if sym is None or not count:
-        return None
-    from vmcore.inspect import virt_to_phys_for
-    v2p = virt_to_phys_for(dump)
-    count = min(count, 512)
-    try:
-        raw = dump.read(v2p(sym), 8 * count)
-    except DumpToolError:
-        return None
-    ptrs = []
-    for i in range(count):
-        p = _u64(raw, 8 * i)
-        if p and not p % PAGE_SIZE:         # zgetdump skips entries that are not page aligned
-            ptrs.append(v2p(p))
-    return ptrs
-
-
-def select_system(dump: Dump, select: str | None = None) -> Dump:
-    """The system `select` names (prod, kdump, all) of a dump that caught a kdump kernel; None =
-    prod for such dumps, the dump itself otherwise.  -s on a single-system dump is a UsageError."""
-    if select is not None and select not in SELECTS:
-        raise UsageError(f"-s {select}: choose one of {', '.join(SELECTS)}")
-    raw: Dump = getattr(dump, "unselected", None) or dump
-    notes: list[str] = []
-    caught = find_caught_kdump(raw, notes)
-    if caught is None:
-        known = dump.attrs.extra.setdefault("notes", [])
-        known.extend(n for n in notes if n not in known)
-        if not known:
-            del dump.attrs.extra["notes"]
-        if select is not None:
-            raise UsageError(f"-s {select}: this dump holds one system (no kdump kernel caught by a stand-alone "
-                             "dump: OLDMEM base/size at 0x10418/0x10420 are zero or do not match the crashkernel)")
-        return dump
-    sel = select or "prod"
-    if getattr(dump, "unselected", None) is not None and dump.attrs.extra.get("system") == sel:
-        return dump
-    b, s = caught.base, caught.size
-    end = raw.size
-    if sel == "all":
-        chunks = _slice_chunks(raw, 0, end, 0)
-        cpus = list(raw.cpus)
-    elif sel == "kdump":
-        chunks = _slice_chunks(raw, 0, s, 0)
-        cpus = list(raw.cpus)
-    else:
-        chunks = (_slice_chunks(raw, b, b + s, 0) + _slice_chunks(raw, s, b, s)
-                  + _slice_chunks(raw, b + s, end, b + s))
-        cpus = []
-    attrs = dataclasses.replace(raw.attrs, extra=dict(raw.attrs.extra), vmcoreinfo=None, vmcoreinfo_raw=None,
-                                vmcoreinfo_source=None)
-    attrs.extra.pop("vmcoreinfo_error", None)
-    attrs.extra["system"] = sel
-    attrs.extra["kdump_caught"] = dict(caught.to_json(), systems={
-        "prod": "the production system (swap undone, crashkernel left out)",
-        "kdump": "the kdump kernel's memory [0, OLDMEM size) as dumped",
-        "all": "everything as dumped"})
-    if sel == "prod":
-        attrs.timestamp = None
-    view = Dump(chunks, cpus, attrs, resources=[dump])
-    view.unselected = raw
-    view.fill_vmcoreinfo_from_memory()
-    if sel == "prod":
-        cnotes: list[str] = []
-        ptrs = _lowcore_ptrs(view)
-        source = "lowcore_ptr[] of the production VMCOREINFO"
-        if not ptrs:
-            ptrs = [c.prefix for c in raw.cpus if c.prefix]
-            source = "the dumped CPUs' prefixes, read through the swap"
-        view.cpus = _cpus_from_prefixes(view, ptrs, cnotes)
-        attrs.extra["cpus_from"] = source
-        if cnotes:
-            attrs.extra.setdefault("notes", []).extend(cnotes)
-        if attrs.timestamp is None and raw.attrs.timestamp is not None:
-            attrs.timestamp = raw.attrs.timestamp
-    return view
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,20 +348,11 @@ def _split_paths(path) -> list[str]:
 
 
 
-def probe_head(head: bytes) -> str | None:
-    """"file" (a dump header at offset 0), "eckd"/"fba"/"tape" (a dump device image), or None."""
-    if len(head) >= 8 and int.from_bytes(head[:8], "big") in (DF_S390_MAGIC, DF_S390_MAGIC_EXT):
-        return "file"
-    return dump_device_kind(head)
-
-
 def read_s390(path, select: str | None = None) -> Dump:
     """Open an s390 dump: a file, a dump device image, or the volumes of a multi-volume set."""
     paths = _split_paths(path)
     bases: list[FileSource] = []
     fds: list[int] = []             # for walking the structure at open time; reads go through bases
-    cache = _UnitCache()
-    r: _Read | None = None
     try:
         kinds = [probe_head(read_head(p, DEVICE_PROBE_SIZE)) for p in paths]
         for p, k in zip(paths, kinds):
@@ -743,51 +362,13 @@ def read_s390(path, select: str | None = None) -> Dump:
         for p in paths:
             bases.append(FileSource(p, name=p))
             fds.append(_open_fd(p))
-        origin = ",".join(paths)
-        device: dict[str, Any] = {}
-        if len(paths) > 1 or kinds[0] in ("eckd", "fba") and _is_mv(fds[0], paths[0]):
-            areas = [read_dump_area(fd, p) for fd, p in zip(fds, paths)]
-            ordered = check_volume_set(areas)
-            order = [areas.index(a) for a in ordered]
-            bases = [bases[i] for i in order]
-            fds = [fds[i] for i in order]
-            r = _read_mv(bases, fds, ordered, cache)
-            device = {"kind": "eckd", "tool": ordered[0].description, "volumes": len(ordered),
-                      "zipl_time": tod_text(ordered[0].mv_table.tod)}
-        elif kinds[0] == "file":
-            hdr = parse_header(bases[0].read(0, DF_S390_HDR_SIZE))
-            if hdr.magic == DF_S390_MAGIC:
-                r = _read_flat(bases[0], hdr, 0, bases[0].size, paths[0])
-            else:
-                r = _read_ext(bases[0], fds[0], hdr, 0, bases[0].size, paths[0], cache)
-        else:
-            area = read_dump_area(fds[0], paths[0])
-            device = {"kind": area.kind, "tool": area.description, "dump_area_offset": area.offset,
-                      "dump_area_size": area.nominal_size}
-            if area.cut_short:
-                device["image_cut_short"] = f"the image holds 0x{area.size:x} of 0x{area.nominal_size:x} bytes"
-            if area.kind == "tape":
-                r = _read_tape(bases[0], fds[0], area)
-            else:
-                if area.size < DF_S390_HDR_SIZE:
-                    raise BadInputError(f"{paths[0]}: the dump area is cut short (no room for a dump header)")
-                raw = bases[0].read(area.offset, DF_S390_HDR_SIZE)
-                if int.from_bytes(raw[:8], "big") not in (DF_S390_MAGIC, DF_S390_MAGIC_EXT):
-                    raise BadInputError(f"{paths[0]}: no dump on this {area.kind.upper()} dump device (no dump header "
-                                        f"at offset 0x{area.offset:x})")
-                hdr = parse_header(raw)
-                end = area.offset + area.size
-                if hdr.magic == DF_S390_MAGIC:
-                    r = _read_flat(bases[0], hdr, area.offset, end, paths[0])
-                else:
-                    r = _read_ext(bases[0], fds[0], hdr, area.offset, area.size, paths[0], cache)
-        dump = _build(r, bases, origin, device)
+        r = read_stream(paths, fds, kinds)
+        if not r.present:
+            raise BadInputError(f"{r.paths[0]}: {r.reason}")
+        bases = [bases[i] for i in r.order]
+        dump = _build(r, bases, ",".join(paths))
         bases = []            # the dump's chunks own the descriptors now
     except BaseException as exc:
-        if r is not None:
-            for c in r.chunks:
-                if c.source is not None:
-                    c.source.close()
         for b in bases:
             b.close()
         if isinstance(exc, DumpToolError):
@@ -814,14 +395,7 @@ def _open_fd(path: str) -> int:
         raise DumpIOError(f"cannot open {path}: {exc.strerror or exc}") from None
 
 
-def _is_mv(fd: int, path: str) -> bool:
-    try:
-        return read_dump_area(fd, path).multi_volume
-    except DumpToolError:
-        return False
-
-
-def _build(r: _Read, bases: list[FileSource], origin: str, device: dict) -> Dump:
+def _build(r: StreamReport, bases: list[FileSource], origin: str) -> Dump:
     hdr = r.header
     attrs = DumpAttrs(format=FORMAT_NAME, format_version=hdr.version, origin=origin)
     attrs.timestamp = tod_to_datetime(hdr.tod)
@@ -848,8 +422,8 @@ def _build(r: _Read, bases: list[FileSource], origin: str, device: dict) -> Dump
         ext["end_tod"] = r.end_tod
         end = tod_to_datetime(r.end_tod)
         ext["end_time"] = end.isoformat() if end else None
-    if device:
-        ext["device"] = device
+    if r.device:
+        ext["device"] = r.device
     if r.volumes:
         ext["volumes"] = r.volumes
     if hdr.mem_size >= TIB16:
@@ -863,9 +437,9 @@ def _build(r: _Read, bases: list[FileSource], origin: str, device: dict) -> Dump
     attrs.extra.update(ext)
     if r.problems:
         attrs.mark_incomplete("; ".join(r.problems))
-    dump = Dump(r.chunks, (), attrs)
+    dump = Dump(_chunks(r, bases), (), attrs)
     notes: list[str] = []
-    dump.cpus = _cpus_from_prefixes(dump, list(hdr.lc_vec[:cpu_cnt]), notes)
+    dump.cpus = cpus_from_prefixes(dump, list(hdr.lc_vec[:cpu_cnt]), notes)
     if notes:
         attrs.extra["notes"] = notes
     dump.fill_vmcoreinfo_from_memory()
@@ -953,23 +527,31 @@ def plan_cpus(dump: Dump, mem_size: int) -> tuple[list[tuple[CpuRegs, int]], lis
     return keep, dropped
 
 
-def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int = DEFAULT_BLOCK,
-               allow_incomplete: bool = False) -> S390WriteResult:
-    """Write `dump` as a flat s390 dump (sparse, atomic, streamed).
+@dataclass
+class S390Plan:
+    """What a flat s390 dump of a Dump holds besides its memory: computed once, written by
+    write_s390 and served read by read by `vmcore mount -f s390` (vmcore/mount.py)."""
+    header: bytes
+    mem_size: int
+    version: int
+    cpus: list[tuple[CpuRegs, int]]
+    dropped: list[str]
+    overlays: list[tuple[int, bytes]]     # (address, bytes) laid over memory: the CPUs' save areas
+    tod: int
+    end_tod: int
 
-    The flat format has no way to leave memory out: a dump with absent ranges (missing, or
-    filtered out by a dump level) is refused unless allow_incomplete, and then written without
-    its end marker, so every reader (zgetdump too) sees it as incomplete."""
-    path = os.fspath(path)
-    absent = dump.absent_ranges()
-    incomplete = bool(absent) or not dump.attrs.complete
-    if absent and not allow_incomplete:
-        what = "filtered out" if not dump.missing_ranges() else "missing"
-        raise IncompleteDumpError(
-            f"physical range {_hexr(*absent[0])}" + (f" and {len(absent) - 1} more" if len(absent) > 1 else "")
-            + f" {'are' if len(absent) > 1 else 'is'} {what}: a flat s390 dump would show zeros there (write ELF or "
-              "kdump to keep the gap, or --allow-incomplete for an s390 dump without end marker)")
-    ps = dump.attrs.page_size or PAGE_SIZE
+
+def _absent_text(dump: Dump, absent: list[tuple[int, int]]) -> str:
+    what = "filtered out" if not dump.missing_ranges() else "missing"
+    return (f"physical range {_hexr(*absent[0])}" + (f" and {len(absent) - 1} more" if len(absent) > 1 else "")
+            + f" {'are' if len(absent) > 1 else 'is'} {what}: a flat s390 dump would show zeros there")
+
+
+def plan_s390(dump: Dump) -> S390Plan:
+    """Header, CPUs and register overlays of the flat s390 dump of `dump`: the memory rounded
+    up to whole pages, every CPU whose prefix page is in it, its registers laid over its save
+    area (and its vector registers over their save area), the rest of the lowcore as memory
+    holds it (gaps read as zeros)."""
     mem_size = -(-dump.size // S390_PAGE_SIZE) * S390_PAGE_SIZE
     if mem_size == 0:
         raise BadInputError("the dump holds no memory")
@@ -989,7 +571,6 @@ def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int =
     version = DF_S390_VERSION_FLAT if cpus else DF_S390_VERSION_FLAT - 1
     header = build_header(magic=DF_S390_MAGIC, version=version, mem_size=mem_size, tod=tod, cpu_id=cpu_id,
                           lc_vec=[p for _, p in cpus], real_cpu_cnt=real, mem_size_real=mem_real, mem_end=mem_size)
-    # the registers, overlaid on what the memory holds at each save area (gaps read as zeros)
     overlays: list[tuple[int, bytes]] = []
     for regs, p in cpus:
         lc = bytearray(_read_or_zero(dump, p, LOWCORE_READ))
@@ -1000,34 +581,51 @@ def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int =
         origin = _u64(lc, LC_MCESAD) & MCESA_ORIGIN_MASK
         if regs.vxrs is not None and len(regs.vxrs) == VX_SIZE and origin and origin + VX_SIZE <= mem_size:
             overlays.append((origin, bytes(regs.vxrs)))
+    return S390Plan(header, mem_size, version, cpus, dropped, overlays, tod, end_tod)
+
+
+def refuse_absent(dump: Dump, instead: str) -> None:
+    """The flat format cannot leave memory out: absent memory is refused, saying what to do instead."""
+    absent = dump.absent_ranges()
+    if absent:
+        raise IncompleteDumpError(_absent_text(dump, absent) + f" ({instead})")
+
+
+def write_s390(dump: Dump, path, progress: Progress = None, *, block_size: int = DEFAULT_BLOCK,
+               allow_incomplete: bool = False) -> S390WriteResult:
+    """Write `dump` as a flat s390 dump (sparse, atomic, streamed, written back as it goes).
+
+    The flat format has no way to leave memory out: a dump with absent ranges (missing, or
+    filtered out by a dump level) is refused unless allow_incomplete, and then written without
+    its end marker, so every reader (zgetdump too) sees it as incomplete."""
+    path = os.fspath(path)
+    absent = dump.absent_ranges()
+    incomplete = bool(absent) or not dump.attrs.complete
+    if not allow_incomplete:
+        refuse_absent(dump, "write ELF or kdump to keep the gap, or --allow-incomplete for an s390 dump "
+                            "without end marker")
+    plan = plan_s390(dump)
+    mem_size = plan.mem_size
     try:
         with atomic_file(path) as fh:
             fd = fh.fileno()
-            pwrite_all(fd, header, 0)
-            for c in dump.chunks:
-                done = c.start
-                if c.kind == KIND_RAM:
-                    for addr, data in dump.iter_data(block_size, c.start, c.end):
-                        for s, e in nonzero_ranges(data, ps):
-                            pwrite_all(fd, memoryview(data)[s:e], DF_S390_HDR_SIZE + addr + s)
-                        if progress:
-                            progress(addr + len(data) - done)
-                        done = addr + len(data)
-                if progress and c.end > done:
-                    progress(c.end - done)
-            for addr, data in overlays:
+            pwrite_all(fd, plan.header, 0)
+            copy_memory(dump, fd, [(c.start, c.end, DF_S390_HDR_SIZE + c.start) for c in dump.chunks], progress,
+                        block_size=block_size)
+            for addr, data in plan.overlays:
                 pwrite_all(fd, data, DF_S390_HDR_SIZE + addr)
             if incomplete:          # never claimed complete: no end marker
                 file_size = DF_S390_HDR_SIZE + mem_size
             else:
-                pwrite_all(fd, build_end_marker(end_tod), DF_S390_HDR_SIZE + mem_size)
+                pwrite_all(fd, build_end_marker(plan.end_tod), DF_S390_HDR_SIZE + mem_size)
                 file_size = DF_S390_HDR_SIZE + mem_size + DF_S390_EM_SIZE
             os.ftruncate(fd, file_size)
     except DumpToolError:
         raise
     except OSError as exc:
         raise DumpIOError(f"cannot write {path}: {exc.strerror or exc}") from None
-    return S390WriteResult(path, mem_size, file_size, version, len(cpus), dropped, tod, end_tod)
+    return S390WriteResult(path, mem_size, file_size, plan.version, len(plan.cpus), plan.dropped, plan.tod,
+                           plan.end_tod)
 
 
 class S390Writer:

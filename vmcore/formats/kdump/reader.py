@@ -41,6 +41,19 @@ class _PartView:
         s = addr - p0 * bs
         return bytes(memoryview(pages)[s:s + length])
 
+    def units(self):
+        """(owner, 0, page size, load(first, count)): whole pages, for readers that cache them
+        (vmcore/model.py MemorySource.units); None when the chunk does not start on a page."""
+        bs = self.part.bs
+        if self.start % bs:
+            return None
+
+        def load(first: int, count: int) -> list[bytes]:
+            p0 = self.start // bs + first
+            data = self.part.read_pages(p0, p0 + count)
+            return [bytes(data[i * bs:(i + 1) * bs]) for i in range(count)]
+        return self, 0, bs, load
+
     def data_ranges(self, start: int, end: int) -> Iterator[Range]:
         start, end = max(0, start), min(self.size, end)
         if start >= end:

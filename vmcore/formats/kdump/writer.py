@@ -260,8 +260,10 @@ def plan_kdump(dump: Dump, *, exclude_zero: bool = False, split: Range | None = 
         offset_bitmap1=offset_bitmap1, offset_bitmap2=offset_bitmap1 + half * ps, offset_desc=offset_desc,
         desc_slots=slots, offset_data=offset_desc + slots * dd.PAGE_DESC_SIZE,
         start_pfn=start_pfn, end_pfn=end_pfn, split=split is not None,
-        # a filtered source keeps its dump level: its excluded pages stay excluded, not zero
-        dump_level=dd.DL_EXCLUDE_ZERO | ((dump.attrs.dump_level or 0) & dd.DL_MAX if dump.attrs.excluded else 0),
+        # what was left out, as makedumpfile records it: zero pages when this writer drops them,
+        # and a filtered source's own level (its excluded pages stay excluded, not zero)
+        dump_level=(dd.DL_EXCLUDE_ZERO if exclude_zero else 0)
+        | ((dump.attrs.dump_level or 0) & dd.DL_MAX if dump.attrs.excluded else 0),
         status=compress_flag | (dd.DUMP_DH_COMPRESSED_INCOMPLETE if absent or not dump.attrs.complete else 0),
     )
     if lay.offset_data + slots * ps > (1 << 63):

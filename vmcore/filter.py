@@ -1,0 +1,463 @@
+"""Dump filtering as makedumpfile's dump levels (-d 1..31), decided from VMCOREINFO and the
+dump's own memory: no vmlinux.
+
+The walk (what makedumpfile's man page and sources describe, written here anew):
+  1. SPARSEMEM: SYMBOL(mem_section) is the root array (SPARSEMEM_EXTREME: LENGTH(mem_section)
+     pointers, each to a page of struct mem_section; static: the sections themselves; a kernel
+     whose symbol names the pointer to the array is read through it).  Each present section's
+     section_mem_map, less its flag bits, plus the section's first pfn times SIZE(page), is its
+     struct page array in the vmemmap.
+  2. Kernel virtual -> physical through the dump's own page tables (vmcore.kvaddr: the s390 DAT
+     walk from swapper_pg_dir with 1 MiB / 2 GiB large pages, else the identity / kernel image
+     rule), one walk per page table page or large page.
+  3. The struct pages are read 512 at a time (the memory a scan holds is that block and the
+     excluded runs); each page of the dump (a pfn in a ram or zero chunk) is classed by
+     meminfo_abi.mm.MmLayout.classify: free (buddy, the block of 2**page.private pages), page cache
+     (private or not), user (anonymous, hugetlbfs), and always hwpoisoned and offline pages.
+     A compound head takes its 2**order pages with it; tail pages are never classed alone.
+  4. Zero pages (bit 1) are the writer's business: the kdump writer leaves them out
+     (exclude_zero), the ELF writer makes them file holes.
+
+The result is a filtered view: the excluded pages become absent chunks that the dump level
+explains (DumpAttrs.excluded, dump_level), so the view is complete and every writer leaves them
+out (kdump: bitmap 2; ELF: outside the PT_LOADs).
+"""
+
+from __future__ import annotations
+
+import array
+import bisect
+import dataclasses
+import struct
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from dumpkit.errors import BadInputError, DumpToolError, UsageError
+from meminfo_abi import mm
+from native import nonzero_ranges
+from vmcore.kvaddr import KernelSpace
+from dumpkit.ranges import subtract as subtract_ranges
+from vmcore.model import KIND_ABSENT, KIND_RAM, Dump, MappedSource, MemChunk
+
+PGMM_CACHED = 512               # struct pages read at once (a power of two: compound heads are aligned)
+ALL_CLASSES = mm.DL_MAX & ~mm.DL_EXCLUDE_ZERO
+CLASS_ORDER = (mm.CLASS_CACHE, mm.CLASS_CACHE_PRIVATE, mm.CLASS_USER, mm.CLASS_FREE, mm.CLASS_HWPOISON,
+               mm.CLASS_OFFLINE)
+
+Range = tuple[int, int]
+
+
+def check_level(level: int) -> int:
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= mm.DL_MAX:
+        raise UsageError(f"dump level {level!r} is not between 0 and {mm.DL_MAX}")
+    return level
+
+
+@dataclass
+class PageScan:
+    """What the struct page scan of one dump level left out: page runs per class."""
+
+    level: int
+    page_size: int
+    max_pfn: int
+    runs: dict[str, list[Range]] = field(default_factory=dict)   # class -> sorted pfn runs
+    sections: int = 0                   # sections with a memory map below max_pfn
+    scanned: int = 0                    # struct pages read for pages in the dump
+    unreadable: list[str] = field(default_factory=list)           # struct page blocks not in the dump
+
+    def count(self, cls: str) -> int:
+        return sum(e - s for s, e in self.runs.get(cls, ()))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {c: self.count(c) for c in CLASS_ORDER}
+
+    def excluded_pfns(self, level: int | None = None) -> list[Range]:
+        """Merged pfn runs of every class `level` leaves out (default: the scanned level)."""
+        level = self.level if level is None else level
+        picked = []
+        for cls, runs in self.runs.items():
+            bit = mm.CLASS_BITS[cls]
+            if bit is None or level & bit:
+                picked.extend(runs)
+        return merge_runs(picked)
+
+    def excluded_ranges(self, level: int | None = None) -> list[Range]:
+        ps = self.page_size
+        return [(s * ps, e * ps) for s, e in self.excluded_pfns(level)]
+
+
+def merge_runs(runs) -> list[Range]:
+    """Sorted runs with every overlapping or touching pair joined."""
+    out: list[list[int]] = []
+    for s, e in sorted(runs):
+        if out and out[-1][1] >= s:
+            out[-1][1] = max(out[-1][1], e)
+        else:
+            out.append([s, e])
+    return [(s, e) for s, e in out]
+
+
+class _Runs:
+    """Appends pfn runs, merging a run that touches the last one; 16 bytes a run (an array of
+    start, end pairs), so a scan holds little more than its excluded runs."""
+
+    def __init__(self) -> None:
+        self.flat = array.array("Q")
+
+    def add(self, s: int, e: int) -> None:
+        f = self.flat
+        if f and f[-1] >= s:
+            f[-1] = max(f[-1], e)
+        else:
+            f.append(s)
+            f.append(e)
+
+    def done(self) -> list[Range]:
+        f = self.flat
+        return [(f[i], f[i + 1]) for i in range(0, len(f), 2)]
+
+
+def _present_pfns(dump: Dump, ps: int) -> list[Range]:
+    """pfn runs whose first byte is in a ram or zero chunk (makedumpfile's is_in_segs)."""
+    out: list[Range] = []
+    for c in dump.chunks:
+        if c.kind == KIND_ABSENT:
+            continue
+        s, e = -(-c.start // ps), -(-c.end // ps)
+        if s < e:
+            if out and out[-1][1] >= s:
+                out[-1] = (out[-1][0], max(out[-1][1], e))
+            else:
+                out.append((s, e))
+    return out
+
+
+class _Memmap:
+    """The SPARSEMEM memory map of a dump: section -> struct page array (virtual)."""
+
+    def __init__(self, dump: Dump, lay: mm.MmLayout, ks: KernelSpace, nsec: int):
+        self.dump, self.lay, self.ks, self.nsec = dump, lay, ks, nsec
+
+    def _read(self, virt: int, length: int) -> bytes:
+        return self.ks.read(virt, length)
+
+    def sections(self) -> Iterator[tuple[int, int]]:
+        """(section number, mem_map virtual address) of every present section below nsec."""
+        lay = self.lay
+        root = lay.mem_section
+        found = self._decode(root)
+        if found is None and lay.extreme:
+            # a kernel whose SYMBOL(mem_section) is the variable holding the root array's address
+            try:
+                (ptr,) = struct.unpack(">Q", self._read(root, 8))
+            except DumpToolError as exc:
+                raise BadInputError(f"mem_section at 0x{root:x} cannot be read: {exc}") from None
+            found = self._decode(ptr)
+        if found is None:
+            raise BadInputError(f"no present memory section through SYMBOL(mem_section)=0x{root:x}: "
+                                "the memory map cannot be found")
+        return iter(found)
+
+    def _decode(self, root: int) -> list[tuple[int, int]] | None:
+        lay = self.lay
+        spr = lay.sections_per_root
+        nroots = -(-self.nsec // spr)
+        out = []
+        try:
+            if lay.extreme:
+                raw = self._read(root, 8 * nroots)
+                roots = struct.unpack(f">{nroots}Q", raw)
+            else:
+                roots = [root + i * lay.mem_section_size for i in range(nroots)]
+        except DumpToolError:
+            return None
+        for r, base in enumerate(roots):
+            if not base:
+                continue
+            first = r * spr
+            n = min(spr, self.nsec - first)
+            try:
+                block = self._read(base, n * lay.mem_section_size)
+            except DumpToolError:
+                return None
+            for i in range(n):
+                o = i * lay.mem_section_size + lay.section_mem_map_offset
+                (smm,) = struct.unpack_from(">Q", block, o)
+                mem_map = lay.decode_mem_map(smm, first + i)
+                if mem_map is not None:
+                    out.append((first + i, mem_map))
+        if not out:
+            return None
+        try:                                # the first map must translate, else this was no root array
+            self.ks.v2p(out[0][1])
+        except DumpToolError:
+            return None
+        return out
+
+
+def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = None) -> PageScan:
+    """The pages `level` leaves out by class (not zero pages: those are the writer's), reading
+    only VMCOREINFO, the memory map and the page tables from the dump."""
+    check_level(level)
+    dump.fill_vmcoreinfo_from_memory()
+    ps = dump.attrs.page_size or 4096
+    max_pfn = -(-dump.size // ps)
+    scan = PageScan(level=level, page_size=ps, max_pfn=max_pfn)
+    if not level & ALL_CLASSES:
+        return scan
+    lay = mm.MmLayout.from_vmcoreinfo(dump.attrs.vmcoreinfo, ps)
+    if not lay.scans_at(level):
+        return scan
+    ks = KernelSpace(dump)
+    pps = lay.pages_per_section
+    nsec = min(lay.nr_mem_sections, -(-max_pfn // pps))
+    present = _present_pfns(dump, ps)
+    pstarts = [s for s, _ in present]
+    runs = {c: _Runs() for c in CLASS_ORDER}
+    pstruct, names = lay.page_struct()
+    sz = lay.page_struct_size
+    i_flags, i_map = names.index("flags"), names.index("mapping")
+    i_mc = names.index("_mapcount") if "_mapcount" in names else None
+    i_priv = names.index("private") if "private" in names else None
+    i_head = names.index("compound_head") if "compound_head" in names else None
+    # the fast path: a page with none of these flags, no anon mapping and no page type is kept
+    hot_flags = 0
+    for name in ("PG_lru", "PG_swapcache", "PG_hwpoison", "PG_buddy"):
+        if name in lay.pg:
+            hot_flags |= 1 << lay.pg[name]
+    hot_flags |= lay.pg.get("PG_head_mask", 0)
+    exact_types = {t.value for t in lay.types.values() if not t.top_byte}
+    top_types = {(t.value & mm.U32) >> 24 for t in lay.types.values() if t.top_byte}
+    max_order = lay.free_area_orders
+    Fields = mm.PageFields
+
+    for secnr, mem_map in _Memmap(dump, lay, ks, nsec).sections():
+        p0 = secnr * pps
+        p1 = min(p0 + pps, max_pfn)
+        if p0 >= p1:
+            continue
+        scan.sections += 1
+        skip_to = p0
+        for b in range(p0, p1, PGMM_CACHED):
+            be = min(b + PGMM_CACHED, p1)
+            if be <= skip_to:
+                continue
+            # any page of this block in the dump?
+            k = bisect.bisect_right(pstarts, be - 1) - 1
+            if k < 0 or present[k][1] <= b:
+                continue
+            try:
+                buf = b"".join(dump.read(p, n) for p, n in ks.phys_runs(mem_map + (b - p0) * sz, (be - b) * sz))
+            except DumpToolError as exc:
+                scan.unreadable.append(f"struct pages of pfn 0x{b:x}-0x{be - 1:x}: {exc}")
+                continue
+            if progress is not None:
+                progress((be - b) * ps)
+            rows = list(pstruct.iter_unpack(buf))
+            for j, row in enumerate(rows):
+                pfn = b + j
+                if pfn < skip_to:
+                    continue
+                k = bisect.bisect_right(pstarts, pfn) - 1
+                if k < 0 or pfn >= present[k][1]:
+                    continue
+                scan.scanned += 1
+                flags = row[i_flags]
+                mapping = row[i_map]
+                mc = row[i_mc] if i_mc is not None else None
+                head = row[i_head] if i_head is not None else 0
+                if head & 1:
+                    continue                      # a tail page goes with its head, never alone
+                if not flags & hot_flags and not mapping & 1 and (
+                        mc is None or mc not in exact_types and (mc & mm.U32) >> 24 not in top_types):
+                    continue
+                p = Fields(flags, mapping, mc, row[i_priv] if i_priv is not None else None, head)
+                order, hugetlb = 0, False
+                if lay.is_compound_head(flags) and j + 1 < len(rows) and pfn % PGMM_CACHED < PGMM_CACHED - 1:
+                    order, hugetlb = lay.compound_info(p, buf[(j + 1) * sz:(j + 2) * sz])
+                    if order >= 64 or pfn & ((1 << order) - 1):
+                        order = 0
+                cls = lay.classify(p, level, hugetlb)
+                if cls is None:
+                    continue
+                n = 1 << order
+                if cls == mm.CLASS_FREE:
+                    if lay.is_buddy(p):
+                        if max_order is not None and p.private >= max_order:
+                            continue              # an order no free list has: left in, as makedumpfile
+                        n = 1 << p.private
+                    else:                         # unaccepted memory: always a MAX_ORDER block
+                        n = 1 << ((max_order or 11) - 1)
+                end = min(pfn + n, max_pfn)
+                runs[cls].add(pfn, end)
+                if n > 1:
+                    skip_to = end
+    scan.runs = {c: r.done() for c, r in runs.items()}
+    return scan
+
+
+# ---------------------------------------------------------------------------------------------
+# the filtered view
+# ---------------------------------------------------------------------------------------------
+
+def _sub_source(src, base: int, size: int) -> MappedSource:
+    def read(o: int, n: int) -> bytes:
+        return src.read(base + o, n)
+
+    def ranges(s: int, e: int):
+        for a, b in src.data_ranges(base + s, base + e):
+            yield a - base, b - base
+    return MappedSource(read, size, ranges, name=getattr(src, "name", "source"))
+
+
+def apply_exclusion(dump: Dump, excluded: list[Range], level: int) -> Dump:
+    """A view of `dump` whose `excluded` physical ranges are absent, explained by `level`.  Closing
+    the view leaves `dump` open; the view reads through it while it is."""
+    chunks: list[MemChunk] = []
+    new_excl: list[Range] = []
+    for c in dump.chunks:
+        if c.kind == KIND_ABSENT:
+            chunks.append(c)
+            continue
+        i = bisect.bisect_right(excluded, (c.start, 1 << 64)) - 1
+        i = max(i, 0)
+        cut = []
+        while i < len(excluded) and excluded[i][0] < c.end:
+            s, e = max(excluded[i][0], c.start), min(excluded[i][1], c.end)
+            if s < e:
+                cut.append((s, e))
+            i += 1
+        if not cut:       # the view's chunks read through the dump's sources, never close them
+            chunks.append(MemChunk(c.start, c.size, _sub_source(c.source, 0, c.size), c.kind)
+                          if c.kind == KIND_RAM else c)
+            continue
+        keep = subtract_ranges([(c.start, c.end)], cut)
+        pieces = [(s, e, True) for s, e in keep] + [(s, e, False) for s, e in cut]
+        for s, e, kept in sorted(pieces):
+            if not kept:
+                chunks.append(MemChunk(s, e - s, None, KIND_ABSENT))
+            elif c.kind == KIND_RAM:
+                chunks.append(MemChunk(s, e - s, _sub_source(c.source, s - c.start, e - s), KIND_RAM))
+            else:
+                chunks.append(MemChunk(s, e - s, None, c.kind))
+        new_excl.extend(cut)
+    attrs = dataclasses.replace(dump.attrs, extra=dict(dump.attrs.extra))
+    attrs.dump_level = level | (dump.attrs.dump_level or 0)
+    attrs.excluded = merge_runs(list(dump.attrs.excluded) + new_excl)
+    return Dump(chunks, dump.cpus, attrs)
+
+
+def filter_dump(dump: Dump, level: int, progress: Callable[[int], None] | None = None) -> tuple[Dump, PageScan]:
+    """The dump as `level` keeps it, and the scan that decided it.  The view reads through
+    `dump` (the caller keeps and closes it); its excluded pages are filtered, not missing."""
+    scan = scan_pages(dump, level, progress)
+    return apply_exclusion(dump, scan.excluded_ranges(), level), scan
+
+
+# ---------------------------------------------------------------------------------------------
+# the kernel's own count of free pages
+# ---------------------------------------------------------------------------------------------
+
+def kernel_free_pages(dump: Dump) -> int | None:
+    """The zones' NR_FREE_PAGES counters summed (zone.vm_stat of contig_page_data's zones), as
+    the kernel counts its free pages; None when VMCOREINFO lacks the keys.  The per-CPU deltas not
+    yet folded into the zone counters (at most the stat threshold, 125 pages, per CPU and zone)
+    are not in it."""
+    dump.fill_vmcoreinfo_from_memory()
+    vi = dump.attrs.vmcoreinfo
+    if vi is None:
+        return None
+    pgdat, nr_zones = vi.symbol("contig_page_data"), vi.offset("pglist_data.nr_zones")
+    zones, zone_size = vi.offset("pglist_data.node_zones"), vi.size("zone")
+    vm_stat, item = vi.offset("zone.vm_stat"), vi.number("NR_FREE_PAGES")
+    if None in (pgdat, nr_zones, zones, zone_size, vm_stat, item):
+        return None
+    ks = KernelSpace(dump)
+    (n,) = struct.unpack(">i", ks.read(pgdat + nr_zones, 4))
+    if not 0 <= n <= 8:
+        raise BadInputError(f"contig_page_data.nr_zones is {n}: not a zone count")
+    total = 0
+    for z in range(n):
+        (v,) = struct.unpack(">q", ks.read(pgdat + zones + z * zone_size + vm_stat + 8 * item, 8))
+        total += v
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# --mem-usage
+# ---------------------------------------------------------------------------------------------
+
+MEM_USAGE_ROWS = (
+    ("ZERO", "zero", True, "Pages filled with zero"),
+    ("NON_PRI_CACHE", mm.CLASS_CACHE, True, "Cache pages without private flag"),
+    ("PRI_CACHE", mm.CLASS_CACHE_PRIVATE, True, "Cache pages with private flag"),
+    ("USER", mm.CLASS_USER, True, "User process pages"),
+    ("FREE", mm.CLASS_FREE, True, "Free pages"),
+    ("OFFLINE", "offline_hwpoison", True, "Offline and hwpoisoned pages (left out at every level that scans)"),
+    ("KERN_DATA", "kernel", False, "Dumpable kernel data"),
+)
+
+
+def _overlap(runs: list[Range], s: int, e: int) -> int:
+    """Pages of [s, e) inside the sorted, disjoint runs."""
+    i = max(0, bisect.bisect_right(runs, (s, 1 << 64)) - 1)
+    n = 0
+    while i < len(runs) and runs[i][0] < e:
+        a, b = max(runs[i][0], s), min(runs[i][1], e)
+        if a < b:
+            n += b - a
+        i += 1
+    return n
+
+
+def mem_usage(dump: Dump, progress: Callable[[int], None] | None = None) -> dict:
+    """Pages by class and the bytes each dump level 0..31 keeps, without writing (one scan of
+    the struct pages and one read of the memory for the zero pages)."""
+    scan = scan_pages(dump, ALL_CLASSES, progress)
+    ps = scan.page_size
+    present = _present_pfns(dump, ps)
+    total = sum(e - s for s, e in present)
+    counts = scan.counts
+    # non-zero pages per class, and in none; every other page of the dump is zero
+    nonzero = {c: 0 for c in CLASS_ORDER}
+    nonzero_kernel = 0
+    for addr, data in dump.iter_data():
+        for s, e in nonzero_ranges(data, ps):
+            p0, p1 = (addr + s) // ps, -(-(addr + e) // ps)
+            inside = 0
+            for c in CLASS_ORDER:
+                k = _overlap(scan.runs.get(c, []), p0, p1)
+                nonzero[c] += k
+                inside += k
+            nonzero_kernel += p1 - p0 - inside
+    classed = sum(counts.values())
+    kernel = total - classed
+    zero_kernel = kernel - nonzero_kernel
+    zero_in = {c: counts[c] - nonzero[c] for c in CLASS_ORDER}
+    levels = []
+    for level in range(mm.DL_MAX + 1):
+        out = 0
+        for c in CLASS_ORDER:
+            bit = mm.CLASS_BITS[c]
+            if bit is None and level & ALL_CLASSES or bit is not None and level & bit:
+                out += counts[c]
+            elif level & mm.DL_EXCLUDE_ZERO:
+                out += zero_in[c]
+        if level & mm.DL_EXCLUDE_ZERO:
+            out += zero_kernel
+        levels.append({"dump_level": level, "pages": total - out, "bytes": (total - out) * ps})
+    rows = {"zero": zero_kernel, mm.CLASS_CACHE: counts[mm.CLASS_CACHE],
+            mm.CLASS_CACHE_PRIVATE: counts[mm.CLASS_CACHE_PRIVATE], mm.CLASS_USER: counts[mm.CLASS_USER],
+            mm.CLASS_FREE: counts[mm.CLASS_FREE],
+            "offline_hwpoison": counts[mm.CLASS_OFFLINE] + counts[mm.CLASS_HWPOISON],
+            "kernel": kernel - zero_kernel}
+    try:
+        kfree = kernel_free_pages(dump)
+    except DumpToolError:
+        kfree = None
+    return {"page_size": ps, "total_pages": total, "sections": scan.sections, "scanned": scan.scanned,
+            "unreadable": scan.unreadable, "kernel_free_pages": kfree,
+            "classes": [{"type": t, "class": k, "pages": rows[k], "excludable": x, "description": d}
+                        for t, k, x, d in MEM_USAGE_ROWS],
+            "levels": levels}
