@@ -204,10 +204,9 @@ PYTHON = "usr/bin/python3.11"
 STDLIB = "usr/lib/python3.11"
 STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
                "__pycache__", "site-packages", "dist-packages"}
-# `vmcore save -f kdump` writes zero pages as makedumpfile -d 1 does (in bitmap 2, one shared zero
-# descriptor): dump level 1, the highest `vmcore save` has (--exclude-zero leaves them out of
-# bitmap 2 instead, which makedumpfile's own readers refuse to read through)
-DUMP_LEVEL = 1
+# what the kdump kernel saves: `vmcore save -d 31 -c`, makedumpfile's usual level (zero, cache,
+# private cache, user and free pages left out), zlib-compressed kdump format
+DUMP_LEVEL = 31
 
 # python-zlib-ng has no s390x wheel on PyPI: in the guest the standard zlib stands in (same streams)
 ZLIB_NG_SHIM = '''"""Stand-in for python-zlib-ng in the realworld s390x guest (PyPI has no s390x build):
@@ -237,8 +236,8 @@ idle() { while true; do sleep 3600; done; }
 if [ -e /proc/vmcore ]; then
     echo "S390DT-KDUMP-BEGIN $TOKEN size=$(stat -c %s /proc/vmcore) release=$(uname -r) uptime=$(now)"
     mkdir -p /dump && mount -t tmpfs -o size=192m tmpfs /dump
-    echo "S390DT-RUN vmcore save -f kdump -o /dump/vmcore"
-    python3 -m vmcore.cli save -f kdump --no-progress -o /dump/vmcore
+    echo "S390DT-RUN vmcore save -d 31 -c -o /dump/vmcore"
+    python3 -m vmcore.cli save -d 31 -c --no-progress -o /dump/vmcore
     rc=$?
     size=$(stat -c %s /dump/vmcore 2>/dev/null || echo 0)
     echo "S390DT-SAVED $TOKEN rc=$rc size=$size uptime=$(now)"
