@@ -37,10 +37,10 @@ printf '\033[1m$ grep ... %s/console.log\033[0m   (what the guest printed)\n' "$
 grep -E '^(S390DT-(PYTHON|FIRST-LOAD|UNLOAD|KEXEC|STATUS |PANIC|KDUMP-BEGIN|SAVED|KDUMP-DONE)|loaded into|│ [0-9] │|entry 0x|purgatory:|kdump (un)?loaded|saved [0-9]|│ kexec_crash_loaded .*= 1|\[ *[0-9.]+\] Linux version|warning: zlib)' \
     "$SUITE/console.log" | sed 's/\(Linux version [^ ]*\).*/\1 .../'
 step "on the host: the dump our vmcore save wrote in the kdump kernel"
-run $PY -m vmcore.cli verify "$SUITE/vmcore.d1"
-run $PY -m vmcore.cli info "$SUITE/vmcore.d1"
-run $PY -m vmcore.cli dmesg "$SUITE/vmcore.d1" | grep S390DT-MARKER
+run $PY -m vmcore.cli verify "$SUITE/vmcore.d31"
+run $PY -m vmcore.cli info "$SUITE/vmcore.d31"
+run $PY -m vmcore.cli dmesg "$SUITE/vmcore.d31" | grep S390DT-MARKER
 MAKEDUMPFILE=$($PY -c "from tests.realdata import s390x_peers; print(' '.join(s390x_peers()['MAKEDUMPFILE']))")
 rm -f "$OUT/makedumpfile-dmesg.txt"
-run $MAKEDUMPFILE --dump-dmesg "$SUITE/vmcore.d1" "$OUT/makedumpfile-dmesg.txt" >/dev/null
+run $MAKEDUMPFILE --dump-dmesg "$SUITE/vmcore.d31" "$OUT/makedumpfile-dmesg.txt" >/dev/null
 grep S390DT-MARKER "$OUT/makedumpfile-dmesg.txt"

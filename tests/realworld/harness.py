@@ -19,7 +19,7 @@ Then the suite itself on s390x (issue 21): suite-debs (Debian's s390x Python 3.1
 the headers to cross-build native/), suite-initramfs (Python, the suite, its dependencies), and
 the run suite-on-s390x: in the guest our `kexec-s390 load -p` / `unload -p` / `status` through
 the real kexec_load(2), the same snapshots as above, the crash, and in our loaded kdump kernel
-our `vmcore save -f kdump` of the real /proc/vmcore, copied to the virtio disk (vmcore.d1);
+our `vmcore save -d 31 -c` of the real /proc/vmcore, copied to the virtio disk (vmcore.d31);
 then the guest powers off.
 
 Everything is cached under $S390_DUMPTOOLS_CACHE/realworld (default

@@ -4,7 +4,7 @@ In the guest (the kdump-capable 6.1 kernel under qemu-system-s390x, Debian's s39
 our `kexec-s390 load -p` of the kdump kernel through the real kexec_load(2) -> our
 `kexec-s390 status` -> the host takes QEMU's own dumps -> `echo c > /proc/sysrq-trigger` ->
 the kernel checks our purgatory's CKSMs and starts our loaded kdump kernel -> our
-`vmcore save -f kdump` reads the real /proc/vmcore (dump level 1) -> onto the virtio disk ->
+`vmcore save -d 31 -c` reads the real /proc/vmcore (dump level 31) -> onto the virtio disk ->
 power off.  Here, on the host: the console proves each step, the dump verifies, real
 makedumpfile reads its kernel log, and the pages that could not change between QEMU's dump and
 the crash are equal."""
@@ -150,7 +150,7 @@ def test_vmcore_verify_and_info_on_the_saved_dump(suite):
     info = cli_json("vmcore.cli", "info", path)
     assert info["format"] == "kdump" and info["complete"]
     assert info["dump_level"] == initramfs.DUMP_LEVEL and info["excluded_pages"] > 0
-    assert info["cpus"] == 2 and info["memory_size"] == info["memory_present"] == 768 << 20
+    assert info["cpus"] == 2 and info["memory_size"] == 768 << 20 > info["memory_present"] > 0
     assert info["extra"]["utsname"]["release"] == info["vmcoreinfo"]["osrelease"] == suite.release
     assert info["crashed_in"]["where"].startswith("sysrq_handle_crash+")
 
