@@ -43,7 +43,7 @@ import subprocess
 import sys
 import time
 
-from tests.realworld import initramfs
+from tests.realworld import initramfs, suite_initramfs
 from tests.realworld.qemu import QEMU, Guest, GuestError, parse_info_registers
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -413,7 +413,7 @@ def s390x_wheels() -> dict[str, str]:
     import importlib.metadata
     import zipfile
     out = {}
-    for mod in initramfs.WHEEL_MODULES:
+    for mod in suite_initramfs.WHEEL_MODULES:
         dist = mod.replace("_", "-")
         version = importlib.metadata.version(dist)
         wheels = os.path.join(CACHE, "wheels")
@@ -440,7 +440,7 @@ def site_dirs() -> dict[str, str]:
     or a module file), and the s390x wheels of the compiled ones."""
     import importlib.util
     out = s390x_wheels()
-    for mod in initramfs.SITE_MODULES:
+    for mod in suite_initramfs.SITE_MODULES:
         spec = importlib.util.find_spec(mod)
         if spec is None or spec.origin is None:
             raise StepError("suite-initramfs", f"{mod} is not installed on the host (pip install the suite's "
@@ -451,7 +451,7 @@ def site_dirs() -> dict[str, str]:
 
 def _suite_sources_digest() -> str:
     h = hashlib.sha256()
-    for pkg in initramfs.SUITE_PACKAGES:
+    for pkg in suite_initramfs.SUITE_PACKAGES:
         for dirpath, dirnames, filenames in sorted(os.walk(os.path.join(ROOT, pkg))):
             dirnames.sort()
             for fn in sorted(filenames):
@@ -462,8 +462,7 @@ def _suite_sources_digest() -> str:
 
 
 def step_suite_initramfs(force: bool, debs: dict, suite_debs: dict, kernel: dict) -> dict:
-    with open(initramfs.__file__, "rb") as fh:
-        src = fh.read()
+    src = b"".join(open(m.__file__, "rb").read() for m in (initramfs, suite_initramfs))
     sites = site_dirs()
     key = sha256_of(src, _suite_sources_digest(), *sorted(os.path.basename(r) for r in suite_debs["roots"].values()),
                     os.path.basename(debs["roots"]["libc6"]), file_digest(kernel["image"]),
@@ -483,7 +482,7 @@ def step_suite_initramfs(force: bool, debs: dict, suite_debs: dict, kernel: dict
         say(f"realworld: suite-initramfs: native/ not cross-built ({exc}); the guest uses the pure-Python fallback")
     roots = [*(suite_debs["roots"][p] for p in SUITE_PACKAGES), debs["roots"]["libc6"]]
     try:
-        meta = initramfs.build_suite_initrds(tmp, debs["busybox"], roots, ROOT, sites, native_so,
+        meta = suite_initramfs.build_suite_initrds(tmp, debs["busybox"], roots, ROOT, sites, native_so,
                                              kernel["image"], tag=key)
     except (FileNotFoundError, OSError) as exc:
         raise StepError("suite-initramfs", str(exc)) from None
@@ -642,7 +641,7 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
     files.update(memory="memory.raw", qemu_elf="qemu.elf", qemu_kdump="qemu.kdump", registers="registers.txt",
                  console="console.log")
     if cfg.suite:
-        saved = f"vmcore.d{initramfs.DUMP_LEVEL}"
+        saved = f"vmcore.d{suite_initramfs.DUMP_LEVEL}"
         with open(disk, "r+b") as fh:
             fh.truncate(saved_size)
         os.replace(disk, os.path.join(tmp, saved))
@@ -683,7 +682,7 @@ def step_run(force: bool, cfg: Config, host: dict, debs: dict, kernel: dict, ini
             manifest["panic_registers"] = parse_info_registers(fh.read())
     if cfg.suite:
         manifest["suite"] = {"vmcore_size": vmcore_size, "saved_size": saved_size,
-                             "dump_level": initramfs.DUMP_LEVEL, "native": initrd.get("native"),
+                             "dump_level": suite_initramfs.DUMP_LEVEL, "native": initrd.get("native"),
                              "lines": [ln for ln in console_text.splitlines() if ln.startswith("S390DT-")
                                        and not ln.startswith(("S390DT-IOMEM", "S390DT-SYM"))]}
     with open(os.path.join(tmp, "manifest.json"), "w") as fh:

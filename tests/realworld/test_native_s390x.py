@@ -17,7 +17,7 @@ import sysconfig
 import pytest
 
 from tests.conftest import ROOT
-from tests.realworld import harness, initramfs
+from tests.realworld import harness, suite_initramfs
 
 pytestmark = pytest.mark.realworld
 
@@ -32,17 +32,17 @@ def s390x_root(tmp_path_factory):
     except harness.StepError as exc:
         pytest.fail(f"realworld harness FAILED at step {exc.step}: {exc}")
     root = str(tmp_path_factory.mktemp("s390x-root"))
-    initramfs.unpack_newc(res["kdump_initrd"], root)
+    suite_initramfs.unpack_newc(res["kdump_initrd"], root)
     return root, res
 
 
 def s390x_python(root: str, *args: str, cwd: str, timeout: float = 900) -> subprocess.CompletedProcess:
     host_site = sysconfig.get_paths()["purelib"]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([f"{root}/{initramfs.SUITE_DIR}",
-                                                       f"{root}/{initramfs.SUITE_DIR}/site", host_site]),
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([f"{root}/{suite_initramfs.SUITE_DIR}",
+                                                       f"{root}/{suite_initramfs.SUITE_DIR}/site", host_site]),
                PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", PYTHONDONTWRITEBYTECODE="1")
     env.pop("S390_DUMPTOOLS_NO_NATIVE", None)
-    return subprocess.run(["nice", "qemu-s390x-static", "-L", root, f"{root}/{initramfs.PYTHON}", *args],
+    return subprocess.run(["nice", "qemu-s390x-static", "-L", root, f"{root}/{suite_initramfs.PYTHON}", *args],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=timeout)
 
 

@@ -25,7 +25,7 @@ from meminfo_abi.checksum import csum_partial
 from meminfo_abi.meminfo import SEGMENT_KIND_PURGATORY, KexecSegmentTable
 from tests.conftest import cli_json, run_cli
 from tests.realdata import s390x_peers
-from tests.realworld import harness, initramfs
+from tests.realworld import harness, suite_initramfs
 from tests.realworld.conftest import Run
 from vmcore.formats import open_dump
 
@@ -140,7 +140,7 @@ def test_our_kdump_kernel_booted_and_vmcore_save_wrote_the_dump(suite, phases):
                      r"dump level 31: \d+ pages left out, [\d.]+ MiB written$", kdump, re.M)
     m = re.search(rf"^S390DT-SAVED {token} rc=0 size=(\d+)", kdump, re.M)
     assert m and int(m.group(1)) == os.path.getsize(suite.path("saved"))
-    assert suite.manifest["files"]["saved"] == f"vmcore.d{initramfs.DUMP_LEVEL}"
+    assert suite.manifest["files"]["saved"] == f"vmcore.d{suite_initramfs.DUMP_LEVEL}"
 
 
 def test_vmcore_verify_and_info_on_the_saved_dump(suite):
@@ -149,7 +149,7 @@ def test_vmcore_verify_and_info_on_the_saved_dump(suite):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     info = cli_json("vmcore.cli", "info", path)
     assert info["format"] == "kdump" and info["complete"]
-    assert info["dump_level"] == initramfs.DUMP_LEVEL and info["excluded_pages"] > 0
+    assert info["dump_level"] == suite_initramfs.DUMP_LEVEL and info["excluded_pages"] > 0
     assert info["cpus"] == 2 and info["memory_size"] == 768 << 20 > info["memory_present"] > 0
     assert info["extra"]["utsname"]["release"] == info["vmcoreinfo"]["osrelease"] == suite.release
     assert info["crashed_in"]["where"].startswith("sysrq_handle_crash+")
