@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
+import inspect as pyinspect
 import os
+import typing
 from typing import Optional
 
 import typer
@@ -70,6 +74,97 @@ MEM_USAGE_HELP = ("print the pages of each class and how much each dump level wo
 THREADS_HELP = "kdump format: compress on N threads (default: all cores)"
 SPLIT_HELP = ("kdump format: write a split dump (makedumpfile --split), -o FILE1,FILE2,...: the pages divided "
               "over the files; read them together as FILE1,FILE2,... (or makedumpfile --reassemble)")
+
+
+@dataclasses.dataclass
+class WriteOptions:
+    """The output options `save` and `convert` share, in makedumpfile's spellings (declared once in
+    _WRITE_OPTIONS; `with_write_options` gives a command them as one `w`)."""
+    output: Optional[str]
+    flattened: bool
+    force: bool
+    compress: Optional[str]
+    c_zlib: bool
+    l_lzo: bool
+    p_snappy: bool
+    z_zstd: bool
+    elf_out: bool
+    level: int
+    dump_level: Optional[int]
+    mem_usage: bool
+    num_threads: Optional[int]
+    split: bool
+    allow_incomplete: bool
+    progress: Optional[bool]
+    as_json: bool
+
+    @property
+    def codec(self) -> Optional[str]:
+        return _codec(self.compress, self.c_zlib, self.l_lzo, self.p_snappy, self.z_zstd)
+
+
+_WRITE_OPTIONS = {
+    "output": (Optional[str], typer.Option(None, "-o", "--output", help=OUTPUT_HELP)),
+    "flattened": (bool, typer.Option(False, "-F", "--flattened", help=FLAT_HELP)),
+    "force": (bool, typer.Option(False, "--force", help=FORCE_HELP)),
+    "compress": (Optional[str], typer.Option(None, "--compress",
+                                             help="kdump format: zlib (default), lzo, snappy, zstd or none")),
+    "c_zlib": (bool, typer.Option(False, "-c", help="kdump format, zlib pages (makedumpfile -c)")),
+    "l_lzo": (bool, typer.Option(False, "-l", help="kdump format, lzo pages (makedumpfile -l)")),
+    "p_snappy": (bool, typer.Option(False, "-p", help="kdump format, snappy pages (makedumpfile -p)")),
+    "z_zstd": (bool, typer.Option(False, "-z", help="kdump format, zstd pages (makedumpfile -z)")),
+    "elf_out": (bool, typer.Option(False, "-E", help="ELF output (makedumpfile -E; as -f elf)")),
+    "level": (int, typer.Option(1, "--level", help="zlib level")),
+    "dump_level": (Optional[int], typer.Option(None, "-d", "--dump-level", help=DUMP_LEVEL_HELP)),
+    "mem_usage": (bool, typer.Option(False, "--mem-usage", help=MEM_USAGE_HELP)),
+    "num_threads": (Optional[int], typer.Option(None, "--num-threads", help=THREADS_HELP)),
+    "split": (bool, typer.Option(False, "--split", help=SPLIT_HELP)),
+    "allow_incomplete": (bool, typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP)),
+    "progress": (Optional[bool], typer.Option(None, "--progress/--no-progress")),
+    "as_json": (bool, typer.Option(False, "--json")),
+}
+
+
+def with_write_options(fn):
+    """A command taking `w: WriteOptions`, shown to typer with the shared options in its signature."""
+    hints = typing.get_type_hints(fn)
+    own = [p.replace(annotation=hints.get(p.name, p.annotation))
+           for p in pyinspect.signature(fn).parameters.values() if p.name != "w"]
+    shared = [pyinspect.Parameter(name, pyinspect.Parameter.KEYWORD_ONLY, default=opt, annotation=kind)
+              for name, (kind, opt) in _WRITE_OPTIONS.items()]
+
+    @functools.wraps(fn)
+    def command(**kwargs):
+        w = WriteOptions(**{name: kwargs.pop(name) for name in _WRITE_OPTIONS})
+        return fn(w=w, **kwargs)
+    del command.__wrapped__
+    command.__signature__ = pyinspect.Signature(own + shared)
+    command.__annotations__ = {p.name: p.annotation for p in own + shared}
+    return command
+
+
+def _prepare_write(w: WriteOptions, fmt: Optional[str], exclude_zero: bool, inputs: list[str]):
+    """(output format, split parts or None, writer options) for a command's WriteOptions; the
+    outputs checked before anything is read."""
+    codec = w.codec
+    out_fmt = _out_format(fmt, w.elf_out, codec)
+    if w.output is None:
+        raise UsageError("-o/--output is needed (or --mem-usage, which writes nothing)")
+    parts = _split_outputs(w.output, w.split, out_fmt, w.flattened)
+    opts = _kdump_opts(out_fmt, parts[0] if parts else w.output, w.flattened, w.as_json, codec, w.level,
+                       exclude_zero, w.num_threads)
+    for o in parts or [w.output]:
+        check_output(o, force=w.force, inputs=inputs)
+    return out_fmt, parts, opts
+
+
+def _write_filtered(src, w: WriteOptions, out_fmt: str, parts, opts: dict, what: str):
+    """Filter by -d, write with a progress bar; (the view written, the page scan or None, bytes written)."""
+    view, scan = _filtered(src, w.dump_level, out_fmt, opts)
+    with progress_bar(view.present_bytes, f"{what} {out_fmt}", w.progress) as advance:
+        _write_out(view, w.output, parts, out_fmt, advance, w.allow_incomplete, opts)
+    written = sum(_size_of(o) or 0 for o in parts) if parts else _size_of(w.output)
+    return view, scan, written
 
 
 def _codec(compress: Optional[str], c: bool, lzo: bool, snappy: bool, zstd: bool) -> Optional[str]:
@@ -166,66 +261,43 @@ def _print_mem_usage(usage: dict) -> None:
 
 
 @app.command()
+@with_write_options
 def save(
     machine: str = typer.Option(..., "--machine", help="machine whose kdump kernel is running"),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP + " (default elf; kdump with -c/-l/-p/-z)"),
-    flattened: bool = typer.Option(False, "-F", "--flattened", help=FLAT_HELP),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    compress: Optional[str] = typer.Option(None, "--compress", help="kdump format: zlib (default), lzo, snappy, zstd or none"),
-    c_zlib: bool = typer.Option(False, "-c", help="kdump format, zlib pages (makedumpfile -c)"),
-    l_lzo: bool = typer.Option(False, "-l", help="kdump format, lzo pages (makedumpfile -l)"),
-    p_snappy: bool = typer.Option(False, "-p", help="kdump format, snappy pages (makedumpfile -p)"),
-    z_zstd: bool = typer.Option(False, "-z", help="kdump format, zstd pages (makedumpfile -z)"),
-    elf_out: bool = typer.Option(False, "-E", help="ELF output (makedumpfile -E; as -f elf)"),
-    level: int = typer.Option(1, "--level", help="zlib level"),
     exclude_zero: bool = typer.Option(False, "--exclude-zero", help="kdump format: leave zero pages out"),
-    dump_level: Optional[int] = typer.Option(None, "-d", "--dump-level", help=DUMP_LEVEL_HELP),
-    mem_usage: bool = typer.Option(False, "--mem-usage", help=MEM_USAGE_HELP),
-    num_threads: Optional[int] = typer.Option(None, "--num-threads", help=THREADS_HELP),
-    split: bool = typer.Option(False, "--split", help=SPLIT_HELP),
-    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command changes the machine"),
-    as_json: bool = typer.Option(False, "--json"),
+    w: WriteOptions = None,
 ) -> None:
     """What the kdump initrd runs: build the dump from /proc/vmcore and save it."""
     from s390_machine.machine import Machine
     from vmcore.kdump import kdump_dump
-    codec = _codec(compress, c_zlib, l_lzo, p_snappy, z_zstd)
-    fmt = _out_format(fmt, elf_out, codec)
-    if mem_usage:
+    fmt = _out_format(fmt, w.elf_out, w.codec)
+    if w.mem_usage:
         with Machine.open(machine, "read", wait=not no_wait) as m, kdump_dump(m) as dump:
-            _mem_usage_out(dump, as_json)
+            _mem_usage_out(dump, w.as_json)
         return
-    if output is None:
-        raise UsageError("-o/--output is needed (or --mem-usage, which writes nothing)")
-    parts = _split_outputs(output, split, fmt, flattened)
-    opts = _kdump_opts(fmt, parts[0] if parts else output, flattened, as_json, codec, level, exclude_zero, num_threads)
-    for o in parts or [output]:
-        check_output(o, force=force, inputs=[machine])
+    fmt, parts, opts = _prepare_write(w, fmt, exclude_zero, [machine])
+    output = w.output
     with Machine.open(machine, "read", wait=not no_wait) as m:
         if m.interrupted:
-            from dumpkit.errors import BadInputError
             raise BadInputError(f"{machine}: {m.interrupted}; not saving from it")
         dump = kdump_dump(m)
         with dump:
-            view, scan = _filtered(dump, dump_level, fmt, opts)
-            with progress_bar(view.present_bytes, f"saving {fmt}", progress) as advance:
-                _write_out(view, output, parts, fmt, advance, allow_incomplete, opts)
+            view, scan, written = _write_filtered(dump, w, fmt, parts, opts, "saving")
         result = {"output": output, "format": fmt, "memory": dump.size, "cpus": len(dump.cpus),
                   "complete": dump.attrs.complete, "incomplete_reason": dump.attrs.incomplete_reason,
                   "vmcoreinfo": dump.attrs.vmcoreinfo_source,
                   "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded"),
-                  "dump_level": dump_level, "excluded_pages": view.attrs.excluded_pages if scan else 0,
-                  "saved_bytes": sum(_size_of(o) or 0 for o in parts) if parts else _size_of(output)}
-    if as_json:
+                  "dump_level": w.dump_level, "excluded_pages": view.attrs.excluded_pages if scan else 0,
+                  "saved_bytes": written}
+    if w.as_json:
         emit_json(result)
     else:
         _summary(output).print(f"saved {human(result['memory'])} of old memory, {result['cpus']} CPUs, "
                                f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})"
-                               + (f", dump level {dump_level}: {result['excluded_pages']} pages left out, "
-                                  f"{_size_text(result['saved_bytes'])} written" if dump_level is not None else "")
+                               + (f", dump level {w.dump_level}: {result['excluded_pages']} pages left out, "
+                                  f"{_size_text(result['saved_bytes'])} written" if w.dump_level is not None else "")
                                + ("" if result["complete"] else f", INCOMPLETE: {result['incomplete_reason']}"))
 
 
@@ -407,6 +479,8 @@ def dmesg(
             print(text, end="" if text.endswith("\n") else "\n")
 
 
+# The read-only commands take the same four parameters (DUMP, -f, -s, --json), alike on purpose: each is
+# a thin typer command over one library call, and typer reads each command's own signature.
 @app.command()
 def vmcoreinfo(
     dump: str = typer.Argument(...),
@@ -453,75 +527,48 @@ def read(
 
 
 @app.command()
+@with_write_options
 def convert(
     dump: str = typer.Argument(...),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
     out_fmt: Optional[str] = typer.Option(None, "-f", "--to", help=FORMAT_HELP + " (needed, unless -E or -c/-l/-p/-z "
                                           "say it)"),
-    flattened: bool = typer.Option(False, "-F", "--flattened", help=FLAT_HELP),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     fmt: Optional[str] = typer.Option(None, "--from", help="force the input format (e.g. raw)"),
     cpus_from: Optional[str] = typer.Option(None, "--cpus-from"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
-    compress: Optional[str] = typer.Option(None, "--compress", help="kdump format: zlib (default), lzo, snappy, zstd or none"),
-    c_zlib: bool = typer.Option(False, "-c", help="kdump format, zlib pages (makedumpfile -c)"),
-    l_lzo: bool = typer.Option(False, "-l", help="kdump format, lzo pages (makedumpfile -l)"),
-    p_snappy: bool = typer.Option(False, "-p", help="kdump format, snappy pages (makedumpfile -p)"),
-    z_zstd: bool = typer.Option(False, "-z", help="kdump format, zstd pages (makedumpfile -z)"),
-    elf_out: bool = typer.Option(False, "-E", help="ELF output (makedumpfile -E; as -f elf)"),
-    level: int = typer.Option(1, "--level", help="zlib level"),
     exclude_zero: bool = typer.Option(False, "--exclude-zero",
                                       help="kdump format: leave zero pages out (else each has a descriptor, "
                                            "24 bytes a page: ~100 GiB for 16 TiB)"),
-    dump_level: Optional[int] = typer.Option(None, "-d", "--dump-level", help=DUMP_LEVEL_HELP),
-    mem_usage: bool = typer.Option(False, "--mem-usage", help=MEM_USAGE_HELP),
-    num_threads: Optional[int] = typer.Option(None, "--num-threads", help=THREADS_HELP),
-    split: bool = typer.Option(False, "--split", help=SPLIT_HELP),
     dump_dmesg: bool = typer.Option(False, "--dump-dmesg", help="write the kernel log instead of a dump, to -o or "
                                     "standard output (makedumpfile --dump-dmesg; as `vmcore dmesg`)"),
-    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
-    as_json: bool = typer.Option(False, "--json"),
+    w: WriteOptions = None,
 ) -> None:
     """Any reader followed by any writer (-d: filtered as makedumpfile's dump level).  DUMP `-` reads
     a flattened kdump stream from standard input (makedumpfile -R)."""
-    with _spooled_stdin(dump, output) as path:
-        _convert(path, output, out_fmt, flattened, force, fmt, cpus_from, select, compress, c_zlib, l_lzo,
-                 p_snappy, z_zstd, elf_out, level, exclude_zero, dump_level, mem_usage, num_threads, split,
-                 dump_dmesg, allow_incomplete, progress, as_json, shown=dump)
+    with _spooled_stdin(dump, w.output) as path:
+        _convert(path, w, out_fmt, fmt, cpus_from, select, exclude_zero, dump_dmesg, shown=dump)
 
 
-def _convert(dump, output, out_fmt, flattened, force, fmt, cpus_from, select, compress, c_zlib, l_lzo, p_snappy,
-             z_zstd, elf_out, level, exclude_zero, dump_level, mem_usage, num_threads, split, dump_dmesg,
-             allow_incomplete, progress, as_json, shown) -> None:
-    codec = _codec(compress, c_zlib, l_lzo, p_snappy, z_zstd)
-    if mem_usage:
+def _convert(dump, w: WriteOptions, out_fmt, fmt, cpus_from, select, exclude_zero, dump_dmesg, shown) -> None:
+    codec = w.codec
+    if w.mem_usage:
         with _open(dump, fmt, cpus_from, select) as d:
-            _mem_usage_out(d, as_json)
+            _mem_usage_out(d, w.as_json)
         return
     if dump_dmesg:
-        _dump_dmesg(dump, fmt, select, output, force)
+        _dump_dmesg(dump, fmt, select, w.output, w.force)
         return
-    if out_fmt is None and not elf_out and codec is None:
+    if out_fmt is None and not w.elf_out and codec is None:
         raise UsageError("the output format is needed: -f elf|kdump|s390 (or -E, -c, -l, -p, -z)")
-    out_fmt = _out_format(out_fmt, elf_out, codec)
-    if output is None:
-        raise UsageError("-o/--output is needed (or --mem-usage, which writes nothing)")
-    parts = _split_outputs(output, split, out_fmt, flattened)
-    opts = _kdump_opts(out_fmt, parts[0] if parts else output, flattened, as_json, codec, level, exclude_zero,
-                       num_threads)
-    for o in parts or [output]:
-        check_output(o, force=force, inputs=_inputs(dump, cpus_from))
+    out_fmt, parts, opts = _prepare_write(w, out_fmt, exclude_zero, _inputs(dump, cpus_from))
+    output = w.output
     with _open(dump, fmt, cpus_from, select) as src:
-        d, _scan = _filtered(src, dump_level, out_fmt, opts)
-        with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
-            _write_out(d, output, parts, out_fmt, advance, allow_incomplete, opts)
+        d, _scan, written = _write_filtered(src, w, out_fmt, parts, opts, "converting to")
         res = {"input": shown, "input_format": d.attrs.format, "output": output, "format": out_fmt,
                "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete,
                "incomplete_reason": d.attrs.incomplete_reason, "filtered": d.attrs.filtered_text(),
                "dump_level": d.attrs.dump_level, "excluded_pages": d.attrs.excluded_pages,
-               "written_bytes": sum(_size_of(o) or 0 for o in parts) if parts else _size_of(output)}
-    if as_json:
+               "written_bytes": written}
+    if w.as_json:
         emit_json(res)
     else:
         _summary(output).print(f"{shown} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
