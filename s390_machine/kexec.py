@@ -78,7 +78,7 @@ class _Journal:
         self.tmp = None
         try:
             with signals_held():
-                self.tmp, fd = create_temporary(machine.path, "kexec-journal")
+                self.tmp, fd = create_temporary(machine.path, JOURNAL_FILE)
                 self.fh = os.fdopen(fd, "w+b")
             self.fh.write(_JOURNAL_HEAD.pack(JOURNAL_MAGIC, 1, 0, self.mem.size))
         except BaseException:
