@@ -1,4 +1,4 @@
-"""The production kernel's side of kexec_load(2) for kdump, the seed's way (ref-abi.md §5.5, seed).
+"""The production kernel's side of kexec_load(2) for kdump, the seed's way (the July 2011 kdump-for-s390 patch series).
 
 No page tables for the crashkernel memory: every segment is copied straight
 into absolute storage (plain memory-image writes, streamed), each segment's
