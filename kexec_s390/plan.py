@@ -1,4 +1,4 @@
-"""Where kexec-s390 puts things: the segment plan and the patched parameter area (ref-abi.md §5.3).
+"""Where kexec-s390 puts things: the segment plan and the patched parameter area (kexec-tools' kexec/arch/s390 (kexec -p with the legacy syscall)).
 
 kernel  file[0x10000:] at 0x10000            (+ crash base for -p)
 initrd  at align_up(max(8 MiB, kernel file size), 1 MiB)   (+ crash base)

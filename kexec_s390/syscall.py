@@ -1,4 +1,4 @@
-"""The real kexec_load(2) on an s390x Linux host (ref-abi.md §5.4), through ctypes.
+"""The real kexec_load(2) on an s390x Linux host, through ctypes.
 
 struct kexec_segment { const void *buf; size_t bufsz; const void *mem; size_t memsz; }
 (4 x 8 bytes on 64-bit); flags KEXEC_ON_CRASH | KEXEC_ARCH_S390; syscall 277 on s390x.

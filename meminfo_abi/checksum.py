@@ -1,4 +1,4 @@
-"""The checksum API of the s390 dump ABIs: the 32-bit CKSM sum (ref-abi.md §2.4).
+"""The checksum API of the s390 dump ABIs: the 32-bit CKSM sum (the CHECKSUM instruction, z/Architecture Principles of Operation).
 
 CKSM adds big-endian 32-bit words with an end-around carry, which is addition modulo
 2**32 - 1 (the result is 0 only when every word and the initial value are 0).  So the sum

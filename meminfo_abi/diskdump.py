@@ -1,6 +1,6 @@
 """makedumpfile's kdump-compressed ("diskdump") format and its flattened form, declared once.
 
-ref-formats-and-peers.md §3.  A kdump-compressed file is made of blocks of
+the kdump-compressed format: makedumpfile's diskdump_mod.h and makedumpfile(8).  A kdump-compressed file is made of blocks of
 `block_size` bytes (the page size, 4096 on s390x):
 
   block 0                  disk_dump_header (0x1d0 bytes, zero padded)

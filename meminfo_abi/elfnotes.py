@@ -1,7 +1,7 @@
 """s390x ELF core notes: note encoding and the per-CPU register note payloads.
 
-ref-abi.md §4.2-4.4 (what the s390 kdump kernel writes into /proc/vmcore's
-PT_NOTE segment) and ref-formats-and-peers.md §4 (QEMU dump-guest-memory).
+the kdump kernel's ELF core header: arch/s390/kernel/crash_dump.c, include/uapi/linux/elf.h (what the s390 kdump kernel writes into /proc/vmcore's
+PT_NOTE segment) and QEMU dump-guest-memory for s390x: QEMU's dump/dump.c and target/s390x/arch_dump.c (QEMU dump-guest-memory).
 
 Note = Elf64_Nhdr {namesz, descsz, type} (12 bytes, big-endian), the name with
 its NUL padded to 4 bytes, the descriptor padded to 4 bytes.  The kdump kernel
@@ -83,7 +83,7 @@ _Timeval = Struct(
     "tv_usec" / Default(Int64sb, 0),
 )
 
-# struct elf_prstatus on s390x, 336 bytes (ref-abi.md §4.3)
+# struct elf_prstatus on s390x, 336 bytes (ELF note encoding: include/uapi/linux/elf.h, arch/s390/kernel/crash_dump.c)
 NtPrstatus = Struct(
     "pr_info" / Struct(                                   # +0   siginfo head
         "si_signo" / Default(Int32sb, 0),

@@ -1,6 +1,6 @@
 """Where the ABI pointers in the absolute lowcore lead: meminfo (0xE18) and VMCOREINFO (0xE0C).
 
-The kdump kernel's order (ref-abi.md §4.4): the meminfo/os_info VMCOREINFO entry if it is
+The kdump kernel's order (the VMCOREINFO note: Documentation/admin-guide/kdump/vmcoreinfo.rst, arch/s390/kernel/crash_dump.c): the meminfo/os_info VMCOREINFO entry if it is
 present and its checksum holds, else the ELF note that lowcore 0xE0C points to.  Real
 kernels leave entry 0 empty, so the second path is the common one.
 """

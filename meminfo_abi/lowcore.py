@@ -1,6 +1,6 @@
 """s390x lowcore (prefix area) fields that dumps need, and the store-status save area.
 
-ref-abi.md §3.  Every CPU's prefix register P maps real [0, 8 KiB) to absolute
+arch/s390/include/asm/lowcore.h and the Principles of Operation (prefixing).  Every CPU's prefix register P maps real [0, 8 KiB) to absolute
 [P, P + 8 KiB); "absolute lowcore" is absolute [0, 8 KiB).  The 0xE00-0xF00
 pointers are a dump-tool ABI and live in the absolute lowcore.
 """
@@ -29,7 +29,7 @@ LC_VECTOR_SAVE_AREA_ADDR = LC_MCESAD  # older name
 LC_SAVE_AREA = 0x1200            # architected store-status area 0x1200-0x13FF
 MCESA_ORIGIN_MASK = ~0x3FF & 0xFFFFFFFFFFFFFFFF  # 1 KiB aligned origin, low bits = length char.
 
-# Save area field offsets relative to LC_SAVE_AREA (ref-abi.md §3.2)
+# Save area field offsets relative to LC_SAVE_AREA (arch/s390/include/asm/lowcore.h)
 SA_FPRS = 0x000
 SA_GPRS = 0x080
 SA_PSW = 0x100

@@ -1,4 +1,4 @@
-"""The meminfo block: an os_info page (ref-abi.md §2) plus the seed's kexec segment table.
+"""The meminfo block: an os_info page (arch/s390/include/asm/os_info.h) plus the seed's kexec segment table.
 
 Wire format = the os_info page real kernels publish, so real memory images read
 as meminfo and zipl's stand-alone kdump accepts ours:

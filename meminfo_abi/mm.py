@@ -37,6 +37,9 @@ from dataclasses import dataclass, field
 
 from dumpkit.errors import BadInputError
 from meminfo_abi.vmcoreinfo import VmcoreInfo
+from meminfo_abi.diskdump import (   # makedumpfile's dump level bits (kdump_sub_header.dump_level)
+    DL_EXCLUDE_CACHE, DL_EXCLUDE_CACHE_PRI, DL_EXCLUDE_FREE, DL_EXCLUDE_USER_DATA,
+)
 
 # -- struct mem_section.section_mem_map: the low bits are flags (include/linux/mmzone.h) -----
 SECTION_MARKED_PRESENT = 1 << 0
@@ -52,13 +55,6 @@ PAGE_TYPE_TOP_SHIFT = 24                # 6.12: the type is the top byte of page
 U32 = 0xFFFF_FFFF
 S390X_MAX_PHYSMEM_BITS = 46             # arch/s390 sparsemem.h, for kernels that do not export it
 
-# makedumpfile's dump level bits (its -d help) and the class names of --mem-usage
-DL_EXCLUDE_ZERO = 0x01
-DL_EXCLUDE_CACHE = 0x02
-DL_EXCLUDE_CACHE_PRI = 0x04
-DL_EXCLUDE_USER_DATA = 0x08
-DL_EXCLUDE_FREE = 0x10
-DL_MAX = 0x1F
 
 # the classes a page falls into, and the dump level bits that leave each out (any of them; None:
 # every level that scans): -d 4 takes the non-private cache pages too

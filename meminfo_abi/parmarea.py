@@ -1,6 +1,6 @@
 """The s390 kernel image header (S390EP) and the kernel parameter area at 0x10400.
 
-ref-abi.md §5.1-§5.2.  A raw s390 kernel image is a memory image starting at
+arch/s390/include/asm/setup.h (struct parmarea) and kexec-tools' kexec/arch/s390.  A raw s390 kernel image is a memory image starting at
 absolute 0; kexec reads it from file offset 0x10000 and places it at 0x10000.
 """
 

@@ -1,6 +1,6 @@
 """printk log layouts of a 64-bit big-endian (s390x) Linux kernel, declared with construct.
 
-Two generations (ref-abi.md §4.4):
+Two generations (the VMCOREINFO note: Documentation/admin-guide/kdump/vmcoreinfo.rst, arch/s390/kernel/crash_dump.c):
 
 A. The lockless printk ring buffer (Linux >= 5.10).  Layout declared here is the one
    of 5.18 .. 6.x (e.g. 6.1), where ``prb_desc_ring`` gained ``last_finalized_id``

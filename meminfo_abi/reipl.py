@@ -1,4 +1,4 @@
-"""The re-IPL parameter block a dumper finds through lowcore 0xE00/0xE08 (ref-abi.md §6.5).
+"""The re-IPL parameter block a dumper finds through lowcore 0xE00/0xE08 (s390-tools' stand-alone dumpers (zipl/boot/stage2dump.c)).
 
 struct ipl_parameter_block: a list header {u32 len, u8 flags, u8 reserved[2], u8 version},
 then the block {u32 len, u8 pbt (parameter block type), u8 flags, u16 reserved, ...}.  For CCW

@@ -1,6 +1,6 @@
 """The VMCOREINFO note text: KEY=VALUE lines describing the crashed kernel.
 
-ref-abi.md §4.4.  The kernel writes one line per item into a VMCOREINFO_BYTES
+the VMCOREINFO note: Documentation/admin-guide/kdump/vmcoreinfo.rst, arch/s390/kernel/crash_dump.c.  The kernel writes one line per item into a VMCOREINFO_BYTES
 buffer, with these value formats:
   SYMBOL(name)=%lx   OFFSET(struct.member)=%lu   SIZE(name)=%lu
   LENGTH(name)=%lu   NUMBER(name)=%ld            KERNELOFFSET=%lx

@@ -1,6 +1,6 @@
 """What happens to a machine at a crash: store status, the purgatory check and swap, kdump start.
 
-Shared by the production kernel's panic (`s390-machine panic`, ref-abi.md §3.4, §5.5-5.6)
+Shared by the production kernel's panic (`s390-machine panic`, the z/Architecture Principles of Operation (store status) and the July 2011 kdump-for-s390 series)
 and by the stand-alone dumper (`sadump ipl`), which performs the same swap when it
 finds kdump intact.  Nothing here knows about dump files: the kdump kernel (vmcore/)
 takes the machine in the state this leaves it.
@@ -70,7 +70,7 @@ def store_status_all(machine: Machine, ipl_cpu: int, ipl_at_absolute: bool) -> l
 # -- the swap ---------------------------------------------------------------------------------
 
 def swap_plan(regions: list[tuple[int, int]], base: int, size: int) -> list[tuple[str, int, int, int]]:
-    """Purgatory's swap (ref-abi.md §5.6) as a list of chunk operations ("copy"|"swap", low, high,
+    """Purgatory's swap (kexec-tools' purgatory/arch/s390) as a list of chunk operations ("copy"|"swap", low, high,
     length): the kdump segments trade places with old low memory, the rest of [0, size) is copied
     up into the crashkernel area, and the absolute lowcore [0, 0x2000) is copied to the crash
     base; [base+0x2000, base+0x10000) stays purgatory's.

@@ -1,4 +1,4 @@
-"""The production kernel's side of kexec_load(2) for kdump, the seed's way (ref-abi.md §5.5, seed).
+"""The production kernel's side of kexec_load(2) for kdump, the seed's way (the July 2011 kdump-for-s390 patch series).
 
 No page tables for the crashkernel memory: every segment is copied straight
 into absolute storage (plain memory-image writes, streamed), each segment's
@@ -78,7 +78,7 @@ class _Journal:
         self.tmp = None
         try:
             with signals_held():
-                self.tmp, fd = create_temporary(machine.path, "kexec-journal")
+                self.tmp, fd = create_temporary(machine.path, JOURNAL_FILE)
                 self.fh = os.fdopen(fd, "w+b")
             self.fh.write(_JOURNAL_HEAD.pack(JOURNAL_MAGIC, 1, 0, self.mem.size))
         except BaseException:

@@ -114,6 +114,7 @@ class Machine(Closeable):
                     # what a killed writer left beside them (nobody else holds the lock now)
                     remove_stale_temporaries(path, STATE_FILE)
                     remove_stale_temporaries(path, TXN_FILE)
+                    remove_stale_temporaries(path, kexec.JOURNAL_FILE)   # a load killed before its journal counted
                     if load is not None:
                         lfd, entries = load
                         load = None

@@ -654,7 +654,7 @@ def test_sigkill_kexec_load_is_rolled_back(base, kernel, files, after_load_memor
     rng = random.Random(SEED + 2)
 
     def journal(machine):
-        return lambda: any(f.startswith(".kexec-journal.") or f == "kexec-load.journal" for f in os.listdir(machine))
+        return lambda: any(f.startswith(".kexec-load.journal.") or f == "kexec-load.journal" for f in os.listdir(machine))
 
     ref = copy_machine(base, str(tmp_path / "ref"))
     window = _timed(cmd("kexec_s390.cli", load_args(kernel, files["initrd"], ref)), journal(ref), phase=True)
@@ -942,7 +942,7 @@ def test_signal_during_kexec_load_rolls_back(sig, base, kernel, files, tmp_path)
     proc = subprocess.Popen(cmd("kexec_s390.cli", load_args(kernel, files["initrd2"], machine)), cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    while not any(f.startswith(".kexec-journal.") or f == "kexec-load.journal" for f in os.listdir(machine)):
+    while not any(f.startswith(".kexec-load.journal.") or f == "kexec-load.journal" for f in os.listdir(machine)):
         assert proc.poll() is None and time.monotonic() < deadline, "the load never started its journal"
         time.sleep(0.001)
     proc.send_signal(sig)

@@ -47,7 +47,7 @@ def naive_cksm(data: bytes, initial: int = 0) -> int:
 
 
 # --------------------------------------------------------------------------
-# csum_partial: worked examples from ref-abi.md section 2.4
+# csum_partial: worked examples from the CHECKSUM instruction, z/Architecture Principles of Operation
 # --------------------------------------------------------------------------
 
 

@@ -1,6 +1,6 @@
 """Issue 8: a 17 TiB sparse machine, more than the u32 `num_pages` of the s390 dump header counts.
 
-What the real tools do at that limit (ref-formats-and-peers.md §1.2, §3.2-3.3):
+What the real tools do at that limit (s390-tools' include/boot/s390_dump.h, makedumpfile's diskdump_mod.h):
   * s390 dump header: zipl's stand-alone dumper (zipl/boot/stage2dump.c) and zgetdump -f s390
     (zdump/dfo_s390.c) assign mem_size / 4096 to the u32 num_pages, i.e. it wraps modulo 2^32;
     mem_size (u64) stays exact, and zgetdump reads only mem_size.  libkdumpfile's s390dump

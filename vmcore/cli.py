@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from typing import Optional
 
 import typer
@@ -11,197 +10,39 @@ from rich.table import Table
 
 from dumpkit.errors import EXIT_BAD_INPUT, EXIT_INCOMPLETE, BadInputError, UsageError
 from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stderr, stdout
-from dumpkit.fileio import STDOUT, check_output, is_stream_output, stream_description
+from dumpkit.fileio import check_output
 from dumpkit.units import human, parse_size
 from vmcore import inspect
 from vmcore.dmesg import format_dmesg
-from vmcore.formats import write_dump
+from vmcore.cli_write import (
+    FORMAT_HELP, SELECT_HELP, WriteOptions, write_dmesg, input_paths, mem_usage_out, open_input, out_format,
+    prepare_write, size_text, spooled_stdin, summary_console, with_write_options, write_filtered,
+)
+
+PROC_VMCORE = "/proc/vmcore"        # vmcore.kdump.PROC_VMCORE (not imported: it pulls in the simulator)
 
 app = new_app(help="Save, inspect and convert s390x dumps: ELF, s390 (flat/extended), kdump-compressed, "
              "raw memory images, and a kdump kernel's /proc/vmcore.")
 
-PROC_VMCORE = "/proc/vmcore"        # vmcore.kdump.PROC_VMCORE (not imported: it pulls in the simulator)
-FORMAT_HELP = "output format: elf, kdump (kdump-compressed), s390 (flat s390 dump)"
-ALLOW_INCOMPLETE_HELP = ("write a dump that was cut short anyway: what is missing stays missing and the "
-                         "result is marked incomplete (without it: refused, exit 4)")
-FORCE_HELP = "replace an existing output file (without it, an existing file is refused: exit 2)"
-FLAT_HELP = ("kdump format: makedumpfile's flattened stream (makedumpfile -F; rebuild it with makedumpfile -R); "
-             "always so to standard output (-o -), a FIFO or a device")
-OUTPUT_HELP = ("dump file to write (atomically, mode 0600); a symlink is written through; - (standard output), "
-               "a FIFO or a device take the streamable formats (kdump, flattened)")
-SELECT_HELP = ("a kdump kernel caught by a stand-alone dump: prod (the production system, swap undone; "
-               "the default), kdump (the kdump kernel's memory), all (everything as dumped)")
-
-
-def _inputs(dump: str, *more: Optional[str]) -> list[str]:
-    """The files a command reads: DUMP (or each of FILE1,FILE2,...) and any other input option."""
-    paths = dump.split(",") if "," in dump and not os.path.exists(dump) else [dump]
-    return paths + [m for m in more if m]
-
-
-def _write_opts(out_fmt: str, output: str, flattened: bool, as_json: bool) -> dict:
-    """Checks shared by save and convert; the writer options -F gives."""
-    if flattened and out_fmt != "kdump":
-        raise UsageError("-F (flattened) applies to -f kdump only")
-    if output == STDOUT and as_json:
-        raise UsageError("--json prints to standard output, which -o - takes for the dump")
-    if out_fmt != "kdump" and is_stream_output(output):
-        raise UsageError(f"-f {out_fmt} is written with seeks and cannot go to {stream_description(output)}; "
-                         "-f kdump streams there (makedumpfile's flattened format)")
-    return {"flattened": True} if flattened else {}
-
-
-def _summary(output: str):
-    """Where the closing line goes: stderr when the dump itself went to standard output."""
-    return stderr if output == STDOUT else stdout
-
-
-def _open(dump: str, fmt: Optional[str] = None, cpus_from: Optional[str] = None, select: Optional[str] = None):
-    """Open DUMP (FILE, or FILE1,FILE2,... for a multi-volume set); -s picks the system."""
-    import vmcore
-    return vmcore.open(dump, select=select, fmt=fmt, **({"cpus_from": cpus_from} if cpus_from else {}))
-
-
-DUMP_LEVEL_HELP = ("makedumpfile's dump level 0-31, the sum of the page classes left out: 1 zero, 2 page cache, "
-                   "4 page cache incl. private, 8 user (anonymous, hugetlbfs), 16 free; offline and hwpoisoned "
-                   "pages go at every level with 2-16; decided from VMCOREINFO and the dump's own struct pages "
-                   "(no vmlinux)")
-MEM_USAGE_HELP = ("print the pages of each class and how much each dump level would keep, write nothing "
-                  "(makedumpfile --mem-usage)")
-THREADS_HELP = "kdump format: compress on N threads (default: all cores)"
-SPLIT_HELP = ("kdump format: write a split dump (makedumpfile --split), -o FILE1,FILE2,...: the pages divided "
-              "over the files; read them together as FILE1,FILE2,... (or makedumpfile --reassemble)")
-
-
-def _codec(compress: Optional[str], c: bool, lzo: bool, snappy: bool, zstd: bool) -> Optional[str]:
-    """makedumpfile's -c/-l/-p/-z, or --compress NAME; at most one of them."""
-    picked = [name for name, on in (("zlib", c), ("lzo", lzo), ("snappy", snappy), ("zstd", zstd)) if on]
-    if len(picked) > 1 or picked and compress is not None and compress != picked[0]:
-        raise UsageError("choose one compression: -c (zlib), -l (lzo), -p (snappy), -z (zstd) or --compress")
-    return picked[0] if picked else compress
-
-
-def _out_format(fmt: Optional[str], elf: bool, codec: Optional[str]) -> str:
-    """-f, or -E (ELF), or kdump when a makedumpfile compression option was given; else elf."""
-    if elf:
-        if fmt not in (None, "elf"):
-            raise UsageError(f"-E (ELF) and -f {fmt} contradict each other")
-        return "elf"
-    return fmt or ("kdump" if codec is not None else "elf")
-
-
-@contextlib.contextmanager
-def _spooled_stdin(dump: str, near: Optional[str]):
-    """DUMP `-`: standard input (a flattened kdump stream, as makedumpfile -R reads it) copied into a
-    temporary file beside the output, removed afterwards; any other DUMP passes through."""
-    if dump != STDOUT:
-        yield dump
-        return
-    import sys
-    import tempfile
-    if sys.stdin.isatty():
-        raise UsageError("DUMP - reads the dump from standard input, which is a terminal")
-    where = os.path.dirname(os.path.abspath(near)) if near and near != STDOUT and "," not in near else None
-    fd, tmp = tempfile.mkstemp(prefix=".vmcore-stdin-", dir=where)
-    try:
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                src = sys.stdin.buffer
-                while True:
-                    block = src.read(1 << 20)
-                    if not block:
-                        break
-                    fh.write(block)
-        except OSError as exc:
-            from dumpkit.errors import DumpIOError
-            raise DumpIOError(f"cannot keep standard input in {tmp}: {exc.strerror or exc}") from None
-        if os.path.getsize(tmp) == 0:
-            raise BadInputError("standard input is empty: no dump to read")
-        yield tmp
-    finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-
-
-def _filtered(dump, dump_level: Optional[int], out_fmt: str, opts: dict):
-    """The dump as -d keeps it (the view and the scan), or the dump itself without -d."""
-    if dump_level is None:
-        return dump, None
-    from vmcore.filter import ALL_CLASSES, check_level, filter_dump
-    check_level(dump_level)
-    if out_fmt == "s390" and dump_level & ALL_CLASSES:
-        raise UsageError("-d: a flat s390 dump cannot leave pages out; write -f kdump or -f elf")
-    if out_fmt == "kdump" and dump_level == 1:
-        # -d 1 alone: zero pages out of bitmap 2 (a reader takes them for zero at level 1).  With more
-        # bits, makedumpfile keeps zero pages in bitmap 2 on one shared zero page, as the writer does
-        # without exclude_zero: readers (makedumpfile --dump-dmesg, crash) read them as zeros
-        opts["exclude_zero"] = True
-    view, scan = filter_dump(dump, dump_level)
-    for line in scan.unreadable[:5]:
-        stderr.print(f"warning: {line}; those pages are kept")
-    if len(scan.unreadable) > 5:
-        stderr.print(f"warning: {len(scan.unreadable) - 5} more blocks of struct pages not in the dump")
-    return view, scan
-
-
-def _print_mem_usage(usage: dict) -> None:
-    t = Table(title=f"pages of {usage['page_size']} bytes", box=None)
-    for col in ("TYPE", "PAGES", "EXCLUDABLE", "DESCRIPTION"):
-        t.add_column(col, justify="right" if col == "PAGES" else "left")
-    for row in usage["classes"]:
-        t.add_row(row["type"], str(row["pages"]), "yes" if row["excludable"] else "no", row["description"])
-    stdout.print(t)
-    stdout.print(f"Total pages: {usage['total_pages']}"
-                 + (f" (the kernel counted {usage['kernel_free_pages']} free pages: NR_FREE_PAGES of its zones)"
-                    if usage.get("kernel_free_pages") is not None else ""))
-    lv = Table(title="what each dump level (-d) keeps", box=None)
-    for col in ("-d", "PAGES", "BYTES", "SIZE"):
-        lv.add_column(col, justify="right")
-    for row in usage["levels"]:
-        lv.add_row(str(row["dump_level"]), str(row["pages"]), str(row["bytes"]), human(row["bytes"]))
-    stdout.print(lv)
-    for line in usage["unreadable"][:5]:
-        stderr.print(f"warning: {line} (kept whole)")
-
-
 @app.command()
+@with_write_options
 def save(
     machine: Optional[str] = typer.Option(None, "--machine", help="machine whose kdump kernel is running "
                                           "(none: this kdump kernel's --vmcore)"),
     vmcore_path: str = typer.Option(PROC_VMCORE, "--vmcore", help="without --machine: the old kernel's memory "
                                     "as the running kdump kernel serves it"),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help=FORMAT_HELP + " (default elf; kdump with -c/-l/-p/-z)"),
-    flattened: bool = typer.Option(False, "-F", "--flattened", help=FLAT_HELP),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    compress: Optional[str] = typer.Option(None, "--compress", help="kdump format: zlib (default), lzo, snappy, zstd or none"),
-    c_zlib: bool = typer.Option(False, "-c", help="kdump format, zlib pages (makedumpfile -c)"),
-    l_lzo: bool = typer.Option(False, "-l", help="kdump format, lzo pages (makedumpfile -l)"),
-    p_snappy: bool = typer.Option(False, "-p", help="kdump format, snappy pages (makedumpfile -p)"),
-    z_zstd: bool = typer.Option(False, "-z", help="kdump format, zstd pages (makedumpfile -z)"),
-    elf_out: bool = typer.Option(False, "-E", help="ELF output (makedumpfile -E; as -f elf)"),
-    level: int = typer.Option(1, "--level", help="zlib level"),
     exclude_zero: bool = typer.Option(False, "--exclude-zero", help="kdump format: leave zero pages out"),
-    dump_level: Optional[int] = typer.Option(None, "-d", "--dump-level", help=DUMP_LEVEL_HELP),
-    mem_usage: bool = typer.Option(False, "--mem-usage", help=MEM_USAGE_HELP),
-    num_threads: Optional[int] = typer.Option(None, "--num-threads", help=THREADS_HELP),
-    split: bool = typer.Option(False, "--split", help=SPLIT_HELP),
-    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
     no_wait: bool = typer.Option(False, "--no-wait", help="fail (exit 5) instead of waiting while another command changes the machine"),
-    as_json: bool = typer.Option(False, "--json"),
+    w: WriteOptions = None,
 ) -> None:
     """What the kdump initrd runs: build the dump from /proc/vmcore and save it."""
-    codec = _codec(compress, c_zlib, l_lzo, p_snappy, z_zstd)
-    fmt = _out_format(fmt, elf_out, codec)
     source = machine or vmcore_path
 
     @contextlib.contextmanager
-    def _old_memory():
-        """The crashed kernel's memory: the simulated machine's kdump kernel, or this kdump kernel's
-        /proc/vmcore."""
+    def old_memory():
+        """The crashed kernel's memory: the simulated machine's kdump kernel, or this (real) kdump
+        kernel's /proc/vmcore."""
         if machine is None:
             from vmcore.kdump import open_proc_vmcore
             with open_proc_vmcore(vmcore_path) as dump:
@@ -211,119 +52,33 @@ def save(
         from vmcore.kdump import kdump_dump
         with Machine.open(machine, "read", wait=not no_wait) as m:
             if m.interrupted:
-                from dumpkit.errors import BadInputError
                 raise BadInputError(f"{machine}: {m.interrupted}; not saving from it")
             with kdump_dump(m) as dump:
                 yield dump
 
-    if mem_usage:
-        with _old_memory() as dump:
-            _mem_usage_out(dump, as_json)
+    fmt = out_format(fmt, w.elf_out, w.codec)
+    if w.mem_usage:
+        with old_memory() as dump:
+            mem_usage_out(dump, w.as_json)
         return
-    if output is None:
-        raise UsageError("-o/--output is needed (or --mem-usage, which writes nothing)")
-    parts = _split_outputs(output, split, fmt, flattened)
-    opts = _kdump_opts(fmt, parts[0] if parts else output, flattened, as_json, codec, level, exclude_zero, num_threads)
-    for o in parts or [output]:
-        check_output(o, force=force, inputs=[source])
-    with _old_memory() as dump:
-        view, scan = _filtered(dump, dump_level, fmt, opts)
-        with progress_bar(view.present_bytes, f"saving {fmt}", progress) as advance:
-            _write_out(view, output, parts, fmt, advance, allow_incomplete, opts)
+    fmt, parts, opts = prepare_write(w, fmt, exclude_zero, [source])
+    output = w.output
+    with old_memory() as dump:
+        view, scan, written = write_filtered(dump, w, fmt, parts, opts, "saving")
         result = {"output": output, "format": fmt, "source": source, "memory": dump.size, "cpus": len(dump.cpus),
                   "complete": dump.attrs.complete, "incomplete_reason": dump.attrs.incomplete_reason,
                   "vmcoreinfo": dump.attrs.vmcoreinfo_source,
                   "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded"),
-                  "dump_level": dump_level, "excluded_pages": view.attrs.excluded_pages if scan else 0,
-                  "zero_pages_excluded": bool(fmt == "kdump" and exclude_zero),
-                  "saved_bytes": sum(_size_of(o) or 0 for o in parts) if parts else _size_of(output)}
-    if as_json:
+                  "dump_level": w.dump_level, "excluded_pages": view.attrs.excluded_pages if scan else 0,
+                  "zero_pages_excluded": bool(fmt == "kdump" and exclude_zero), "saved_bytes": written}
+    if w.as_json:
         emit_json(result)
     else:
-        _summary(output).print(f"saved {human(result['memory'])} of old memory, {result['cpus']} CPUs, "
+        summary_console(output).print(f"saved {human(result['memory'])} of old memory, {result['cpus']} CPUs, "
                                f"VMCOREINFO from {result['vmcoreinfo']} to {output} ({fmt})"
-                               + (f", dump level {dump_level}: {result['excluded_pages']} pages left out, "
-                                  f"{_size_text(result['saved_bytes'])} written" if dump_level is not None else "")
+                               + (f", dump level {w.dump_level}: {result['excluded_pages']} pages left out, "
+                                  f"{size_text(result['saved_bytes'])} written" if w.dump_level is not None else "")
                                + ("" if result["complete"] else f", INCOMPLETE: {result['incomplete_reason']}"))
-
-
-def _split_outputs(output: str, split: bool, out_fmt: str, flattened: bool) -> list[str] | None:
-    """The files of --split (two or more, comma-separated), None without it."""
-    if not split:
-        return None
-    if out_fmt != "kdump" or flattened:
-        raise UsageError("--split writes kdump files (-f kdump or -c/-l/-p/-z), not flattened")
-    paths = [p for p in output.split(",") if p]
-    if len(paths) < 2:
-        raise UsageError("--split needs two or more outputs: -o FILE1,FILE2[,...]")
-    if len(set(paths)) != len(paths) or STDOUT in paths:
-        raise UsageError("--split outputs must be distinct files")
-    return paths
-
-
-def _write_out(dump, output: str, parts: list[str] | None, out_fmt: str, advance, allow_incomplete: bool,
-               opts: dict) -> None:
-    if parts is None:
-        write_dump(dump, output, out_fmt, progress=advance, allow_incomplete=allow_incomplete, **opts)
-        return
-    from dumpkit.errors import IncompleteDumpError
-    from vmcore.formats.kdump.writer import write_split
-    if not dump.attrs.complete and not allow_incomplete:
-        raise IncompleteDumpError(f"the dump is incomplete ({dump.attrs.incomplete_reason}); writing it anyway "
-                                  "needs --allow-incomplete (the result then says incomplete)")
-    write_split(dump, parts, advance, allow_incomplete=allow_incomplete, **opts)
-
-
-def _size_of(path: str) -> Optional[int]:
-    try:
-        return os.stat(path).st_size if path != STDOUT and os.path.isfile(path) else None
-    except OSError:
-        return None
-
-
-def _size_text(n: Optional[int]) -> str:
-    return "?" if n is None else human(n) if n >= 1024 else f"{n} bytes"
-
-
-def _kdump_opts(fmt: str, output: str, flattened: bool, as_json: bool, codec: Optional[str], level: int,
-                exclude_zero: bool, num_threads: Optional[int]) -> dict:
-    opts = _write_opts(fmt, output, flattened, as_json)
-    if fmt == "kdump":
-        opts.update(compress=codec or "zlib", level=level, exclude_zero=exclude_zero)
-        if num_threads is not None:
-            if num_threads < 1:
-                raise UsageError(f"--num-threads {num_threads}: at least 1")
-            opts["threads"] = num_threads
-    elif exclude_zero:
-        raise UsageError("--exclude-zero applies to -f kdump only")
-    elif codec not in (None, "none"):
-        raise UsageError(f"compression ({codec}) applies to -f kdump only")
-    return opts
-
-
-def _dump_dmesg(dump: str, fmt: Optional[str], select: Optional[str], output: Optional[str], force: bool) -> None:
-    """convert --dump-dmesg: the log as `vmcore dmesg` prints it, to a file or standard output."""
-    from dumpkit.fileio import atomic_file
-    if output is not None and output != STDOUT:
-        check_output(output, force=force, inputs=_inputs(dump))
-    with _open(dump, fmt, select=select) as d:
-        text = format_dmesg(inspect.kernel_log(d))
-    if text and not text.endswith("\n"):
-        text += "\n"
-    if output is None or output == STDOUT:
-        print(text, end="")
-        return
-    with atomic_file(output) as fh:
-        fh.write(text.encode())
-
-
-def _mem_usage_out(dump, as_json: bool) -> None:
-    from vmcore.filter import mem_usage
-    usage = mem_usage(dump)
-    if as_json:
-        emit_json(usage)
-    else:
-        _print_mem_usage(usage)
 
 
 @app.command()
@@ -335,7 +90,7 @@ def info(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Format, memory, CPUs, completeness, VMCOREINFO summary and the meminfo checks."""
-    with _open(dump, fmt, cpus_from, select) as d:
+    with open_input(dump, fmt, cpus_from, select) as d:
         data = inspect.dump_info(d)
     if as_json:
         emit_json(data)
@@ -387,7 +142,7 @@ def regs(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """CPU registers: PSW, GPRs, access and control registers, FPRs/VXRs, timers, prefix."""
-    with _open(dump, fmt, cpus_from, select) as d:
+    with open_input(dump, fmt, cpus_from, select) as d:
         items = inspect.cpu_registers(d, cpu)
     if as_json:
         emit_json([dict(r.to_json(), index=i) for i, r in items])
@@ -414,7 +169,7 @@ def dmesg(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The kernel log, from VMCOREINFO alone (no vmlinux), like makedumpfile --dump-dmesg."""
-    with _open(dump, fmt, select=select) as d:
+    with open_input(dump, fmt, select=select) as d:
         records = inspect.kernel_log(d, partial=partial)
     if as_json:
         emit_json([{"seq": r.seq, "ts_nsec": r.ts_nsec, "level": r.level, "facility": r.facility,
@@ -425,6 +180,8 @@ def dmesg(
             print(text, end="" if text.endswith("\n") else "\n")
 
 
+# The read-only commands take the same four parameters (DUMP, -f, -s, --json), alike on purpose: each is
+# a thin typer command over one library call, and typer reads each command's own signature.
 @app.command()
 def vmcoreinfo(
     dump: str = typer.Argument(...),
@@ -433,7 +190,7 @@ def vmcoreinfo(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """The VMCOREINFO text (from the note, or found through lowcore 0xE18/0xE0C)."""
-    with _open(dump, fmt, select=select) as d:
+    with open_input(dump, fmt, select=select) as d:
         vi = d.attrs.vmcoreinfo
         if vi is None:
             raise BadInputError("the dump has no VMCOREINFO (not in a note, not through lowcore 0xE18/0xE0C)")
@@ -459,7 +216,7 @@ def read(
     if n > 1 << 24:
         raise BadInputError(f"length {n} is more than 16 MiB: use convert to extract ranges that large")
     number = parse_size(addr, "address") if addr[:1].isdigit() else None
-    with _open(dump, fmt, select=select) as d:
+    with open_input(dump, fmt, select=select) as d:
         space = inspect.kernel_space(d) if virt or number is None else None
         a = number if number is not None else inspect.parse_location(space, addr)[0]
         is_virt = virt if virt is not None else number is None
@@ -471,78 +228,51 @@ def read(
 
 
 @app.command()
+@with_write_options
 def convert(
     dump: str = typer.Argument(...),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help=OUTPUT_HELP),
     out_fmt: Optional[str] = typer.Option(None, "-f", "--to", help=FORMAT_HELP + " (needed, unless -E or -c/-l/-p/-z "
                                           "say it)"),
-    flattened: bool = typer.Option(False, "-F", "--flattened", help=FLAT_HELP),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     fmt: Optional[str] = typer.Option(None, "--from", help="force the input format (e.g. raw)"),
     cpus_from: Optional[str] = typer.Option(None, "--cpus-from"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
-    compress: Optional[str] = typer.Option(None, "--compress", help="kdump format: zlib (default), lzo, snappy, zstd or none"),
-    c_zlib: bool = typer.Option(False, "-c", help="kdump format, zlib pages (makedumpfile -c)"),
-    l_lzo: bool = typer.Option(False, "-l", help="kdump format, lzo pages (makedumpfile -l)"),
-    p_snappy: bool = typer.Option(False, "-p", help="kdump format, snappy pages (makedumpfile -p)"),
-    z_zstd: bool = typer.Option(False, "-z", help="kdump format, zstd pages (makedumpfile -z)"),
-    elf_out: bool = typer.Option(False, "-E", help="ELF output (makedumpfile -E; as -f elf)"),
-    level: int = typer.Option(1, "--level", help="zlib level"),
     exclude_zero: bool = typer.Option(False, "--exclude-zero",
                                       help="kdump format: leave zero pages out (else each has a descriptor, "
                                            "24 bytes a page: ~100 GiB for 16 TiB)"),
-    dump_level: Optional[int] = typer.Option(None, "-d", "--dump-level", help=DUMP_LEVEL_HELP),
-    mem_usage: bool = typer.Option(False, "--mem-usage", help=MEM_USAGE_HELP),
-    num_threads: Optional[int] = typer.Option(None, "--num-threads", help=THREADS_HELP),
-    split: bool = typer.Option(False, "--split", help=SPLIT_HELP),
     dump_dmesg: bool = typer.Option(False, "--dump-dmesg", help="write the kernel log instead of a dump, to -o or "
                                     "standard output (makedumpfile --dump-dmesg; as `vmcore dmesg`)"),
-    allow_incomplete: bool = typer.Option(False, "--allow-incomplete", help=ALLOW_INCOMPLETE_HELP),
-    progress: Optional[bool] = typer.Option(None, "--progress/--no-progress"),
-    as_json: bool = typer.Option(False, "--json"),
+    w: WriteOptions = None,
 ) -> None:
     """Any reader followed by any writer (-d: filtered as makedumpfile's dump level).  DUMP `-` reads
     a flattened kdump stream from standard input (makedumpfile -R)."""
-    with _spooled_stdin(dump, output) as path:
-        _convert(path, output, out_fmt, flattened, force, fmt, cpus_from, select, compress, c_zlib, l_lzo,
-                 p_snappy, z_zstd, elf_out, level, exclude_zero, dump_level, mem_usage, num_threads, split,
-                 dump_dmesg, allow_incomplete, progress, as_json, shown=dump)
+    with spooled_stdin(dump, w.output) as path:
+        _convert(path, w, out_fmt, fmt, cpus_from, select, exclude_zero, dump_dmesg, shown=dump)
 
 
-def _convert(dump, output, out_fmt, flattened, force, fmt, cpus_from, select, compress, c_zlib, l_lzo, p_snappy,
-             z_zstd, elf_out, level, exclude_zero, dump_level, mem_usage, num_threads, split, dump_dmesg,
-             allow_incomplete, progress, as_json, shown) -> None:
-    codec = _codec(compress, c_zlib, l_lzo, p_snappy, z_zstd)
-    if mem_usage:
-        with _open(dump, fmt, cpus_from, select) as d:
-            _mem_usage_out(d, as_json)
+def _convert(dump, w: WriteOptions, out_fmt, fmt, cpus_from, select, exclude_zero, dump_dmesg, shown) -> None:
+    codec = w.codec
+    if w.mem_usage:
+        with open_input(dump, fmt, cpus_from, select) as d:
+            mem_usage_out(d, w.as_json)
         return
     if dump_dmesg:
-        _dump_dmesg(dump, fmt, select, output, force)
+        write_dmesg(dump, fmt, select, w.output, w.force)
         return
-    if out_fmt is None and not elf_out and codec is None:
+    if out_fmt is None and not w.elf_out and codec is None:
         raise UsageError("the output format is needed: -f elf|kdump|s390 (or -E, -c, -l, -p, -z)")
-    out_fmt = _out_format(out_fmt, elf_out, codec)
-    if output is None:
-        raise UsageError("-o/--output is needed (or --mem-usage, which writes nothing)")
-    parts = _split_outputs(output, split, out_fmt, flattened)
-    opts = _kdump_opts(out_fmt, parts[0] if parts else output, flattened, as_json, codec, level, exclude_zero,
-                       num_threads)
-    for o in parts or [output]:
-        check_output(o, force=force, inputs=_inputs(dump, cpus_from))
-    with _open(dump, fmt, cpus_from, select) as src:
-        d, _scan = _filtered(src, dump_level, out_fmt, opts)
-        with progress_bar(d.present_bytes, f"converting to {out_fmt}", progress) as advance:
-            _write_out(d, output, parts, out_fmt, advance, allow_incomplete, opts)
+    out_fmt, parts, opts = prepare_write(w, out_fmt, exclude_zero, input_paths(dump, cpus_from))
+    output = w.output
+    with open_input(dump, fmt, cpus_from, select) as src:
+        d, _scan, written = write_filtered(src, w, out_fmt, parts, opts, "converting to")
         res = {"input": shown, "input_format": d.attrs.format, "output": output, "format": out_fmt,
                "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete,
                "incomplete_reason": d.attrs.incomplete_reason, "filtered": d.attrs.filtered_text(),
                "dump_level": d.attrs.dump_level, "excluded_pages": d.attrs.excluded_pages,
-               "written_bytes": sum(_size_of(o) or 0 for o in parts) if parts else _size_of(output)}
-    if as_json:
+               "written_bytes": written}
+    if w.as_json:
         emit_json(res)
     else:
-        _summary(output).print(f"{shown} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
+        summary_console(output).print(f"{shown} ({res['input_format']}) -> {output} ({out_fmt}), {human(res['memory'])}, "
                                f"{res['cpus']} CPUs"
                                + (f", filtered: {res['filtered']}" if res["filtered"] else "")
                                + ("" if res["complete"] else f", written INCOMPLETE: {res['incomplete_reason']}"))
@@ -563,8 +293,8 @@ def map_(
     from vmcore import memmap
     width = stdout.width
     if svg:
-        check_output(svg, force=force, inputs=_inputs(dump), what="--svg")
-    with _open(dump, fmt, select=select) as d:
+        check_output(svg, force=force, inputs=input_paths(dump), what="--svg")
+    with open_input(dump, fmt, select=select) as d:
         model = memmap.build_map(d, max(8, width - 22) * rows)
     if svg:
         atomic_write_text(svg, memmap.render_svg(model, f"physical memory of {dump}"))
@@ -590,8 +320,8 @@ def verify(
     page digests against a manifest.  Exit 0 verified, 4 incomplete, 3 unreadable or mismatch."""
     from vmcore.verify import verify_dump
     if write_manifest:
-        check_output(write_manifest, force=force, inputs=_inputs(dump, manifest), what="manifest")
-    with _open(dump, fmt, select=select) as d:
+        check_output(write_manifest, force=force, inputs=input_paths(dump, manifest), what="manifest")
+    with open_input(dump, fmt, select=select) as d:
         with progress_bar(d.present_bytes, "verifying", progress) as advance:
             rep = verify_dump(d, manifest=manifest, write_manifest_to=write_manifest, progress=advance)
         fmt_name = d.attrs.format
@@ -632,7 +362,7 @@ def mount(
 ) -> None:
     """zgetdump -m: the dump as a read-only file DIR/dump.elf (or dump.s390), made on demand (no copy)."""
     from vmcore.mount import mount as do_mount
-    res = do_mount(lambda: _open(dump, in_fmt, select=select), directory, out_fmt, foreground=foreground,
+    res = do_mount(lambda: open_input(dump, in_fmt, select=select), directory, out_fmt, foreground=foreground,
                    cache_size=parse_size(cache_size, "cache size"))
     if as_json:
         emit_json(res)
@@ -664,7 +394,7 @@ def vtop(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Kernel virtual -> physical through the kernel's page tables, every table level shown."""
-    with _open(dump, fmt, select=select) as d:
+    with open_input(dump, fmt, select=select) as d:
         space = inspect.kernel_space(d)
         tr = space.walk(inspect.parse_location(space, addr)[0])
     if as_json:
@@ -691,7 +421,7 @@ def sym(
     """Symbols from the dump's own kallsyms: NAME -> address, ADDRESS -> name+0xoff/0xsize."""
     if (what is None) == (not list_all):
         raise UsageError("give NAME or ADDRESS, or --list")
-    with _open(dump, fmt, select=select) as d:
+    with open_input(dump, fmt, select=select) as d:
         space = inspect.kernel_space(d)
         syms = inspect.kernel_symbols(space)
     if list_all:
@@ -740,7 +470,7 @@ def bt(
     if task is not None:
         _bt_task(dump, task, fmt, select, as_json)
         return
-    with _open(dump, fmt, select=select) as d:
+    with open_input(dump, fmt, select=select) as d:
         bts, syms = inspect.kernel_backtraces(d, cpu)
     if cpu is None and not all_cpus:
         hit = crash_site(bts, syms)
@@ -784,7 +514,7 @@ def ps(
     command; '>' marks a task running on a CPU.  Needs the kernel's BTF (CONFIG_DEBUG_INFO_BTF):
     without it one line, exit 3."""
     from vmcore.tasks import task_list
-    with _open(dump, fmt, select=select) as d:
+    with open_input(dump, fmt, select=select) as d:
         tl = task_list(d)
     if as_json:
         emit_json(tl.to_json())
@@ -801,7 +531,7 @@ def ps(
 
 def _bt_task(dump: str, pid: int, fmt: Optional[str], select: Optional[str], as_json: bool) -> None:
     from vmcore.tasks import task_backtrace
-    with _open(dump, fmt, select=select) as d:
+    with open_input(dump, fmt, select=select) as d:
         b, t, syms = task_backtrace(d, pid)
     if as_json:
         emit_json({"symbols": syms.source, "cpus": [b.to_json()]})

@@ -34,13 +34,14 @@ from typing import Callable, Iterator
 
 from dumpkit.errors import BadInputError, DumpToolError, UsageError
 from meminfo_abi import mm
+from meminfo_abi.diskdump import DL_EXCLUDE_ZERO, DL_MAX
 from native import nonzero_ranges
 from vmcore.kvaddr import KernelSpace
 from dumpkit.ranges import subtract as subtract_ranges
 from vmcore.model import KIND_ABSENT, KIND_RAM, Dump, MappedSource, MemChunk
 
 PGMM_CACHED = 512               # struct pages read at once (a power of two: compound heads are aligned)
-ALL_CLASSES = mm.DL_MAX & ~mm.DL_EXCLUDE_ZERO
+ALL_CLASSES = DL_MAX & ~DL_EXCLUDE_ZERO
 CLASS_ORDER = (mm.CLASS_CACHE, mm.CLASS_CACHE_PRIVATE, mm.CLASS_USER, mm.CLASS_FREE, mm.CLASS_HWPOISON,
                mm.CLASS_OFFLINE)
 
@@ -48,8 +49,8 @@ Range = tuple[int, int]
 
 
 def check_level(level: int) -> int:
-    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= mm.DL_MAX:
-        raise UsageError(f"dump level {level!r} is not between 0 and {mm.DL_MAX}")
+    if isinstance(level, bool) or not isinstance(level, int) or not 0 <= level <= DL_MAX:
+        raise UsageError(f"dump level {level!r} is not between 0 and {DL_MAX}")
     return level
 
 
@@ -436,15 +437,15 @@ def mem_usage(dump: Dump, progress: Callable[[int], None] | None = None) -> dict
     zero_kernel = kernel - nonzero_kernel
     zero_in = {c: counts[c] - nonzero[c] for c in CLASS_ORDER}
     levels = []
-    for level in range(mm.DL_MAX + 1):
+    for level in range(DL_MAX + 1):
         out = 0
         for c in CLASS_ORDER:
             bit = mm.CLASS_BITS[c]
             if bit is None and level & ALL_CLASSES or bit is not None and level & bit:
                 out += counts[c]
-            elif level & mm.DL_EXCLUDE_ZERO:
+            elif level & DL_EXCLUDE_ZERO:
                 out += zero_in[c]
-        if level & mm.DL_EXCLUDE_ZERO:
+        if level & DL_EXCLUDE_ZERO:
             out += zero_kernel
         levels.append({"dump_level": level, "pages": total - out, "bytes": (total - out) * ps})
     rows = {"zero": zero_kernel, mm.CLASS_CACHE: counts[mm.CLASS_CACHE],

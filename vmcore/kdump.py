@@ -1,7 +1,7 @@
 """The kdump (second) kernel: it builds the ELF core header itself and serves /proc/vmcore.
 
 Given a machine whose kdump kernel was started (by the production kernel's panic or by the
-stand-alone dumper), this does what arch/s390/kernel/crash_dump.c does (ref-abi.md §4):
+stand-alone dumper), this does what arch/s390/kernel/crash_dump.c does:
   - OLDMEM base/size from the parameter area (0x10418 / 0x10420);
   - old memory through the swap map: old [0, size) now lives at [base, base+size) and vice versa;
   - the old meminfo through lowcore 0xE18 (read through the swap map);

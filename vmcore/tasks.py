@@ -271,12 +271,17 @@ def _task_list(space, syms, reader: TaskReader, btf_source: str) -> TaskList:
             seen.add(a)
             order.append(a)
 
-    tasks: dict[int, Task] = {}
-    for a in leaders:
+    def read_task(a: int) -> Task | None:
         try:
-            t = reader.task(a)
+            return reader.task(a)
         except DumpToolError as exc:
             notes.append(f"task at 0x{a:x} is unreadable: {exc}")
+            return None
+
+    tasks: dict[int, Task] = {}
+    for a in leaders:
+        t = read_task(a)
+        if t is None:
             continue
         tasks[a] = t
         add(a)
@@ -290,14 +295,9 @@ def _task_list(space, syms, reader: TaskReader, btf_source: str) -> TaskList:
             add(idle)           # the idle tasks of the other CPUs are on no list
     out = []
     for a in order:
-        t = tasks.get(a)
-        if t is None:
-            try:
-                t = reader.task(a)
-            except DumpToolError as exc:
-                notes.append(f"task at 0x{a:x} is unreadable: {exc}")
-                continue
-        out.append(t)
+        t = tasks.get(a) or read_task(a)
+        if t is not None:
+            out.append(t)
     by_addr = {t.address: t for t in out}
     for cpu, a in currents.items():
         if a in by_addr:

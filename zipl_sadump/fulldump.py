@@ -203,29 +203,25 @@ class _SvWriter:
 
     def write_run(self, scan: _Peekable, limit: int | None) -> tuple[int, bool]:
         """One uncompressed segment: the next non-zero MiB and up to `limit` - 1 contiguous ones after it
-        (data written as it is read, the header last).  Returns (MiBs, whether it was the last)."""
-        m, data = scan.next()
-        self.seg_pos, self.seg_mib = self.pos, m
-        if not self.sink.room(self.pos, DUMP_SEGM_HDR_SIZE):
-            raise _DeviceFull(self.pos + DUMP_SEGM_HDR_SIZE)
+        (data written as it is read, the header last).  Returns (MiBs, whether it was the last).
+        The caller knows a non-zero MiB is left; the grouping is memsource._events'."""
         cur = self.pos + DUMP_SEGM_HDR_SIZE
-        self._unit(cur, m, data)
-        cur += MIB
-        count = 1
-        while limit is None or count < limit:
-            nxt = scan.peek()
-            if nxt is None or nxt[0] != m + count:
-                break
-            scan.next()
-            self._unit(cur, nxt[0], nxt[1])
-            cur += MIB
-            count += 1
-        last = scan.peek() is None
-        self.sink.write(self.pos, build_segment_header(m * MIB, count * MIB, last))
-        self.pos = cur
-        self.segments += 1
-        self.dumped += count * MIB
-        return count, last
+        for ev in _events(scan, lambda: limit):
+            if ev[0] == "begin":
+                self.seg_pos, self.seg_mib = self.pos, ev[1]
+                if not self.sink.room(self.pos, DUMP_SEGM_HDR_SIZE):
+                    raise _DeviceFull(self.pos + DUMP_SEGM_HDR_SIZE)
+            elif ev[0] == "unit":
+                self._unit(cur, ev[1], ev[2])
+                cur += MIB
+            elif ev[0] == "end":
+                _, m, count, last = ev
+                self.sink.write(self.pos, build_segment_header(m * MIB, count * MIB, last))
+                self.pos = cur
+                self.segments += 1
+                self.dumped += count * MIB
+                return count, last
+        raise AssertionError("write_run needs a non-zero MiB left")
 
     def _unit(self, pos: int, mib: int, data) -> None:
         if data is None:

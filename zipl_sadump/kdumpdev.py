@@ -1,5 +1,5 @@
 """A kdump kernel on the dump device, and kdump started from it (zipl's DASD stand-alone kdump
-path, ref-abi.md §6.2): copy [0, crashkernel size) to the crashkernel base, load the kernel and
+path, s390-tools' zipl stand-alone kdump (zipl/boot/kdump*.c)): copy [0, crashkernel size) to the crashkernel base, load the kernel and
 initrd to their normal low addresses, OLDMEM base/size into the parameter area, start 0x10010."""
 
 from __future__ import annotations

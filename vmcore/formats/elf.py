@@ -1,6 +1,6 @@
 """ELF core dumps of s390x: what /proc/vmcore, zgetdump and QEMU dump-guest-memory write.
 
-Writer (ref-abi.md §4.2-4.4, the layout the s390 kdump kernel gives /proc/vmcore):
+Writer (the kdump kernel's ELF core header: arch/s390/kernel/crash_dump.c, include/uapi/linux/elf.h, the layout the s390 kdump kernel gives /proc/vmcore):
   ELF64 big-endian ET_CORE EM_S390, program headers at 64: one PT_NOTE, then one
   PT_LOAD per ram/zero chunk (p_vaddr = p_paddr = physical start, p_filesz =
   p_memsz = size, flags RWX, p_align 4096, p_offset congruent to the address

@@ -1,6 +1,6 @@
 """makedumpfile's flattened stream (`makedumpfile -F`): write it, and read it in place.
 
-ref-formats-and-peers.md §3.6.  A flattened file is a 4096-byte header and a
+the flattened format: makedumpfile(8) -F/-R.  A flattened file is a 4096-byte header and a
 sequence of records {offset, buf_size} + buf_size bytes, ended by a record with
 offset = buf_size = -1; record k puts its bytes at `offset` of the rebuilt
 file.  Records may come in any order and may overwrite earlier ones.

@@ -49,10 +49,10 @@ from typing import Callable, Iterator, Sequence
 
 from construct import ConstructError
 
-from meminfo_abi.cpu import CpuRegs
+from meminfo_abi.cpu import CpuRegs, cpu_from_lowcore
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
 from meminfo_abi.lowcore import (
-    LC_EXT_CPU_ADDR, LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE,
+    LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE,
 )
 from meminfo_abi.s390_dump import (
     AWS_FLAG_ENDREC, AWS_FLAG_NEWREC, AWS_HEADER_SIZE, DEVICE_PROBE_SIZE, DF_S390_EM_SIZE, DF_S390_HDR_SIZE,
@@ -298,23 +298,6 @@ def _chunks(r: StreamReport, bases: list[FileSource]) -> list[MemChunk]:
 
 def _u64(data: bytes, off: int) -> int:
     return int.from_bytes(data[off:off + 8], "big")
-
-
-def cpu_from_lowcore(mem, prefix: int) -> CpuRegs:
-    """Registers from the save area of the lowcore at `prefix` (anything with size/read);
-    vector registers from the area lowcore 0x11B0 names, when it lies inside `mem`."""
-    if prefix + LOWCORE_SIZE > mem.size:
-        raise BadInputError(f"prefix page 0x{prefix:x} is outside the dumped memory (0x{mem.size:x} bytes)")
-    lc = mem.read(prefix, LOWCORE_READ)
-    address = int.from_bytes(lc[LC_EXT_CPU_ADDR:LC_EXT_CPU_ADDR + 2], "big")
-    regs = CpuRegs.from_save_area(lc[LC_SAVE_AREA:LC_SAVE_AREA + SAVE_AREA_SIZE], address=address)
-    origin = _u64(lc, LC_MCESAD) & MCESA_ORIGIN_MASK
-    if origin and origin + VX_SIZE <= mem.size:
-        try:
-            regs.vxrs = mem.read(origin, VX_SIZE)
-        except DumpToolError:
-            regs.vxrs = None
-    return regs
 
 
 def cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[CpuRegs]:

@@ -4,7 +4,7 @@ Rooms: codecs.py (page compression by name and flag), writer.py (plan, bitmaps, 
 pages on all cores), part.py (one file: headers, bitmaps, descriptors, page data), reader.py
 (the parts of a dump assembled into the model).  This module is the registry entry.
 
-Layout and fields: meminfo_abi/diskdump.py, ref-formats-and-peers.md §3-4.
+Layout and fields: meminfo_abi/diskdump.py, makedumpfile(8) and QEMU's dump/dump.c.
 
 Writer ("kdump"), as makedumpfile -c -d 1 writes it on s390x:
   header version 6 in the byte order asked for (big-endian by default),
