@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
 
@@ -24,6 +25,14 @@ class Memory(bytearray):
 
 
 FORKING_COMMANDS = {("vmcore.cli", "mount")}
+
+
+def default_signals() -> None:
+    """preexec_fn of a child that a test signals: SIGINT/SIGTERM/SIGHUP at their defaults, whatever
+    the test runner inherited (under nohup SIGHUP is ignored, and an ignored signal stays ignored
+    in the CLIs, as nohup asks)."""
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, signal.SIG_DFL)
 
 
 def run_cli(module: str, *args: str, check: bool = False, isolated: bool = False) -> subprocess.CompletedProcess:

@@ -34,7 +34,7 @@ import time
 import pytest
 
 from dumpkit.clikit import run as run_app
-from tests.conftest import ROOT, cli_json, copy_machine, run_cli, tree_digest
+from tests.conftest import ROOT, cli_json, copy_machine, default_signals, run_cli, tree_digest
 from tests.realdata import debian_kernel, make_initrd
 
 MIB = 1 << 20
@@ -883,7 +883,8 @@ def _signal_when_writing(argv: list[str], t: Target, sig: int, streams: bool, de
         -> subprocess.Popen:
     if t.kind == "fifo" and streams:
         t.start_reader()
-    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_signals)
     deadline = time.monotonic() + 120
     while not t.writing():
         if proc.poll() is not None:
@@ -940,7 +941,7 @@ def test_signal_during_kexec_load_rolls_back(sig, base, kernel, files, tmp_path)
     machine = copy_machine(base, str(tmp_path / "m"))
     before = tree_digest(machine)
     proc = subprocess.Popen(cmd("kexec_s390.cli", load_args(kernel, files["initrd2"], machine)), cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, preexec_fn=default_signals)
     deadline = time.monotonic() + 60
     while not any(f.startswith(".kexec-load.journal.") or f == "kexec-load.journal" for f in os.listdir(machine)):
         assert proc.poll() is None and time.monotonic() < deadline, "the load never started its journal"

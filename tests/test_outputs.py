@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.conftest import ROOT, copy_machine, run_cli
+from tests.conftest import ROOT, copy_machine, default_signals, run_cli
 from tests.realdata import debian_kernel, make_initrd, s390x_peers
 from vmcore.formats import open_dump
 from vmcore.model import page_digests
@@ -361,7 +361,8 @@ def test_signal_during_a_2gib_convert_leaves_nothing(sig, big, tmp_path):
     out = str(tmp_path / "big.kdump")
     proc = subprocess.Popen([sys.executable, "-m", "vmcore.cli", "convert", big, "-o", out, "-f", "kdump",
                              "--level", "9", "--no-progress"], cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, restore_signals=True)
+                            stderr=subprocess.PIPE, text=True, restore_signals=True,
+                                preexec_fn=default_signals)
     deadline = time.monotonic() + 60
     while not any(f.startswith(".big.kdump.") for f in os.listdir(tmp_path)):
         assert proc.poll() is None and time.monotonic() < deadline, "the write never started"
