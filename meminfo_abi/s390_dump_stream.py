@@ -9,10 +9,10 @@ The layouts are ``meminfo_abi.s390_dump``'s.
 from __future__ import annotations
 
 import os
-import zlib as _stdlib_zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator
 
+from dumpkit.deflate import zlib_module
 from dumpkit.errors import BadInputError, DumpIOError
 from meminfo_abi.s390_dump import (
     DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC_EXT, DUMP_SEGM_ENTRY_UNCOMPRESSED, DUMP_SEGM_HDR_SIZE,
@@ -20,15 +20,11 @@ from meminfo_abi.s390_dump import (
     ZLIB_COMPRESSION_LEVEL, DfS390DumpSegmHdr, parse_end_marker, parse_header,
 )
 
-try:  # zlib-ng is a dependency; the standard zlib reads the same streams
-    from zlib_ng import zlib_ng as _zlib
-except ImportError:  # pragma: no cover - depends on the installation
-    _zlib = _stdlib_zlib
 
 
 def compress_unit(data, level: int = ZLIB_COMPRESSION_LEVEL) -> bytes:
     """One 1 MiB unit as an independent zlib-wrapped deflate stream (what the dumper writes)."""
-    return _zlib.compress(data, level)
+    return zlib_module().compress(data, level)
 
 
 def _pread_exact(fh: BinaryIO | int, length: int, offset: int, what: str) -> bytes:
@@ -259,10 +255,11 @@ def read_unit(fh: BinaryIO | int, segment: DumpSegment, index: int) -> bytes:
 
 def inflate_unit(data: bytes, what: str = "compressed unit") -> bytes:
     """Inflate one zlib stream that must produce exactly 1 MiB (padding after it is ignored)."""
-    d = _zlib.decompressobj()
+    zlib = zlib_module()
+    d = zlib.decompressobj()
     try:
         out = d.decompress(data, MIB + 1)
-    except _zlib.error as exc:
+    except zlib.error as exc:
         raise BadInputError(f"{what} does not inflate: {exc}") from None
     if not d.eof or len(out) != MIB:
         raise BadInputError(f"{what} inflates to {len(out)} bytes{'' if d.eof else ' (stream cut short)'}, "

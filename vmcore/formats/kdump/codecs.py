@@ -11,6 +11,7 @@ import threading
 from typing import Any, Callable
 
 from meminfo_abi import diskdump as dd
+from dumpkit.deflate import zlib_module
 from dumpkit.errors import BadInputError, UsageError
 
 FORMAT_NAME = "kdump"
@@ -22,7 +23,7 @@ _PIP_NAMES = {"lzo": "python-lzo", "snappy": "python-snappy", "zstd": "zstandard
 def _import_codec(name: str):
     try:
         if name == "zlib":
-            from zlib_ng import zlib_ng as mod
+            mod = zlib_module()
         elif name == "lzo":
             import lzo as mod
         elif name == "snappy":
