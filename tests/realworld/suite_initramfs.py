@@ -4,7 +4,7 @@ Debian's s390x Python 3.11 (python3.11-minimal, libpython3.11-minimal/-stdlib) w
 libraries it and its extension modules need (found through DT_NEEDED in the unpacked packages),
 the suite's packages under /opt/s390dt (native/ with the extension cross-built for s390x when
 the harness could build it), its dependencies under /opt/s390dt/site (the host's pure-Python
-copies, PyPI's s390x wheel of pydantic-core, a stand-in for zlib-ng), every module with its
+copies, PyPI's s390x wheel of pydantic-core; no zlib-ng: the suite falls back to the standard zlib), every module with its
 .pyc compiled on the host, busybox and SUITE_INIT.  Kept apart from initramfs.py, whose source
 keys the cached runs of the other configurations.
 """
@@ -35,13 +35,8 @@ STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3
 # private cache, user and free pages left out), zlib-compressed kdump format
 DUMP_LEVEL = 31
 
-# python-zlib-ng has no s390x wheel on PyPI: in the guest the standard zlib stands in (same streams)
-ZLIB_NG_SHIM = '''"""Stand-in for python-zlib-ng in the realworld s390x guest (PyPI has no s390x build):
-the standard zlib, which reads and writes the same streams."""
-import sys
-from zlib import *  # noqa: F401,F403
-sys.stderr.write("warning: zlib-ng is not built for s390x here; the standard zlib stands in\\n")
-'''
+# python-zlib-ng has no s390x wheel on PyPI: the suite's own fallback (dumpkit/deflate.py) takes the
+# standard zlib in the guest and says so in one line
 
 SUITE_INIT = r"""#!/bin/sh
 # s390-dumptools realworld guest init (PID 1): the suite itself on s390x, production and kdump kernel.
@@ -232,9 +227,6 @@ def suite_entries(busybox: str, roots: list[str], repo: str, site_dirs: dict[str
             entries += _tree(path, f"{SUITE_DIR}/site/{mod}", keep_so=mod in WHEEL_MODULES)
         else:
             entries.append((f"{SUITE_DIR}/site/{os.path.basename(path)}", 0o100644, _read(path)))
-    entries += _dirs(f"{SUITE_DIR}/site/zlib_ng")
-    entries += [(f"{SUITE_DIR}/site/zlib_ng/__init__.py", 0o100644, b""),
-                (f"{SUITE_DIR}/site/zlib_ng/zlib_ng.py", 0o100644, ZLIB_NG_SHIM.encode())]
     # a directory entry must come before what it holds, once
     seen, ordered = set(), []
     for e in entries:
