@@ -148,15 +148,17 @@ def test_mount_errors_are_one_line(device, tmp_path):
     assert not os.path.ismount(str(empty)) and not mount_processes(str(empty))
 
 
-def test_a_terabyte_machine_mounts_in_two_seconds(tmp_path):
-    """Mounting costs what the dump's layout costs, not what its memory costs."""
+@pytest.mark.parametrize("fmt", ["elf", "kdump"])
+def test_a_terabyte_machine_mounts_in_two_seconds(tmp_path, fmt):
+    """Mounting costs what the dump's layout costs, not what its memory costs (as ELF, and as
+    kdump: its bitmaps and descriptors are computed for each read, not at mount)."""
     m = str(tmp_path / "big")
     run_cli("s390_machine.cli", "create", m, "--memory", "1T", "--cpus", "2", "--crashkernel", "256M",
             "--fill", "0.0001", check=True)
     mnt = str(tmp_path / "mnt")
     os.mkdir(mnt)
     start = time.monotonic()
-    proc = run_cli("vmcore.cli", "mount", m, mnt, "--json")
+    proc = run_cli("vmcore.cli", "mount", m, mnt, "--json", "-f", fmt)
     elapsed = time.monotonic() - start
     try:
         assert proc.returncode == 0, proc.stderr
@@ -165,9 +167,12 @@ def test_a_terabyte_machine_mounts_in_two_seconds(tmp_path):
             rss_kib = int(next(line for line in fh if line.startswith("VmRSS:")).split()[1])
         assert elapsed < 2.0, elapsed                 # interpreter start included
         assert rss_kib < 100 * 1024, rss_kib
-        assert os.path.getsize(os.path.join(mnt, "dump.elf")) > 1 << 40
-        with open(os.path.join(mnt, "dump.elf"), "rb") as fh:
-            assert fh.read(4) == b"\x7fELF"
+        path = os.path.join(mnt, f"dump.{fmt}")
+        with open(path, "rb") as fh:
+            if fmt == "elf":
+                assert os.path.getsize(path) > 1 << 40 and fh.read(4) == b"\x7fELF"
+            else:                                     # 2^28 pages: two 32 MiB bitmaps, 6 GiB of descriptors
+                assert os.path.getsize(path) > 6 << 30 and fh.read(8) == b"KDUMP   "
     finally:
         run_cli("vmcore.cli", "umount", mnt)
 
@@ -249,6 +254,15 @@ class Mounted:
         self.rss = _proc_field(self.pid, "status", "VmRSS") * 1024
         if fmt == "s390":                           # the flat dump: memory after the 4 KiB header
             self.loads = [(0, 1 << 64, 4096)]
+        elif fmt == "kdump":                        # the data pages, after the zero page
+            from vmcore.formats.kdump.writer import LazyKdump
+            with open_dump(src) as dump:
+                lazy = LazyKdump(dump)
+            ps, at = lazy.ps, lazy.lay.offset_data + lazy.ps
+            self.loads = []
+            for a, b in lazy.data:
+                self.loads.append((a * ps, b * ps, at))
+                at += (b - a) * ps
         else:
             with open_dump(src) as dump:
                 from vmcore.formats.elf import plan_layout
@@ -270,7 +284,8 @@ class Mounted:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("which,fmt", [("elf", "elf"), ("kdump", "elf"), ("device", "elf"), ("machine", "elf"),
-                                       ("kdump", "s390"), ("device", "s390")])
+                                       ("kdump", "s390"), ("device", "s390"), ("elf", "kdump"),
+                                       ("kdump", "kdump"), ("device", "kdump"), ("machine", "kdump")])
 def test_a_terabyte_mounts_in_two_seconds_and_a_page_costs_a_page(terabyte, tmp_path, which, fmt):
     """1 TiB, 8 GiB of it dumped (in 8192 pieces: PT_LOADs, page descriptors), or all of it (the
     compressed stand-alone dump, the machine itself): mounted in < 2 s with < 100 MiB RSS; one page
@@ -415,6 +430,19 @@ def test_mount_s390_refuses_a_dump_with_memory_left_out(device, tmp_path):
     assert conv.returncode == 4
     run_cli("vmcore.cli", "mount", cut, mnt, check=True)
     run_cli("vmcore.cli", "umount", mnt, check=True)
+    # as kdump: what convert --allow-incomplete writes, flagged incomplete, the gap missing
+    run_cli("vmcore.cli", "mount", cut, mnt, "-f", "kdump", check=True)
+    try:
+        conv = str(tmp_path / "cut.kdump")
+        run_cli("vmcore.cli", "convert", cut, "-o", conv, "-f", "kdump", "--compress", "none",
+                "--allow-incomplete", check=True)
+        with open_dump(cut) as src, open_dump(os.path.join(mnt, "dump.kdump")) as view:
+            _same_file(os.path.join(mnt, "dump.kdump"), conv, timed=src.attrs.timestamp is not None)
+            assert not view.attrs.complete and view.missing_ranges()
+            assert view.missing_ranges()[0][0] <= src.missing_ranges()[0][0]
+            assert page_digests(view) == page_digests(src)
+    finally:
+        run_cli("vmcore.cli", "umount", mnt, check=True)
     bad = run_cli("vmcore.cli", "mount", dev, mnt, "-f", "makedumpfile")
     assert bad.returncode == 2 and "elf, kdump, s390" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1 and not os.path.ismount(mnt)

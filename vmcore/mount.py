@@ -1,9 +1,13 @@
-"""`vmcore mount`: any dump the readers accept as a read-only file DIR/dump.elf (or, with -f s390,
-DIR/dump.s390), made on demand.
+"""`vmcore mount`: any dump the readers accept as a read-only file DIR/dump.elf (or, with -f kdump,
+DIR/dump.kdump, with -f s390, DIR/dump.s390), made on demand.
 
 The idea of `zgetdump -m`: no copy and no tool that needs to know the source format.  At mount
 time only the headers are computed: the ELF headers and notes (the writer's own layout,
-vmcore.formats.elf), or the flat s390 dump's header, its end marker and the CPUs' save areas
+vmcore.formats.elf), the kdump file's header, sub-header and notes with the page runs its
+bitmaps and descriptors are computed from per read (uncompressed pages: a compressed file's
+descriptors hold each page's compressed size and offset, known only after compressing every
+page before it; `vmcore convert -f kdump --compress none` writes the same file), or the flat
+s390 dump's header, its end marker and the CPUs' save areas
 laid over their lowcores (as vmcore.formats.s390's writer does).  Every read of the file is then
 served from the dump model: header bytes from memory, memory bytes from the chunks' sources
 (a device, a volume set, a compressed dump inflates just the units a read touches), zero chunks
@@ -162,12 +166,13 @@ class KdumpView:
     """The bytes `vmcore convert -f kdump --compress none` would write, computed for each read:
     the header, sub-header and notes from memory, bitmaps and page descriptors from the page runs
     (vmcore.formats.kdump.writer.LazyKdump), the shared zero page, then the data pages read from
-    the dump's RAM chunks."""
+    the dump's RAM chunks.  A dump with memory left out is served as `--allow-incomplete` writes
+    it: flagged incomplete, its missing pages with empty descriptors."""
 
     def __init__(self, dump: Dump, cache_size: int = DEFAULT_CACHE):
         from vmcore.formats.kdump.writer import LazyKdump
         self.dump = dump
-        self.plan = LazyKdump(dump)
+        self.plan = LazyKdump(dump, allow_incomplete=True)      # flagged, as the ELF view keeps the gaps
         self.size = self.plan.size
         self.memory = _Memory([c for c in dump.chunks if c.kind == KIND_RAM], cache_size)
         self.cache = self.memory.cache
