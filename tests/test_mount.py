@@ -1,5 +1,6 @@
 """`vmcore mount` / `vmcore umount` (issue 20): a dump read from a device image, served as
-DIR/dump.elf on demand, opened by gdb, eu-readelf, libkdumpfile, drgn and zgetdump 2.35."""
+DIR/dump.elf on demand, opened by gdb, eu-readelf, libkdumpfile, drgn and zgetdump 2.35 (DIR/dump.kdump
+by libkdumpfile, drgn and makedumpfile 1.7.6; DIR/dump.s390 by zgetdump)."""
 from __future__ import annotations
 
 import json
