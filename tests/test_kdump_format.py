@@ -206,6 +206,49 @@ def test_none_is_uncompressed(written):
     assert h.status == 0 and lay.pages_compressed == 0 and lay.pages_raw > 0
 
 
+def test_uncompressed_layout_is_known_without_reading_memory(tmp_path):
+    """compress="none" with zero pages kept: a page is data where a data range touches it (a zero
+    page read from a file's data stays raw), so LazyKdump, which reads no memory, and the mount's
+    view of it give the written file byte for byte, bitmaps and descriptors served from the page
+    runs at any offset; unaligned chunks, zero chunks and gaps (allow_incomplete) included."""
+    from vmcore.formats.kdump.writer import LazyKdump
+    from vmcore.mount import KdumpView
+    from vmcore.model import FileSource
+    rng = random.Random(20)
+    img = tmp_path / "mem.img"
+    img.write_bytes(bytes(0x3000) + os.urandom(0x1000) + bytes(0x2000) + b"y" * 0x2000)
+    data = bytes(range(256)) * 40
+    files = FileSource(str(img))
+    dumps = {
+        "mixed": Dump([MemChunk(0x100, len(data), BytesSource(data)),
+                       MemChunk(0x100 + len(data), 0x1000, None, "zero"),
+                       MemChunk(0x5010, 0x20, BytesSource(b"x" * 0x20)),
+                       MemChunk(0x9000, 0x8000, files.region(0, 0x8000))], resources=[files]),
+        "gaps": Dump([MemChunk(0, 8192, BytesSource(b"a" * 8192)), MemChunk(8192, 8192, None, "absent"),
+                      MemChunk(16384, 8192, BytesSource(os.urandom(8192))), MemChunk(24576, 8192, None, "absent")]),
+    }
+    for name, d in dumps.items():
+        for order in (">", "<"):
+            path = str(tmp_path / f"{name}.kdump")
+            lay = write_dump(d, path, "kdump", timestamp=0, compress="none", allow_incomplete=True, byteorder=order)
+            ref = open(path, "rb").read()
+            lazy = LazyKdump(d, timestamp=0, allow_incomplete=True, byteorder=order)
+            assert lazy.size == len(ref) == lay.file_size and lazy.lay.num_dumpable == lay.num_dumpable
+            assert (lazy.lay.pages_raw, lazy.lay.pages_zero) == (lay.pages_raw, lay.pages_zero)
+            view = KdumpView.__new__(KdumpView)       # the mount's view, with this plan
+            view.__dict__.update(dump=d, plan=lazy, size=lazy.size)
+            from vmcore.mount import _Memory
+            view.memory = _Memory([c for c in d.chunks if c.kind == "ram"], 1 << 20)
+            assert view.read(0, lazy.size) == ref, (name, order)
+            for _ in range(200):
+                off, n = rng.randrange(len(ref)), rng.choice([1, 7, 24, 4096, 5000, 20000])
+                assert view.read(off, n) == ref[off:off + n], (name, order, off, n)
+    with open_dump(str(tmp_path / "mixed.kdump")) as k:
+        # the image holds no holes: its zero pages are data, written raw, and read back as zeros
+        assert k.read(0x9000, 0x8000) == img.read_bytes()[:0x8000]
+    files.close()
+
+
 def test_flattened_is_the_same_file_as_records(written, tmp_path):
     """Rebuilding the -F stream (what makedumpfile -R does) gives the plain file byte for byte."""
     flat_path, _, _, _ = written["zlib-flat"]

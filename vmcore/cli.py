@@ -350,9 +350,11 @@ def verify(
 def mount(
     dump: str = typer.Argument(..., help="dump file, device image, or FILE1,FILE2,... (multi-volume)"),
     directory: str = typer.Argument(..., help="an empty directory: the dump appears there as dump.elf "
-                                    "(dump.s390 with -f s390)"),
+                                    "(dump.kdump with -f kdump, dump.s390 with -f s390)"),
     out_fmt: str = typer.Option("elf", "--format", "-f",
-                                help="the mounted file's format: elf, or s390 (the flat s390 dump)"),
+                                help="the mounted file's format: elf; kdump (kdump-compressed, but pages "
+                                "uncompressed: what convert -f kdump --compress none writes); or s390 "
+                                "(the flat s390 dump)"),
     in_fmt: Optional[str] = typer.Option(None, "--input-format", help="force the input format (e.g. raw)"),
     select: Optional[str] = typer.Option(None, "-s", "--select", help=SELECT_HELP),
     foreground: bool = typer.Option(False, "--foreground", help="serve in this process until unmounted"),
@@ -360,7 +362,7 @@ def mount(
                                    help="inflated units (compressed dumps) kept between reads; 0: none"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """zgetdump -m: the dump as a read-only file DIR/dump.elf (or dump.s390), made on demand (no copy)."""
+    """zgetdump -m: the dump as a read-only file DIR/dump.elf (or dump.kdump, dump.s390), made on demand (no copy)."""
     from vmcore.mount import mount as do_mount
     res = do_mount(lambda: open_input(dump, in_fmt, select=select), directory, out_fmt, foreground=foreground,
                    cache_size=parse_size(cache_size, "cache size"))

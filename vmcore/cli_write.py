@@ -108,7 +108,8 @@ _WRITE_OPTIONS = {
     "flattened": (bool, typer.Option(False, "-F", "--flattened", help=FLAT_HELP)),
     "force": (bool, typer.Option(False, "--force", help=FORCE_HELP)),
     "compress": (Optional[str], typer.Option(None, "--compress",
-                                             help="kdump format: zlib (default), lzo, snappy, zstd or none")),
+                                             help="kdump format: zlib (default), lzo, snappy, zstd or none "
+                                             "(what vmcore mount -f kdump serves)")),
     "c_zlib": (bool, typer.Option(False, "-c", help="kdump format, zlib pages (makedumpfile -c)")),
     "l_lzo": (bool, typer.Option(False, "-l", help="kdump format, lzo pages (makedumpfile -l)")),
     "p_snappy": (bool, typer.Option(False, "-p", help="kdump format, snappy pages (makedumpfile -p)")),

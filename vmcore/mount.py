@@ -1,9 +1,13 @@
-"""`vmcore mount`: any dump the readers accept as a read-only file DIR/dump.elf (or, with -f s390,
-DIR/dump.s390), made on demand.
+"""`vmcore mount`: any dump the readers accept as a read-only file DIR/dump.elf (or, with -f kdump,
+DIR/dump.kdump, with -f s390, DIR/dump.s390), made on demand.
 
 The idea of `zgetdump -m`: no copy and no tool that needs to know the source format.  At mount
 time only the headers are computed: the ELF headers and notes (the writer's own layout,
-vmcore.formats.elf), or the flat s390 dump's header, its end marker and the CPUs' save areas
+vmcore.formats.elf), the kdump file's header, sub-header and notes with the page runs its
+bitmaps and descriptors are computed from per read (uncompressed pages: a compressed file's
+descriptors hold each page's compressed size and offset, known only after compressing every
+page before it; `vmcore convert -f kdump --compress none` writes the same file), or the flat
+s390 dump's header, its end marker and the CPUs' save areas
 laid over their lowcores (as vmcore.formats.s390's writer does).  Every read of the file is then
 served from the dump model: header bytes from memory, memory bytes from the chunks' sources
 (a device, a volume set, a compressed dump inflates just the units a read touches), zero chunks
@@ -38,7 +42,7 @@ from dumpkit.errors import BadInputError, DumpToolError, UnsupportedError, Usage
 from vmcore.formats.elf import file_head, plan_layout
 from vmcore.model import KIND_RAM, Dump, MemChunk
 
-FILE_NAMES = {"elf": "dump.elf", "s390": "dump.s390"}
+FILE_NAMES = {"elf": "dump.elf", "kdump": "dump.kdump", "s390": "dump.s390"}
 DEFAULT_CACHE = 64 << 20                    # bytes of inflated units a mount keeps
 ENTRY_COST = 160                            # what keeping one unit costs beyond its bytes (key, links)
 
@@ -133,6 +137,7 @@ class _Memory:
         self.cache = ByteLru(cache_size)
         self._readers: dict[int, ChunkReader] = {}
         self._lock = threading.Lock()
+        self._starts: list[int] | None = None
 
     def reader(self, i: int) -> ChunkReader:
         r = self._readers.get(i)
@@ -143,6 +148,69 @@ class _Memory:
     def read(self, i: int, offset: int, length: int) -> bytes:
         with self._lock:
             return self.reader(i).read(offset, length)
+
+    def fill(self, out: bytearray, at: int, a: int, b: int) -> None:
+        """Memory [a, b) into out[at:]: what the chunks hold; everything else stays as it is."""
+        if self._starts is None:
+            self._starts = [c.start for c in self.chunks]
+        i = max(bisect.bisect_right(self._starts, a) - 1, 0)
+        while i < len(self.chunks) and self.chunks[i].start < b:
+            c = self.chunks[i]
+            s, e = max(a, c.start), min(b, c.end)
+            if s < e:
+                out[at + s - a:at + e - a] = self.read(i, s - c.start, e - s)
+            i += 1
+
+
+class KdumpView:
+    """The bytes `vmcore convert -f kdump --compress none` would write, computed for each read:
+    the header, sub-header and notes from memory, bitmaps and page descriptors from the page runs
+    (vmcore.formats.kdump.writer.LazyKdump), the shared zero page, then the data pages read from
+    the dump's RAM chunks.  A dump with memory left out is served as `--allow-incomplete` writes
+    it: flagged incomplete, its missing pages with empty descriptors."""
+
+    def __init__(self, dump: Dump, cache_size: int = DEFAULT_CACHE):
+        from vmcore.formats.kdump.writer import LazyKdump
+        self.dump = dump
+        self.plan = LazyKdump(dump, allow_incomplete=True)      # flagged, as the ELF view keeps the gaps
+        self.size = self.plan.size
+        self.memory = _Memory([c for c in dump.chunks if c.kind == KIND_RAM], cache_size)
+        self.cache = self.memory.cache
+
+    def read(self, offset: int, length: int) -> bytes:
+        from meminfo_abi.diskdump import PAGE_DESC_SIZE
+        plan, lay, ps = self.plan, self.plan.lay, self.plan.ps
+        end = min(offset + length, self.size)
+        if offset < 0 or offset >= end:
+            return b""
+        out = bytearray(end - offset)
+
+        def region(lo: int, hi: int) -> tuple[int, int]:
+            return max(offset, lo), min(end, hi)
+
+        s, e = region(0, lay.offset_bitmap1)
+        if s < e:
+            out[s - offset:e - offset] = plan.head[s:e]
+        for which, base in ((1, lay.offset_bitmap1), (2, lay.offset_bitmap2)):
+            s, e = region(base, base + plan.half)
+            if s < e:
+                out[s - offset:e - offset] = plan.bitmap(which, s - base, e - s)
+        s, e = region(lay.offset_desc, lay.offset_data)
+        if s < e:
+            r0, r1 = (s - lay.offset_desc) // PAGE_DESC_SIZE, -(-(e - lay.offset_desc) // PAGE_DESC_SIZE)
+            descs = plan.descriptors(r0, r1 - r0)
+            at = lay.offset_desc + r0 * PAGE_DESC_SIZE
+            out[s - offset:e - offset] = descs[s - at:e - at]
+        base = lay.offset_data + ps                 # the zero page stays zero; the data pages follow
+        s, e = region(base, self.size)
+        if s < e:
+            d0, d1 = (s - base) // ps, -(-(e - base) // ps)
+            pos = base + d0 * ps                    # file offset of the run being filled
+            for a, b in plan.data_pfns(d0, d1 - d0):
+                lo, hi = max(s, pos), min(e, pos + (b - a) * ps)
+                self.memory.fill(out, lo - offset, a * ps + lo - pos, a * ps + hi - pos)
+                pos += (b - a) * ps
+        return bytes(out)
 
 
 class ElfView:
@@ -195,21 +263,12 @@ class S390View:
         self.head_size = DF_S390_HDR_SIZE
         self.head = header.ljust(self.head_size, b"\0")
         self.size = self.head_size + self.mem_size + len(self.tail)
-        chunks = [c for c in dump.chunks if c.kind == KIND_RAM]
-        self._starts = [c.start for c in chunks]
-        self.memory = _Memory(chunks, cache_size)
+        self.memory = _Memory([c for c in dump.chunks if c.kind == KIND_RAM], cache_size)
         self.cache = self.memory.cache
 
     def _memory(self, out: bytearray, at: int, a: int, b: int) -> None:
         """Memory [a, b) into out[at:]: the RAM chunks, the overlays; everything else stays zero."""
-        chunks = self.memory.chunks
-        i = max(bisect.bisect_right(self._starts, a) - 1, 0)
-        while i < len(chunks) and chunks[i].start < b:
-            c = chunks[i]
-            s, e = max(a, c.start), min(b, c.end)
-            if s < e:
-                out[at + s - a:at + e - a] = self.memory.read(i, s - c.start, e - s)
-            i += 1
+        self.memory.fill(out, at, a, b)
         for addr, data in self.overlays:
             s, e = max(a, addr), min(b, addr + len(data))
             if s < e:
@@ -233,10 +292,10 @@ class S390View:
         return bytes(out)
 
 
-VIEWS = {"elf": ElfView, "s390": S390View}
+VIEWS = {"elf": ElfView, "kdump": KdumpView, "s390": S390View}
 
 
-def _operations(view: ElfView | S390View, name: str, ready: Callable[[], None]):
+def _operations(view: ElfView | KdumpView | S390View, name: str, ready: Callable[[], None]):
     import mfusepy
 
     now = time.time()

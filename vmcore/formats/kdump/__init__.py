@@ -18,6 +18,11 @@ Writer ("kdump"), as makedumpfile -c -d 1 writes it on s390x:
   first in the data area (dump_level 1).  With exclude_zero they are left out
   of bitmap 2 instead (what makedumpfile does for its ELF output): readers see
   dump_level 1 and nothing else excluded, so the missing pages are zero.
+  Uncompressed (compress="none") with zero pages kept, a page is zero when no
+  data range of the source touches it (holes of a sparse image, zero chunks),
+  whatever its bytes: the layout then follows from the data ranges alone, and
+  `vmcore mount -f kdump` serves the same file without reading memory
+  (writer.LazyKdump).
   Each page is compressed on its own (zlib via zlib-ng, level 1 by default;
   lzo, snappy, zstd when their modules are installed) and stored raw when
   compression does not make it smaller.  Compression runs on all cores: a
