@@ -152,6 +152,20 @@ def test_reader_restores_every_page_and_register(sadumps, name):
         assert d.attrs.vmcoreinfo is not None and d.attrs.vmcoreinfo.osrelease == "6.1.0-s390dumptools"
 
 
+def test_closing_a_dump_closes_every_descriptor(sadumps):
+    """Open, read, close, many times: no descriptor is left behind (a left one kept a FUSE mount
+    of the dump busy after its reader was closed)."""
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+    for name in ("eckd_zlib", "eckd", "fba", "tape", "mv3", "stream_zlib"):
+        before = open_fds()
+        for _ in range(3):
+            with open_dump(sadumps[name].inputs) as d:
+                d.read(0, 4096)
+                d.read(5 * MIB, 4096)
+        assert open_fds() == before, name
+
+
 def test_multi_volume_set_in_any_order_and_as_one_string(sadumps):
     vols = sadumps["mv3"].inputs
     with open_dump(",".join(vols)) as a, open_dump([vols[2], vols[0], vols[1]]) as b:

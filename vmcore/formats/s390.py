@@ -245,7 +245,7 @@ def _tape_source(base: FileSource, layout: TapeDumpLayout, size: int, name: str)
             if a < z:
                 yield a, z
 
-    return MappedSource(read, size, ranges, name=name)
+    return MappedSource(read, size, ranges, close_fn=base.close, name=name)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -269,7 +269,7 @@ def _chunks(r: StreamReport, bases: list[FileSource]) -> list[MemChunk]:
             base = bases[p.volume]
             where = r.paths[p.volume] if r.layout != "multi-volume" else f"volume {p.volume} ({r.paths[p.volume]})"
             if r.tape is not None:
-                src = _tape_source(base, r.tape, p.len, f"{where} (tape)")
+                src = _tape_source(base.region(0, base.size), r.tape, p.len, f"{where} (tape)")
             elif p.segment is None:
                 src = base.region(p.file_offset, p.len, name=where)
             else:
@@ -348,9 +348,7 @@ def read_s390(path, select: str | None = None) -> Dump:
         r = read_stream(paths, fds, kinds)
         if not r.present:
             raise BadInputError(f"{r.paths[0]}: {r.reason}")
-        bases = [bases[i] for i in r.order]
-        dump = _build(r, bases, ",".join(paths))
-        bases = []            # the dump's chunks own the descriptors now
+        dump = _build(r, [bases[i] for i in r.order], ",".join(paths))
     except BaseException as exc:
         for b in bases:
             b.close()
@@ -364,6 +362,8 @@ def read_s390(path, select: str | None = None) -> Dump:
     finally:
         for fd in fds:
             os.close(fd)
+    for b in bases:          # the chunks hold regions of their own; the dump closes those
+        b.close()
     try:
         return select_system(dump, select)
     except BaseException:
