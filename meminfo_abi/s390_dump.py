@@ -91,11 +91,11 @@ MEM_UPPER_LIMIT_NONE = 0xFFFFFFFFFFFFFFFF
 
 # Dump tool magics: 7 characters + a version byte (zgetdump -d reads them at block 3).
 DUMPER_MAGIC_ECKD_EXT = b"XECKD64"          # ECKD single volume, version 2 = zlib capable
-DUMPER_MAGIC_MV_EXT = b"XMULT64"            # ECKD multi-volume, version 2
+DUMPER_MAGIC_MV_EXT = b"XMULT64"            # ECKD multi-volume, version 1 (zipl < 2.37) or 2 (zipl >= 2.37)
 DUMPER_MAGIC_FBA_EXT = b"XDFBA64"           # FBA, version 1
 DUMPER_MAGIC_TAPE = b"XTAPE64"              # ours: zipl's tape tool has no magic (see TapeHead)
 DUMPER_VERSION = {DUMPER_MAGIC_ECKD_EXT: 2, DUMPER_MAGIC_MV_EXT: 2, DUMPER_MAGIC_FBA_EXT: 1,
-                  DUMPER_MAGIC_TAPE: 1}
+                  DUMPER_MAGIC_TAPE: 1}     # the version we build by default (today's zipl)
 DUMPER_DESCRIPTION = {
     DUMPER_MAGIC_ECKD_EXT: "Single-volume DASD dump tool (extended)",
     DUMPER_MAGIC_MV_EXT: "Multi-volume DASD dump tool (extended)",
@@ -103,11 +103,23 @@ DUMPER_DESCRIPTION = {
     DUMPER_MAGIC_TAPE: "Tape dump tool",
 }
 # Size of each dump tool image (include/boot/loaders_layout.h STAGE2_DUMPER_SIZE_* / STAGE2_MAX_SIZE)
-STAGE2_DUMPER_SIZE_SV = 0x3000
-STAGE2_DUMPER_SIZE_MV = 0x4000
-STAGE2_DUMPER_SIZE_SV_ZLIB = 0x8000
-DUMPER_SIZE = {DUMPER_MAGIC_ECKD_EXT: STAGE2_DUMPER_SIZE_SV_ZLIB, DUMPER_MAGIC_MV_EXT: STAGE2_DUMPER_SIZE_MV,
-               DUMPER_MAGIC_FBA_EXT: STAGE2_DUMPER_SIZE_SV, DUMPER_MAGIC_TAPE: STAGE2_DUMPER_SIZE_SV}
+STAGE2_DUMPER_SIZE_V3 = 0x3000
+STAGE2_DUMPER_SIZE_SV = STAGE2_DUMPER_SIZE_V3
+STAGE2_DUMPER_SIZE_MV = 0x4000              # zipl >= 2.37 only
+STAGE2_DUMPER_SIZE_SV_ZLIB = 0x8000         # STAGE2_DUMPER_SIZE_ZLIB
+# The size is the tool's version's (zgetdump: df_s390_dumper_read): the multi-volume tool grew from
+# 0x3000 (XMULT64 v1) to 0x4000 (XMULT64 v2, zipl 2.37), and its MvdumpParmTable moved with its end,
+# from block 6 to block 7.  zgetdump < 2.37 takes any version-2 XMULT64 as 0x2000 long (reads the
+# table at block 5) and so finds no v2 set; the single-volume tools have one size in every zgetdump.
+DUMPER_SIZES = {
+    (DUMPER_MAGIC_ECKD_EXT, 2): STAGE2_DUMPER_SIZE_SV_ZLIB,
+    (DUMPER_MAGIC_MV_EXT, 1): STAGE2_DUMPER_SIZE_V3,
+    (DUMPER_MAGIC_MV_EXT, 2): STAGE2_DUMPER_SIZE_MV,
+    (DUMPER_MAGIC_FBA_EXT, 1): STAGE2_DUMPER_SIZE_V3,
+    (DUMPER_MAGIC_TAPE, 1): STAGE2_DUMPER_SIZE_V3,
+}
+DUMPER_VERSIONS = {m: tuple(sorted(v for mm, v in DUMPER_SIZES if mm == m)) for m in DUMPER_VERSION}
+DUMPER_SIZE = {m: DUMPER_SIZES[m, v] for m, v in DUMPER_VERSION.items()}     # the default version's size
 
 # boot_info (include/boot/boot_defs.h)
 BOOT_INFO_MAGIC = b"zIPL"

@@ -4,7 +4,8 @@ What a reader needs to find the dump on an image of a dump device as zipl leaves
 (the image layouts are described in zipl_sadump/device.py, which writes them):
   ECKD  4 KiB blocks; the IPL2 record (block 1) carries the boot_info with the dump
         partition's first/last block; the dump tool starts at block 3 (XECKD64 or
-        XMULT64, the latter followed by the multi-volume parameter table); the VOL1
+        XMULT64, the latter followed by the multi-volume parameter table, which is at
+        block 6 behind a version-1 tool and at block 7 behind a version-2 one); the VOL1
         label in block 2 names the device number ("DVxxxx").
   FBA   512-byte blocks; boot_info in block 0; the dumper writes blk_start .. blk_end - 1.
   tape  AWSTAPE image: the dump tool block, then a tapemark, the header block, the memory
@@ -31,7 +32,7 @@ from meminfo_abi.s390_dump import (
     BOOT_INFO_OFFSET_ECKD_STAGE1, BOOT_INFO_OFFSET_FBA_STAGE0, BOOT_INFO_VERSION, DEVICE_PROBE_SIZE,
     DF_S390_HDR_SIZE, DF_S390_MAGIC_BLK_ECKD, DF_S390_MAGIC_EXT, DUMPER_DESCRIPTION,
     DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_FBA_EXT, DUMPER_MAGIC_MV_EXT, DUMPER_MAGIC_TAPE, DUMPER_SIZE,
-    DUMPER_VERSION, ECKD_BLOCK_SIZE, ECKD_VOL1_BLOCK, FBA_BLOCK_SIZE, FBA_STAGE1B_BLOCKS, FBA_TOOL_BLOCKS,
+    DUMPER_SIZES, DUMPER_VERSION, DUMPER_VERSIONS, ECKD_BLOCK_SIZE, ECKD_VOL1_BLOCK, FBA_BLOCK_SIZE, FBA_STAGE1B_BLOCKS, FBA_TOOL_BLOCKS,
     MAX_DUMP_VOLUMES, MEM_UPPER_LIMIT_NONE, MVDUMP_PARM_TABLE_SIZE, MVDUMP_SIGN_OFFSET, TAPE_BLK_SIZE,
     TAPE_DUMP_OFFSET, TAPE_HEAD_PSW, TAPE_RECORD_SIZE, TAPE_TOOL_SIZE, AwsTapeHeader, BootInfo, DumperHead,
     EckdDumpParam, FbaDumpParam, MvdumpParmTable, Stage2dumpParmTail, TapeHead, parse_header,
@@ -74,7 +75,7 @@ class MvTable:
 @dataclass(frozen=True)
 class DumpTool:
     """The dump tool zipl installed: DumperHead at its start, Stage2dumpParmTail at its end (read
-    for a known magic only: the magic gives the tool's size, hence where the tail is)."""
+    for a known magic and version only: they give the tool's size, hence where the tail is)."""
 
     magic: bytes = b""                  # as found; b"" when the image ends before it
     version: int = 0
@@ -86,6 +87,11 @@ class DumpTool:
     def name(self) -> str:
         """"XECKD64", "XMULT64", "XDFBA64", "XTAPE64"; "" for an unknown or absent tool."""
         return self.magic.decode() if self.magic in DUMPER_VERSION else ""
+
+    @property
+    def size(self) -> int | None:
+        """Bytes of the tool image (its version's); None for a tool we do not know."""
+        return DUMPER_SIZES.get((self.magic, self.version))
 
 
 _KIND_TOOLS = {"eckd": (DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_MV_EXT), "fba": (DUMPER_MAGIC_FBA_EXT,),
@@ -148,7 +154,7 @@ class DumpArea:
         magic, version = self.tool.magic, self.tool.version
         if magic not in _KIND_TOOLS[self.kind]:
             raise BadInputError(f"{self.path}: no {_KIND_TOOL_PLACE[self.kind]} (found {magic!r})")
-        if version != DUMPER_VERSION[magic]:
+        if version not in DUMPER_VERSIONS[magic]:
             raise BadInputError(f"{self.path}: {magic.decode()} dump tool version {version} is not supported")
 
 
@@ -247,9 +253,10 @@ def _dump_tool(fd: int, offset: int, head_at: int = 0) -> DumpTool:
         return DumpTool()
     head = DumperHead.parse(raw)
     magic = bytes(head.magic)
-    if magic not in DUMPER_SIZE:
+    size = DUMPER_SIZES.get((magic, head.version))
+    if size is None:
         return DumpTool(magic, head.version)
-    raw = _pread_some(fd, _PARM_TAIL_SIZE, offset + DUMPER_SIZE[magic] - _PARM_TAIL_SIZE)
+    raw = _pread_some(fd, _PARM_TAIL_SIZE, offset + size - _PARM_TAIL_SIZE)
     if len(raw) < _PARM_TAIL_SIZE:
         return DumpTool(magic, head.version)
     tail = Stage2dumpParmTail.parse(raw)
@@ -311,7 +318,11 @@ def _eckd_area(fd: int, path: str, size: int, bi) -> DumpArea:
     tool = _dump_tool(fd, tool_offset)
     table = signature = None
     if tool.magic == DUMPER_MAGIC_MV_EXT:
-        table = _mv_table(fd, path, tool_offset + DUMPER_SIZE[DUMPER_MAGIC_MV_EXT])
+        if tool.size is None:                         # the table is behind the tool: where, its version says
+            raise BadInputError(f"{path}: XMULT64 dump tool version {tool.version} is not supported (versions "
+                                f"{', '.join(map(str, DUMPER_VERSIONS[DUMPER_MAGIC_MV_EXT]))}); its multi-volume "
+                                "parameter table cannot be found")
+        table = _mv_table(fd, path, tool_offset + tool.size)
         signature = _pread_some(fd, 8, offset + MVDUMP_SIGN_OFFSET) == DF_S390_MAGIC_EXT.to_bytes(8, "big")
     return DumpArea(path, "eckd", tool, offset, _present(offset, nominal, size), nominal, p.blk_size, size,
                     p.blk_start, p.blk_end, p.num_heads, p.bpt, _label_devno(fd), table, signature)

@@ -19,7 +19,7 @@ from meminfo_abi.tod import TOD_UNIX_EPOCH, tod_to_datetime, tod_to_unix, unix_t
 from tests.conftest import run_cli
 from zipl_sadump.device import (
     ECKD_BLOCK_SIZE, ECKD_PART_START, FBA_BLOCK_SIZE, MVDUMP_TABLE_BLOCK, TAPE_DUMP_OFFSET, build_device,
-    build_multi_volume, fits, read_device, read_devices,
+    build_multi_volume, fits, mvdump_table_block, read_device, read_devices,
 )
 
 SADUMP = "zipl_sadump.cli"
@@ -209,10 +209,12 @@ def test_tape_image_is_an_awstape_file(tmp_path):
     assert (dev.type, dev.dump_offset, dev.size, dev.block_size) == ("tape", TAPE_DUMP_OFFSET, 20 * MIB, 32768)
 
 
-def test_multi_volume_table_is_identical_on_every_volume(tmp_path):
+@pytest.mark.parametrize("version,table_block", [(2, 7), (1, 6)], ids=["v2", "v1"])
+def test_multi_volume_table_is_identical_on_every_volume(tmp_path, version, table_block):
     paths = [str(tmp_path / f"v{i}.img") for i in range(3)]
-    devs = build_multi_volume(paths, 40 * MIB)
-    tables = [open(p, "rb").read()[MVDUMP_TABLE_BLOCK * 4096:MVDUMP_TABLE_BLOCK * 4096 + 512] for p in paths]
+    devs = build_multi_volume(paths, 40 * MIB, tool_version=version)
+    assert mvdump_table_block(version) == table_block and MVDUMP_TABLE_BLOCK == 7    # zipl >= 2.37 / older
+    tables = [open(p, "rb").read()[table_block * 4096:table_block * 4096 + 512] for p in paths]
     assert tables[0] == tables[1] == tables[2]
     t = MvdumpParmTable.parse(tables[0])
     assert t.vol_cnt == 3 and t.tod != 0
@@ -220,7 +222,12 @@ def test_multi_volume_table_is_identical_on_every_volume(tmp_path):
     assert all(v.blk_size == 0x10 and v.start_blk == 24 for v in t.vol_parm[:3])
     for i, (p, d) in enumerate(zip(paths, devs)):
         raw = open(p, "rb").read()
-        assert raw[3 * 4096:3 * 4096 + 8] == struct.pack(">Q", 0x584D554C54363402)    # XMULT64 v2
+        assert raw[3 * 4096:3 * 4096 + 8] == struct.pack(">Q", 0x584D554C54363400 + version)    # XMULT64 v1/v2
+        tail = Stage2dumpParmTail.parse(raw[(table_block * 4096) - 16:table_block * 4096])    # the tool's end
+        assert tail.mem_upper_limit == 0xFFFFFFFFFFFFFFFF and tail.mvdump_force == 0
+        if version == 1:                              # stage 1b where a version-2 reader looks, no table
+            assert raw[7 * 4096:7 * 4096 + 512] != tables[0] and raw[7 * 4096] == 0x07
+        assert (d.tool, d.tool_version) == ("XMULT64", version)
         assert raw[24 * 4096 + 512:24 * 4096 + 520] == struct.pack(">Q", DF_S390_MAGIC_EXT)   # signature
         assert raw[24 * 4096:24 * 4096 + 512] == bytes(512)
         assert d.volnr == i and d.signature and d.multi_volume
@@ -263,12 +270,13 @@ def test_corrupt_boot_record_is_one_line_error(tmp_path, offset, data, message):
     assert "\n" not in str(exc.value)
 
 
+@pytest.mark.parametrize("version", [2, 1], ids=["v2", "v1"])
 @pytest.mark.parametrize("at,what", [(11, "0 blocks per track"), (12, "0 heads")])
-def test_multi_volume_table_without_geometry_is_refused_by_sadump_and_vmcore(tmp_path, at, what):
+def test_multi_volume_table_without_geometry_is_refused_by_sadump_and_vmcore(tmp_path, at, what, version):
     from vmcore.formats import open_dump
     paths = [str(tmp_path / f"v{i}.img") for i in range(2)]
-    build_multi_volume(paths, 24 * MIB)
-    _corrupt(paths[1], MVDUMP_TABLE_BLOCK * ECKD_BLOCK_SIZE + 10 + 13 + at, b"\x00")   # entry 1: bpt, num_heads
+    build_multi_volume(paths, 24 * MIB, tool_version=version)
+    _corrupt(paths[1], mvdump_table_block(version) * ECKD_BLOCK_SIZE + 10 + 13 + at, b"\x00")   # entry 1
     message = f"corrupt multi-volume parameter table entry 1 .*{what}"
     with pytest.raises(BadInputError, match=message) as exc:
         read_devices(paths)
@@ -277,6 +285,41 @@ def test_multi_volume_table_without_geometry_is_refused_by_sadump_and_vmcore(tmp
         open_dump(paths)
     proc = run_cli("vmcore.cli", "info", ",".join(paths))
     assert proc.returncode == 3 and "parameter table entry 1" in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def test_multi_volume_tool_of_unknown_version_is_one_line_error(tmp_path):
+    from vmcore.formats import open_dump
+    paths = [str(tmp_path / f"v{i}.img") for i in range(2)]
+    with pytest.raises(BadInputError, match="XMULT64 dump tool version 3 is not supported"):
+        build_multi_volume(paths, 24 * MIB, tool_version=3)
+    assert os.listdir(tmp_path) == []
+    proc = run_cli(SADUMP, "build", "-d", paths[0], "--size", "24M", "--tool-version", "1")
+    assert proc.returncode == 2 and "--tool-version applies to a multi-volume dump" in proc.stderr
+    build_multi_volume(paths, 24 * MIB, tool_version=1)
+    for p in paths:
+        _corrupt(p, 3 * ECKD_BLOCK_SIZE + 7, b"\x03")         # XMULT64 v3: where its table is, nobody knows
+    message = "XMULT64 dump tool version 3 is not supported .*parameter table cannot be found"
+    with pytest.raises(BadInputError, match=message) as exc:
+        read_devices(paths)
+    assert "\n" not in str(exc.value)
+    with pytest.raises(BadInputError, match=message):
+        open_dump(paths)
+
+
+def test_sadump_show_names_the_multi_volume_tool_version(tmp_path):
+    for version in (1, 2):
+        paths = [str(tmp_path / f"v{version}{i}.img") for i in range(2)]
+        proc = run_cli(SADUMP, "build", "-M", ",".join(paths), "--size", "24M", "--tool-version", str(version),
+                       "--json", check=True)
+        assert {d["tool_version"] for d in json.loads(proc.stdout)["devices"]} == {version}
+        proc = run_cli(SADUMP, "show", "-d", ",".join(paths), "--json", check=True)
+        devs = json.loads(proc.stdout)["devices"]
+        assert [(d["tool"], d["tool_version"], d["volnr"]) for d in devs] == [("XMULT64", version, 0),
+                                                                             ("XMULT64", version, 1)]
+        text = run_cli(SADUMP, "show", "-d", ",".join(paths), check=True).stdout
+        assert f"(XMULT64 version {version})" in text and f"block {6 if version == 1 else 7}, 2 volumes" in text
+    proc = run_cli(SADUMP, "build", "-M", str(tmp_path / "x.img"), "--size", "24M", "--tool-version", "3")
+    assert proc.returncode == 2 and "--tool-version must be one of 1, 2" in proc.stderr
 
 
 def test_build_rejects_bad_parameters_and_leaves_nothing(tmp_path):

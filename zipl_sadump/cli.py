@@ -20,7 +20,8 @@ from dumpkit.clikit import emit_json, main_for, new_app, progress_bar, stdout
 from dumpkit.fileio import check_output, output_kind
 from dumpkit.units import human, parse_size
 from zipl_sadump.device import (
-    DeviceInfo, build_device, build_multi_volume, fits, parse_device_list, read_devices,
+    MV_TOOL_VERSIONS, DeviceInfo, build_device, build_multi_volume, fits, mvdump_table_block, parse_device_list,
+    read_devices,
 )
 from meminfo_abi.s390_dump_reader import open_device_dump as open_dump
 from zipl_sadump.extract import extract_dump, held_dump
@@ -42,6 +43,9 @@ def build(
     force: bool = typer.Option(False, "--force", help="--device: replace a dump not yet extracted, or an existing "
                                                         "file that is no dump device; -M: zipl -M --force (do not "
                                                         "check/write the volume signature)"),
+    tool_version: Optional[int] = typer.Option(None, "--tool-version",
+                                               help="-M: XMULT64 dump tool version, 2 (zipl >= 2.37, the default) "
+                                                    "or 1 (older zipl; the layout zgetdump < 2.37 reads)"),
     kdump_kernel: Optional[str] = typer.Option(None, "--kdump-kernel", help="ECKD: also store this kdump kernel"),
     kdump_initrd: Optional[str] = typer.Option(None, "--kdump-initrd", help="initrd for --kdump-kernel"),
     kdump_append: str = typer.Option("", "--kdump-append", help="command line for --kdump-kernel"),
@@ -54,6 +58,10 @@ def build(
         raise UsageError("--kdump-kernel needs a single-volume --device")
     if (device is None) == (multi_volume is None):
         raise UsageError("give exactly one of --device FILE or --multi-volume FILE1,FILE2,...")
+    if tool_version is not None and multi_volume is None:
+        raise UsageError("--tool-version applies to a multi-volume dump (--multi-volume)")
+    if tool_version is not None and tool_version not in MV_TOOL_VERSIONS:
+        raise UsageError(f"--tool-version must be one of {', '.join(map(str, MV_TOOL_VERSIONS))}")
     size_b = parse_size(size, "device size") if size is not None else None
     limit = parse_size(mem_limit, "memory limit") if mem_limit is not None else None
     if device is not None:
@@ -74,7 +82,8 @@ def build(
     else:
         if no_compress:
             raise UsageError("--no-compress only applies to a single ECKD device (multi-volume never compresses)")
-        devs = build_multi_volume(parse_device_list(multi_volume), size_b, force=force, mem_limit=limit)
+        devs = build_multi_volume(parse_device_list(multi_volume), size_b, force=force, mem_limit=limit,
+                                  **({} if tool_version is None else {"tool_version": tool_version}))
     _show(devs, None, as_json)
 
 
@@ -267,7 +276,8 @@ def _show(devs: list[DeviceInfo], mem_size: int | None, as_json: bool, with_dump
         t.add_row("compression", "off (--no-compress)" if d0.no_compress else "zlib when DFLTCC is available")
     if d0.multi_volume:
         t.add_row("force specified", "yes" if d0.force else "no")
-        t.add_row("parameter table", f"{len(d0.mv_table.volumes)} volumes, time stamp {tod_text(d0.mv_table.tod)}")
+        t.add_row("parameter table", f"block {mvdump_table_block(d0.tool_version)}, {len(d0.mv_table.volumes)} "
+                  f"volumes, time stamp {tod_text(d0.mv_table.tod)}")
     stdout.print(t)
 
     v = Table(title="dump area" + ("s" if len(devs) > 1 else ""))

@@ -15,8 +15,11 @@ ECKD DASD (``type='eckd'``, and every volume of a multi-volume set)
                           ``DVxxxx`` carries the device number xxxx
     block 3 ...           the dump tool: "XECKD64" v2 (0x8000 bytes, blocks
                           3-10) or "XMULT64" v2 (0x4000 bytes, blocks 3-6, then
-                          the 512-byte ``MvdumpParmTable`` in block 7); its
-                          last 16 bytes are the ``Stage2dumpParmTail``
+                          the 512-byte ``MvdumpParmTable`` in block 7; zipl >=
+                          2.37) or, on request, "XMULT64" v1 (0x3000 bytes,
+                          blocks 3-5, table in block 6; older zipl, the layout
+                          zgetdump < 2.37 reads); its last 16 bytes are the
+                          ``Stage2dumpParmTail``
     next block            stage 1b (``BootEckdStage1b``)
     track 1 (12-23)       VTOC area (left empty)
     block 24 ... end      **partition 1 = the dump partition**: blk_start = 24,
@@ -72,7 +75,7 @@ from meminfo_abi.s390_dump import (
     BOOT_INFO_DEV_TYPE_ECKD, BOOT_INFO_DEV_TYPE_FBA, BOOT_INFO_FLAGS_ARCH, BOOT_INFO_MAGIC, BOOT_INFO_VERSION,
     DEVICE_KINDS, DF_S390_EM_SIZE, DF_S390_HDR_SIZE, DF_S390_MAGIC_BLK_ECKD, DF_S390_MAGIC_EXT, DUMP_SEGM_HDR_SIZE,
     DUMP_SEGM_ZLIB_MAXLEN, DUMPER_DESCRIPTION, DUMPER_MAGIC_ECKD_EXT, DUMPER_MAGIC_FBA_EXT, DUMPER_MAGIC_MV_EXT,
-    DUMPER_MAGIC_TAPE, DUMPER_SIZE, DUMPER_VERSION, ECKD_BLOCK_SIZE, ECKD_VOL1_BLOCK, FBA_BLOCK_SIZE,
+    DUMPER_MAGIC_TAPE, DUMPER_SIZES, DUMPER_VERSION, DUMPER_VERSIONS, ECKD_BLOCK_SIZE, ECKD_VOL1_BLOCK, FBA_BLOCK_SIZE,
     FBA_STAGE1B_BLOCKS, FBA_TOOL_BLOCKS, MAX_DUMP_VOLUMES, MEM_UPPER_LIMIT_NONE, MIB, MVDUMP_PARM_TABLE_SIZE,
     MVDUMP_SIGN_OFFSET, TAPE_BLK_SIZE, TAPE_DUMP_OFFSET, TAPE_HEAD_CCW1, TAPE_HEAD_CCW2, TAPE_HEAD_PSW,
     TAPE_TOOL_SIZE, AwsTapeHeader, BootEckdCdlStage0, BootEckdStage1, BootEckdStage1b, BootFbaStage0, BootFbaStage1b,
@@ -93,7 +96,15 @@ ECKD_BPT = 12                                  # 4 KiB blocks per track
 ECKD_TRACK_SIZE = ECKD_BPT * ECKD_BLOCK_SIZE
 ECKD_PART_START_TRACK = 2
 ECKD_PART_START = ECKD_PART_START_TRACK * ECKD_BPT    # block 24
-MVDUMP_TABLE_BLOCK = DF_S390_MAGIC_BLK_ECKD + DUMPER_SIZE[DUMPER_MAGIC_MV_EXT] // ECKD_BLOCK_SIZE   # 7
+MV_TOOL_VERSIONS = DUMPER_VERSIONS[DUMPER_MAGIC_MV_EXT]           # (1, 2): sadump build -M --tool-version
+
+
+def mvdump_table_block(version: int = DUMPER_VERSION[DUMPER_MAGIC_MV_EXT]) -> int:
+    """The ECKD block holding the MvdumpParmTable behind an XMULT64 tool of this version."""
+    return DF_S390_MAGIC_BLK_ECKD + DUMPER_SIZES[DUMPER_MAGIC_MV_EXT, version] // ECKD_BLOCK_SIZE
+
+
+MVDUMP_TABLE_BLOCK = mvdump_table_block()      # 7 (version 2); 6 behind a version-1 tool
 # FBA
 FBA_PART_START = 8
 
@@ -192,10 +203,11 @@ def _parm_tail(mem_limit: int | None, no_compress: bool, force: bool) -> bytes:
         mem_upper_limit=MEM_UPPER_LIMIT_NONE if mem_limit is None else mem_limit))
 
 
-def _tool_image(magic: bytes, tail: bytes, table: bytes = b"") -> bytes:
-    size = DUMPER_SIZE[magic]
+def _tool_image(magic: bytes, tail: bytes, table: bytes = b"", version: int | None = None) -> bytes:
+    version = DUMPER_VERSION[magic] if version is None else version
+    size = DUMPER_SIZES[magic, version]
     img = bytearray(size)
-    img[0:8] = DumperHead.build(dict(magic=magic, version=DUMPER_VERSION[magic]))
+    img[0:8] = DumperHead.build(dict(magic=magic, version=version))
     img[size - len(tail):] = tail
     return bytes(img) + table
 
@@ -239,10 +251,10 @@ def _ebcdic(text: str) -> bytes:
 
 
 def _write_eckd(fd: int, size: int, magic: bytes, tail: bytes, table: bytes, devno: int,
-                mv_sign: bool, clear_partition: bool, fresh: bool) -> tuple[int, int]:
+                mv_sign: bool, clear_partition: bool, fresh: bool, version: int | None = None) -> tuple[int, int]:
     total_blocks = size // ECKD_BLOCK_SIZE
     blk_start, blk_end = ECKD_PART_START, total_blocks - 1
-    tool = _tool_image(magic, tail, table)
+    tool = _tool_image(magic, tail, table, version)
     tool_blocks = -(-len(tool) // ECKD_BLOCK_SIZE)
     stage1b_block = DF_S390_MAGIC_BLK_ECKD + tool_blocks
     if stage1b_block >= ECKD_BPT:
@@ -413,14 +425,20 @@ def build_device(path: str, type: str = "eckd", size: int | None = None, mem_lim
 
 
 def build_multi_volume(paths: Sequence[str], size: int | None = None, force: bool = False,
-                       mem_limit: int | None = None, devno_base: int = MV_DEVNO_BASE) -> list[DeviceInfo]:
+                       mem_limit: int | None = None, devno_base: int = MV_DEVNO_BASE,
+                       tool_version: int = DUMPER_VERSION[DUMPER_MAGIC_MV_EXT]) -> list[DeviceInfo]:
     """Install the multi-volume dump tool on 1..32 ECKD images (``zipl -M``).
 
     Every volume gets the tool, the same parameter table (same TOD) and, unless
     `force`, a zeroed partition start with the signature at partition + 512.
     `size` creates new images of that size; without it existing images are
-    reused with their sizes (and, with `force`, their partition start kept)."""
+    reused with their sizes (and, with `force`, their partition start kept).
+    `tool_version` 2 is today's zipl's XMULT64 (table in block 7), 1 an older
+    zipl's (table in block 6, what zgetdump < 2.37 reads)."""
     paths = [os.fspath(p) for p in paths]
+    if tool_version not in MV_TOOL_VERSIONS:
+        raise BadInputError(f"XMULT64 dump tool version {tool_version} is not supported (versions "
+                            f"{', '.join(map(str, MV_TOOL_VERSIONS))})")
     if not paths:
         raise BadInputError("no volumes given for the multi-volume dump")
     if len(paths) > MAX_DUMP_VOLUMES:
@@ -454,7 +472,7 @@ def build_multi_volume(paths: Sequence[str], size: int | None = None, force: boo
             try:
                 # --force: zipl leaves the partition start (and any old signature) alone
                 _write_eckd(fd, img, DUMPER_MAGIC_MV_EXT, tail, table, vols[i]["devno"], True, not force,
-                            size is not None)
+                            size is not None, tool_version)
             except OSError as exc:
                 raise DumpIOError(f"writing {p}: {exc.strerror or exc}") from None
     return read_devices(paths)
@@ -562,6 +580,6 @@ def parse_device_list(text: str) -> list[str]:
 
 
 __all__ = [
-    "DEVICE_TYPES", "DeviceInfo", "Fit", "MvTable", "build_device", "build_multi_volume",
-    "read_device", "read_devices", "check_device_set", "fits", "dump_mem_size", "parse_device_list",
+    "DEVICE_TYPES", "DeviceInfo", "Fit", "MV_TOOL_VERSIONS", "MvTable", "build_device", "build_multi_volume",
+    "mvdump_table_block", "read_device", "read_devices", "check_device_set", "fits", "dump_mem_size", "parse_device_list",
 ]
