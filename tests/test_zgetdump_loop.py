@@ -7,7 +7,8 @@ of a real DASD would appear.  zgetdump must find the dump complete with our rele
 and the pages of its copy (ELF, its default) must equal what our reader takes from the image
 and what `sadump extract` writes by default (ELF too, which zgetdump 2.35 opens).
 A multi-volume set is read the way zgetdump reads one on Linux: through the ccw bus in sysfs,
-faked under $SYSFS_ROOT (see the comment above the test).
+faked under $SYSFS_ROOT (see the comment above those tests), in the
+XMULT64 version-1 layout 2.35 knows (`sadump build -M --tool-version 1`).
 Needs root (losetup); CI runs as root.  zgetdump 2.16 stays the older peer (test_zgetdump.py).
 """
 from __future__ import annotations
@@ -24,7 +25,6 @@ from tests.conftest import copy_machine, run_cli
 from tests.realdata import s390x_peers
 from vmcore.formats import open_dump
 from vmcore.model import page_digests
-from zipl_sadump.device import MVDUMP_TABLE_BLOCK
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="loop devices need root (CI runs as root)"),
               pytest.mark.slow]   # make check: zgetdump 2.35 under qemu-user on loop devices
@@ -102,16 +102,16 @@ def test_zgetdump_235_reads_our_device_through_a_loop_device(zgetdump235, machin
 # of 4 (dasda = 94:0, dasdb = 94:4, ...; other minors are partitions, and zgetdump would go to the
 # minor below), so each image is attached whole, with 4 KiB sectors, at a loop minor 4k.
 #
-# One skew, measured: our sets are those of zipl >= 2.37, whose multi-volume tool is "XMULT64"
-# version 2, 16 KiB long, with the table after it (block 7).  zgetdump 2.35 knows XMULT64 only as
-# version 1 (12 KiB, table at block 6); for any version-2 tool other than XECKD64 it takes the tool
-# as 8 KiB long and reads the table at block 5, which on a 2.37 volume is tool code (zeros in our
-# images): it finds no volume and answers "No valid dump found".  The test asserts that, then puts
-# a copy of the table where 2.35 looks (block 5, inside the tool, where our reader and a real
-# dumper never look), after which 2.35 must read the whole set through the fake ccw bus.
+# One skew, measured: zipl >= 2.37 writes the multi-volume tool as "XMULT64" version 2, 16 KiB
+# long, with the parameter table behind it in block 7 (our default); older zipl wrote version 1,
+# 12 KiB, table in block 6.  zgetdump 2.35 knows XMULT64 only as version 1: it takes any version-2
+# tool other than XECKD64 as 8 KiB long and reads the table at block 5, which on a version-2 volume
+# is tool code (zeros in our images), so it finds no volume and answers "No valid dump found".
+# The first test asserts that (our reader reads the same set); the second builds the set with
+# `sadump build -M --tool-version 1`, which 2.35 must read, unpatched, through the fake ccw bus.
+# (The single-volume tools have no such skew: 2.35 and 2.37 size XECKD64 v2 and XDFBA64 v1 alike.)
 
 LOOP_CTL_ADD, LOOP_CTL_REMOVE = 0x4C80, 0x4C81
-OLD_MV_TABLE_BLOCK = 3 + 0x2000 // 4096      # where zgetdump 2.35 reads the table of an XMULT64 v2 tool
 
 
 @contextlib.contextmanager
@@ -164,30 +164,45 @@ def fake_ccw_bus(root: str, volumes: list[dict], loops: list[str]) -> None:
             fh.write(f"{os.major(rdev)}:{os.minor(rdev)}\n")
 
 
-def test_zgetdump_235_reads_our_multi_volume_set_through_a_fake_ccw_bus(zgetdump235, machine, tmp_path):
-    vols = [str(tmp_path / f"v{i}.img") for i in range(3)]
-    run_cli("zipl_sadump.cli", "build", "--multi-volume", ",".join(vols), "--size", "16M", check=True)
-    m = copy_machine(machine, str(tmp_path / "m"))
+def _dumped_set(machine: str, tmp_path, name: str, tool_version: int) -> tuple[list[str], dict]:
+    """Three 16 MiB volumes with an XMULT64 tool of this version, dumped to by a 128 MiB machine
+    (the dump fills volume 0 and goes on to 1), and `sadump show --json` of them."""
+    vols = [str(tmp_path / f"{name}{i}.img") for i in range(3)]
+    run_cli("zipl_sadump.cli", "build", "--multi-volume", ",".join(vols), "--size", "16M",
+            "--tool-version", str(tool_version), check=True)
+    m = copy_machine(machine, str(tmp_path / f"m-{name}"))
     run_cli("zipl_sadump.cli", "ipl", "--device", ",".join(vols), "--machine", m, "--kdump", "off", "--no-map",
             check=True)
     info = json.loads(run_cli("zipl_sadump.cli", "show", "--device", ",".join(vols), "--json", check=True).stdout)
-    table = info["devices"][0]["mv_table"]["volumes"]
-    sysfs, nodes = str(tmp_path / "sys"), tmp_path / "nodes"
+    assert {(d["tool"], d["tool_version"]) for d in info["devices"]} == {("XMULT64", tool_version)}
+    return vols, info
+
+
+@contextlib.contextmanager
+def on_fake_ccw_bus(vols: list[str], info: dict, tmp_path, name: str):
+    """(the volumes' loop devices, the environment that shows them to zgetdump as DASDs)."""
+    sysfs, nodes = str(tmp_path / f"sys-{name}"), tmp_path / f"nodes-{name}"
     nodes.mkdir()
     env = dict(os.environ, SYSFS_ROOT=sysfs, TMPDIR=str(nodes))
-    block = info["devices"][0]["block_size"]
-    with whole_disk_loops(vols, block) as loops:
-        fake_ccw_bus(sysfs, table, loops)
+    with whole_disk_loops(vols, info["devices"][0]["block_size"]) as loops:
+        fake_ccw_bus(sysfs, info["devices"][0]["mv_table"]["volumes"], loops)
+        yield loops, env
+    assert not os.listdir(nodes)                      # zgetdump removed the device nodes it made
+
+
+def test_zgetdump_235_finds_no_dump_on_a_version_2_multi_volume_set(zgetdump235, machine, tmp_path):
+    vols, info = _dumped_set(machine, tmp_path, "v2-", 2)
+    with open_dump(vols) as ours:                     # a complete dump, for us and zgetdump >= 2.37
+        assert ours.attrs.format == "s390" and len(ours.cpus) == 2 and not ours.missing_ranges()
+    with on_fake_ccw_bus(vols, info, tmp_path, "v2") as (loops, env):
         proc = subprocess.run([*zgetdump235, "-i", loops[0]], capture_output=True, text=True, env=env, timeout=600)
         assert proc.returncode == 1 and "No valid dump found" in proc.stderr, proc.stdout + proc.stderr
-        for loop in loops:                            # the table where 2.35 reads it (see above)
-            fd = os.open(loop, os.O_RDWR)
-            try:
-                os.pwrite(fd, os.pread(fd, block, MVDUMP_TABLE_BLOCK * block),
-                          OLD_MV_TABLE_BLOCK * block)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+
+
+def test_zgetdump_235_reads_our_version_1_multi_volume_set_through_a_fake_ccw_bus(zgetdump235, machine, tmp_path):
+    vols, info = _dumped_set(machine, tmp_path, "v1-", 1)
+    table = info["devices"][0]["mv_table"]["volumes"]
+    with on_fake_ccw_bus(vols, info, tmp_path, "v1") as (loops, env):
         proc = subprocess.run([*zgetdump235, "-i", loops[0]], capture_output=True, text=True, env=env, timeout=600)
         text = proc.stdout + proc.stderr
         assert proc.returncode == 0, text
@@ -201,7 +216,6 @@ def test_zgetdump_235_reads_our_multi_volume_set_through_a_fake_ccw_bus(zgetdump
             proc = subprocess.run([*zgetdump235, loops[0]], stdout=fh, stderr=subprocess.PIPE, env=env,
                                   timeout=600)
         assert proc.returncode == 0, proc.stderr.decode(errors="replace")
-    assert not os.listdir(nodes)                      # zgetdump removed the device nodes it made
     with open_dump(vols) as ours, open_dump(copy) as theirs:
         assert theirs.attrs.format == "elf" and len(theirs.cpus) == len(ours.cpus) == 2
         assert page_digests(theirs) == page_digests(ours)
