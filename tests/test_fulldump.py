@@ -152,9 +152,11 @@ def test_serial_and_parallel_compression_write_identical_bytes(tmp_path, machine
     assert images[0] == images[1]
 
 
-def test_multi_volume_over_three_devices_reassembles(tmp_path, machine, memory_pages):
+@pytest.mark.parametrize("tool_version", [2, 1], ids=["xmult64v2", "xmult64v1"])   # zipl >= 2.37 / older
+def test_multi_volume_over_three_devices_reassembles(tmp_path, machine, memory_pages, tool_version):
     paths = [str(tmp_path / f"v{i}.img") for i in range(3)]
-    vols = build_multi_volume(paths, 16 * MIB)
+    vols = build_multi_volume(paths, 16 * MIB, tool_version=tool_version)
+    assert {v.tool_version for v in vols} == {tool_version}
     start = tod_now()
     res = do_dump(vols, machine, compress=True, tod=start)          # MV never compresses
     assert res.complete and not res.compressed, res.reason
