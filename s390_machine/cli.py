@@ -108,7 +108,7 @@ def panic(
     for line in res.stored:
         stdout.print(f"store status: {line}")
     if res.kdump_started:
-        stdout.print(f"[green]kdump started[/] at 0x10010 (meminfo and every checksum intact)")
+        stdout.print("[green]kdump started[/] at 0x10010 (meminfo and every checksum intact)")
     else:
         stdout.print(f"[red]kdump not started[/]: {res.reason}")
 

@@ -14,7 +14,7 @@ from dumpkit.errors import BadInputError, DumpIOError
 from meminfo_abi.lowcore import LC_EXT_CPU_ADDR, LC_MCESAD, LOWCORE_SIZE
 from s390_machine.machine import Machine
 from s390_machine.state import MEMORY_FILE, STATUS_RUNNING
-from s390_machine.synth import LOWCORE_PTR, LOWCORES, MCESA_AREAS, MCESA_STRIDE, NR_CPUS, cpu_registers
+from s390_machine.synth import LOWCORE_PTR, MCESA_AREAS, MCESA_STRIDE, NR_CPUS, cpu_registers
 
 MIB = 1 << 20
 MAX_MEMORY = 1 << 60                  # 1 EiB: every address of the image fits a file offset

@@ -18,7 +18,6 @@ import os
 import shutil
 import struct
 import subprocess
-import sys
 import sysconfig
 
 import pytest

@@ -13,7 +13,6 @@ import re
 import resource
 import shutil
 import subprocess
-import sys
 import tempfile
 from dataclasses import asdict
 

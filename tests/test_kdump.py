@@ -1,6 +1,5 @@
 """Issue 5: the kdump kernel builds the ELF core header itself and serves /proc/vmcore."""
 
-import json
 import os
 import random
 import re
@@ -17,7 +16,7 @@ from dumpkit.fileio import sparse_copy
 from s390_machine.machine import Machine
 from s390_machine.state import MEMORY_FILE
 from s390_machine.synth import PRINTK_AREA, PRINTK_AREA_SIZE
-from tests.conftest import ROOT, cli_json, peer_kdumpfile, run_cli, tree_digest
+from tests.conftest import ROOT, cli_json, peer_kdumpfile, run_cli
 from tests.realdata import debian_kernel, make_initrd
 from vmcore.formats import open_dump
 from vmcore.kdump import ProcVmcore, kdump_dump

@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json

@@ -7,7 +7,7 @@ import pytest
 
 from meminfo_abi.lowcore import LC_OS_INFO
 from meminfo_abi.meminfo import MemInfo
-from tests.conftest import cli_json, run_cli
+from tests.conftest import cli_json
 from vmcore.memmap import build_map, render_svg, render_text
 from vmcore.model import BytesSource, Dump, DumpAttrs, MemChunk, ZeroSource
 

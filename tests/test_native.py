@@ -6,7 +6,6 @@ import mmap
 import os
 import random
 import struct
-import tempfile
 
 import pytest
 from hypothesis import HealthCheck, given, settings

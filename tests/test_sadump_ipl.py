@@ -7,12 +7,11 @@ import random
 
 import pytest
 
-from meminfo_abi.checksum import csum_partial
-from meminfo_abi.lowcore import LC_IPIB, LC_IPIB_CHECKSUM
+from meminfo_abi.lowcore import LC_IPIB_CHECKSUM
 from s390_machine.machine import Machine
 from s390_machine.memory import PhysicalMemory
 from s390_machine.state import MEMORY_FILE
-from tests.conftest import cli_json, copy_machine, run_cli
+from tests.conftest import copy_machine, run_cli
 from tests.realdata import debian_kernel, make_initrd
 
 MIB = 1 << 20

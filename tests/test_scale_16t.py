@@ -17,10 +17,8 @@ bitmap 1 of the kdump file aside (544 MiB: one bit per page of 17 TiB, all set).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import struct
 import subprocess
 import tempfile
 

@@ -15,7 +15,6 @@ The dumper never imports vmcore: it hands over a machine, not objects.
 from __future__ import annotations
 
 import os
-import time
 from dataclasses import dataclass, field
 
 from meminfo_abi.checksum import csum_partial

@@ -4,7 +4,6 @@ dumper takes the kdump path, our kdump kernel saves the dump; the pages that cou
 between the pmemsave instant and the real panic (kernel text, the init's marker pages) must equal
 those in the real kernel's own /proc/vmcore."""
 
-import os
 import random
 
 import pytest
