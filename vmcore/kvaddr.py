@@ -19,6 +19,8 @@ from vmcore.model import Dump
 
 U64 = (1 << 64) - 1
 PAGE = 4096
+_ENTRY_BLOCK = 2048             # bytes of table entries read at once (a page table's size)
+_ENTRIES = struct.Struct(f">{_ENTRY_BLOCK // 8}Q")
 
 
 class TranslationError(BadInputError):
@@ -117,6 +119,18 @@ class KernelSpace:
     def _entry(self, addr: int, virt: int, level: str) -> int:
         e = self._entry_cache.get(addr)
         if e is None:
+            if len(self._entry_cache) > 1 << 16:
+                self._entry_cache.clear()
+            # the 2 KiB around the entry are of the same table (every DAT table is 2 KiB or a
+            # multiple, aligned so): a walk of the neighbouring addresses needs them next
+            block = addr & ~(_ENTRY_BLOCK - 1)
+            try:
+                raw = self.dump.read(block, _ENTRY_BLOCK)
+            except DumpToolError:
+                raw = None
+            if raw is not None:
+                self._entry_cache.update(zip(range(block, block + _ENTRY_BLOCK, 8), _ENTRIES.unpack(raw)))
+                return self._entry_cache[addr]
             try:
                 (e,) = struct.unpack(">Q", self.dump.read(addr, 8))
             except DumpToolError as exc:
@@ -124,8 +138,6 @@ class KernelSpace:
                                        f"0x{addr:x} is not in the dump ({exc})")
                 err.missing_table = True
                 raise err from None
-            if len(self._entry_cache) > 1 << 16:
-                self._entry_cache.clear()
             self._entry_cache[addr] = e
         return e
 
