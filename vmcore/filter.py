@@ -203,6 +203,7 @@ class _Pieces:
     many virtual places (struct pages all alike), a kernel's does not."""
 
     CACHED_MIN, CACHED_MAX, CACHED_RUNS = 64 << 10, 1 << 20, 16     # large runs only: 16 MiB at most
+    GAP, SPAN = 16 << 10, 1 << 20         # runs this close are read together, up to SPAN bytes
 
     def __init__(self, offsets: list[int], pieces: list[memoryview]):
         self.offsets, self.pieces = offsets, pieces
@@ -210,19 +211,41 @@ class _Pieces:
     @classmethod
     def read(cls, dump: Dump, runs: list[tuple[int, int]], cache: dict) -> "_Pieces":
         offsets: list[int] = []
-        pieces: list[memoryview] = []
+        pieces: list = []
         o = 0
+        todo: list[tuple[int, int, int]] = []       # (physical, length, index) still to read
         for p, n in runs:
             piece = cache.get((p, n)) if n >= cls.CACHED_MIN else None
             if piece is None:
-                piece = memoryview(dump.read(p, n))
+                todo.append((p, n, len(pieces)))
+            offsets.append(o)
+            pieces.append(piece)
+            o += n
+        # runs close to each other (the pages of a memory map are often allocated together, in
+        # any order) are read in one go
+        todo.sort()
+        i = 0
+        while i < len(todo):
+            start, end = todo[i][0], todo[i][0] + todo[i][1]
+            j = i + 1
+            while (j < len(todo) and todo[j][0] - end <= cls.GAP
+                   and max(end, todo[j][0] + todo[j][1]) - start <= cls.SPAN):
+                end = max(end, todo[j][0] + todo[j][1])
+                j += 1
+            span = None
+            if j > i + 1:
+                try:
+                    span = memoryview(dump.read(start, end - start))
+                except DumpToolError:                  # a gap not in the dump: run by run
+                    span = None
+            for p, n, k in todo[i:j]:
+                piece = span[p - start:p - start + n] if span is not None else memoryview(dump.read(p, n))
+                pieces[k] = piece
                 if cls.CACHED_MIN <= n <= cls.CACHED_MAX:
                     if len(cache) >= cls.CACHED_RUNS:
                         cache.clear()
                     cache[(p, n)] = piece
-            offsets.append(o)
-            pieces.append(piece)
-            o += n
+            i = j
         return cls(offsets, pieces)
 
     def get(self, start: int, end: int):
