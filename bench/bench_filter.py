@@ -18,7 +18,12 @@
    in blocks of PGMM_CACHED struct pages and decodes each block (it may skip the blocks a free
    buddy block covers), so an interpreter's share of at most the reading time itself is allowed;
    a scan proportional to the memory (reading or testing every page) would be far below it.
+   (The simulator maps the struct pages of untouched memory to one shared block, so most of
+   the limit's 16 GiB come from the page cache: reading is as fast as it gets here.)
    Peak RSS of the scan (target < 300 MiB).
+
+Measured on a 2-core machine shared with other jobs, the limits move with the load as the
+timed runs do; both are measured in the same run.
 """
 from __future__ import annotations
 
