@@ -21,6 +21,7 @@ U64 = (1 << 64) - 1
 PAGE = 4096
 _ENTRY_BLOCK = 2048             # bytes of table entries read at once (a page table's size)
 _ENTRIES = struct.Struct(f">{_ENTRY_BLOCK // 8}Q")
+_TOP_LEVEL = {lv[1]: i for i, lv in enumerate(dat.DAT_LEVELS) if lv[1] is not None}   # ASCE type -> level
 
 
 class TranslationError(BadInputError):
@@ -150,7 +151,7 @@ class KernelSpace:
             raise TranslationError(f"virtual address 0x{virt:x}: no kernel page tables (VMCOREINFO has no "
                                    "SYMBOL(swapper_pg_dir) or its table is not in the dump)")
         dt = asce & dat._ASCE_TYPE_MASK
-        start = next(i for i, lv in enumerate(dat.DAT_LEVELS) if lv[1] == dt)
+        start = _TOP_LEVEL[dt]
         tr = Translation(virt=virt, phys=0, page_size=PAGE, asce=asce)
         # address bits above the top table's reach must be zero
         top_shift = dat.DAT_LEVELS[start][2] + 11
