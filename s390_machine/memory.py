@@ -20,6 +20,9 @@ from meminfo_abi.lowcore import LOWCORE_SIZE
 PAGE_SIZE = 4096
 MIB = 1 << 20
 BIG_WRITE = 256 << 10
+BIG_READ = 4 << 10              # reads from a page on go through the file: a mapped read faults its
+                                # neighbours in too (fault-around), so a reader of many short runs (a
+                                # filtered dump) would map most of the image into its RSS
 
 
 class PhysicalMemory(Closeable):
@@ -96,7 +99,7 @@ class PhysicalMemory(Closeable):
 
     def read(self, addr: int, length: int) -> bytes:
         self._check(addr, length)
-        if length >= BIG_WRITE:   # large reads through the file: no mapping, no RSS, no page faults
+        if length >= BIG_READ:    # large reads through the file: no mapping, no RSS, no page faults
             data = pread_full(self._fd, length, addr)
             if len(data) < length:
                 raise BadInputError(f"memory image {self.path} ended at 0x{addr + len(data):x}")

@@ -197,6 +197,73 @@ class _Memmap:
         return out
 
 
+class _Pieces:
+    """Physical runs laid end to end, kept as the pieces read (no copy into one buffer).  A run
+    read before in the same scan is not read again: a memory map may map one physical block at
+    many virtual places (struct pages all alike), a kernel's does not."""
+
+    CACHED_MIN, CACHED_MAX, CACHED_RUNS = 64 << 10, 1 << 20, 16     # large runs only: 16 MiB at most
+    GAP, SPAN = 16 << 10, 1 << 20         # runs this close are read together, up to SPAN bytes
+
+    def __init__(self, offsets: list[int], pieces: list[memoryview]):
+        self.offsets, self.pieces = offsets, pieces
+
+    @classmethod
+    def read(cls, dump: Dump, runs: list[tuple[int, int]], cache: dict) -> "_Pieces":
+        offsets: list[int] = []
+        pieces: list = []
+        o = 0
+        todo: list[tuple[int, int, int]] = []       # (physical, length, index) still to read
+        for p, n in runs:
+            piece = cache.get((p, n)) if n >= cls.CACHED_MIN else None
+            if piece is None:
+                todo.append((p, n, len(pieces)))
+            offsets.append(o)
+            pieces.append(piece)
+            o += n
+        # runs close to each other (the pages of a memory map are often allocated together, in
+        # any order) are read in one go
+        todo.sort()
+        i = 0
+        while i < len(todo):
+            start, end = todo[i][0], todo[i][0] + todo[i][1]
+            j = i + 1
+            while (j < len(todo) and todo[j][0] - end <= cls.GAP
+                   and max(end, todo[j][0] + todo[j][1]) - start <= cls.SPAN):
+                end = max(end, todo[j][0] + todo[j][1])
+                j += 1
+            span = None
+            if j > i + 1:
+                try:
+                    span = memoryview(dump.read(start, end - start))
+                except DumpToolError:                  # a gap not in the dump: run by run
+                    span = None
+            for p, n, k in todo[i:j]:
+                piece = span[p - start:p - start + n] if span is not None else memoryview(dump.read(p, n))
+                pieces[k] = piece
+                if cls.CACHED_MIN <= n <= cls.CACHED_MAX:
+                    if len(cache) >= cls.CACHED_RUNS:
+                        cache.clear()
+                    cache[(p, n)] = piece
+            i = j
+        return cls(offsets, pieces)
+
+    def get(self, start: int, end: int):
+        """Bytes [start, end) (a view where one piece holds them)."""
+        offsets, pieces = self.offsets, self.pieces
+        i = max(bisect.bisect_right(offsets, start) - 1, 0)
+        o, piece = offsets[i], pieces[i]
+        if o + len(piece) >= end:
+            return piece[start - o:end - o]
+        buf = bytearray(end - start)
+        while i < len(offsets) and offsets[i] < end:
+            o, piece = offsets[i], pieces[i]
+            s, e = max(o, start), min(o + len(piece), end)
+            buf[s - start:e - start] = piece[s - o:e - o]
+            i += 1
+        return buf
+
+
 def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = None) -> PageScan:
     """The pages `level` leaves out by class (not zero pages: those are the writer's), reading
     only VMCOREINFO, the memory map and the page tables from the dump."""
@@ -233,6 +300,14 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
     max_order = lay.free_area_orders
     Fields = mm.PageFields
 
+    # an all-zero struct page (a hole in the memory map's pages) takes the fast path: such rows
+    # are found by the native zero scan and only counted, never decoded one by one
+    zero_row = pstruct.unpack(bytes(sz))
+    zeros_fast = not zero_row[i_flags] & hot_flags and not zero_row[i_map] & 1 and (
+        i_mc is None or zero_row[i_mc] not in exact_types and (zero_row[i_mc] & mm.U32) >> 24 not in top_types)
+    unpack_row = pstruct.unpack_from
+    cache: dict = {}
+
     for secnr, mem_map in _Memmap(dump, lay, ks, nsec).sections():
         p0 = secnr * pps
         p1 = min(p0 + pps, max_pfn)
@@ -240,6 +315,24 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
             continue
         scan.sections += 1
         skip_to = p0
+        # the struct pages of the section's present pfns, read at once (one page table walk per
+        # mapping, not per block); None: read block by block, naming the blocks that fail
+        k = bisect.bisect_right(pstarts, p0) - 1
+        k = max(k, 0)
+        lo = hi = None
+        while k < len(present) and present[k][0] < p1:
+            if present[k][1] > p0:
+                lo = max(present[k][0], p0) if lo is None else lo
+                hi = min(present[k][1], p1)
+            k += 1
+        section = None
+        if lo is not None:
+            lo -= lo % PGMM_CACHED                # whole blocks, as the block reads below
+            hi = min(p1, -(-hi // PGMM_CACHED) * PGMM_CACHED)
+            try:
+                section = _Pieces.read(dump, ks.phys_runs(mem_map + (lo - p0) * sz, (hi - lo) * sz), cache)
+            except DumpToolError:
+                section = None
         for b in range(p0, p1, PGMM_CACHED):
             be = min(b + PGMM_CACHED, p1)
             if be <= skip_to:
@@ -248,52 +341,71 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
             k = bisect.bisect_right(pstarts, be - 1) - 1
             if k < 0 or present[k][1] <= b:
                 continue
-            try:
-                buf = b"".join(dump.read(p, n) for p, n in ks.phys_runs(mem_map + (b - p0) * sz, (be - b) * sz))
-            except DumpToolError as exc:
-                scan.unreadable.append(f"struct pages of pfn 0x{b:x}-0x{be - 1:x}: {exc}")
-                continue
+            if section is not None:
+                buf = section.get((b - lo) * sz, (be - lo) * sz)
+            else:
+                try:
+                    buf = b"".join(dump.read(p, n) for p, n in ks.phys_runs(mem_map + (b - p0) * sz, (be - b) * sz))
+                except DumpToolError as exc:
+                    scan.unreadable.append(f"struct pages of pfn 0x{b:x}-0x{be - 1:x}: {exc}")
+                    continue
             if progress is not None:
                 progress((be - b) * ps)
-            rows = list(pstruct.iter_unpack(buf))
-            for j, row in enumerate(rows):
-                pfn = b + j
-                if pfn < skip_to:
+            nrows = be - b
+            # the present pfns of the block, in runs
+            k = max(bisect.bisect_right(pstarts, b) - 1, 0)
+            while k < len(present) and present[k][0] < be:
+                a, z = max(present[k][0], b), min(present[k][1], be)
+                k += 1
+                if a >= z:
                     continue
-                k = bisect.bisect_right(pstarts, pfn) - 1
-                if k < 0 or pfn >= present[k][1]:
-                    continue
-                scan.scanned += 1
-                flags = row[i_flags]
-                mapping = row[i_map]
-                mc = row[i_mc] if i_mc is not None else None
-                head = row[i_head] if i_head is not None else 0
-                if head & 1:
-                    continue                      # a tail page goes with its head, never alone
-                if not flags & hot_flags and not mapping & 1 and (
-                        mc is None or mc not in exact_types and (mc & mm.U32) >> 24 not in top_types):
-                    continue
-                p = Fields(flags, mapping, mc, row[i_priv] if i_priv is not None else None, head)
-                order, hugetlb = 0, False
-                if lay.is_compound_head(flags) and j + 1 < len(rows) and pfn % PGMM_CACHED < PGMM_CACHED - 1:
-                    order, hugetlb = lay.compound_info(p, buf[(j + 1) * sz:(j + 2) * sz])
-                    if order >= 64 or pfn & ((1 << order) - 1):
-                        order = 0
-                cls = lay.classify(p, level, hugetlb)
-                if cls is None:
-                    continue
-                n = 1 << order
-                if cls == mm.CLASS_FREE:
-                    if lay.is_buddy(p):
-                        if max_order is not None and p.private >= max_order:
-                            continue              # an order no free list has: left in, as makedumpfile
-                        n = 1 << p.private
-                    else:                         # unaccepted memory: always a MAX_ORDER block
-                        n = 1 << ((max_order or 11) - 1)
-                end = min(pfn + n, max_pfn)
-                runs[cls].add(pfn, end)
-                if n > 1:
-                    skip_to = end
+                if zeros_fast:
+                    busy = [(a + s // sz, a + e // sz) for s, e in nonzero_ranges(buf[(a - b) * sz:(z - b) * sz], sz)]
+                else:
+                    busy = [(a, z)]
+                cursor = a
+                for rs, re_ in busy:
+                    scan.scanned += max(0, rs - max(cursor, skip_to))     # zero rows: kept
+                    cursor = re_
+                    for pfn in range(max(rs, skip_to), re_):
+                        if pfn < skip_to:
+                            continue
+                        scan.scanned += 1
+                        j = pfn - b
+                        row = unpack_row(buf, j * sz)
+                        flags = row[i_flags]
+                        mapping = row[i_map]
+                        mc = row[i_mc] if i_mc is not None else None
+                        head = row[i_head] if i_head is not None else 0
+                        if head & 1:
+                            continue                      # a tail page goes with its head, never alone
+                        if not flags & hot_flags and not mapping & 1 and (
+                                mc is None or mc not in exact_types and (mc & mm.U32) >> 24 not in top_types):
+                            continue
+                        p = Fields(flags, mapping, mc, row[i_priv] if i_priv is not None else None, head)
+                        order, hugetlb = 0, False
+                        if lay.is_compound_head(flags) and j + 1 < nrows and pfn % PGMM_CACHED < PGMM_CACHED - 1:
+                            order, hugetlb = lay.compound_info(p, bytes(buf[(j + 1) * sz:(j + 2) * sz]))
+                            if order >= 64 or pfn & ((1 << order) - 1):
+                                order = 0
+                        cls = lay.classify(p, level, hugetlb)
+                        if cls is None:
+                            continue
+                        n = 1 << order
+                        if cls == mm.CLASS_FREE:
+                            if lay.is_buddy(p):
+                                if max_order is not None and p.private >= max_order:
+                                    continue              # an order no free list has: left in, as makedumpfile
+                                n = 1 << p.private
+                            else:                         # unaccepted memory: always a MAX_ORDER block
+                                n = 1 << ((max_order or 11) - 1)
+                        end = min(pfn + n, max_pfn)
+                        runs[cls].add(pfn, end)
+                        if n > 1:
+                            skip_to = end
+                            if end >= re_:
+                                break
+                scan.scanned += max(0, z - max(cursor, skip_to))
     scan.runs = {c: r.done() for c, r in runs.items()}
     return scan
 

@@ -19,6 +19,9 @@ from vmcore.model import Dump
 
 U64 = (1 << 64) - 1
 PAGE = 4096
+_ENTRY_BLOCK = 2048             # bytes of table entries read at once (a page table's size)
+_ENTRIES = struct.Struct(f">{_ENTRY_BLOCK // 8}Q")
+_TOP_LEVEL = {lv[1]: i for i, lv in enumerate(dat.DAT_LEVELS) if lv[1] is not None}   # ASCE type -> level
 
 
 class TranslationError(BadInputError):
@@ -117,6 +120,18 @@ class KernelSpace:
     def _entry(self, addr: int, virt: int, level: str) -> int:
         e = self._entry_cache.get(addr)
         if e is None:
+            if len(self._entry_cache) > 1 << 16:
+                self._entry_cache.clear()
+            # the 2 KiB around the entry are of the same table (every DAT table is 2 KiB or a
+            # multiple, aligned so): a walk of the neighbouring addresses needs them next
+            block = addr & ~(_ENTRY_BLOCK - 1)
+            try:
+                raw = self.dump.read(block, _ENTRY_BLOCK)
+            except DumpToolError:
+                raw = None
+            if raw is not None:
+                self._entry_cache.update(zip(range(block, block + _ENTRY_BLOCK, 8), _ENTRIES.unpack(raw)))
+                return self._entry_cache[addr]
             try:
                 (e,) = struct.unpack(">Q", self.dump.read(addr, 8))
             except DumpToolError as exc:
@@ -124,8 +139,6 @@ class KernelSpace:
                                        f"0x{addr:x} is not in the dump ({exc})")
                 err.missing_table = True
                 raise err from None
-            if len(self._entry_cache) > 1 << 16:
-                self._entry_cache.clear()
             self._entry_cache[addr] = e
         return e
 
@@ -138,7 +151,7 @@ class KernelSpace:
             raise TranslationError(f"virtual address 0x{virt:x}: no kernel page tables (VMCOREINFO has no "
                                    "SYMBOL(swapper_pg_dir) or its table is not in the dump)")
         dt = asce & dat._ASCE_TYPE_MASK
-        start = next(i for i, lv in enumerate(dat.DAT_LEVELS) if lv[1] == dt)
+        start = _TOP_LEVEL[dt]
         tr = Translation(virt=virt, phys=0, page_size=PAGE, asce=asce)
         # address bits above the top table's reach must be zero
         top_shift = dat.DAT_LEVELS[start][2] + 11

@@ -33,6 +33,7 @@ from vmcore.model import DEFAULT_BLOCK, KIND_ABSENT, PAGE_SIZE, Dump
 
 Progress = Callable[[int], None] | None
 DESC_FLUSH = 1 << 20            # bytes of descriptors collected before a write
+BATCH_HELD = 16 << 20           # bytes of read blocks one batch of pages may keep alive
 UTS_MACHINE = "s390x"
 
 
@@ -589,6 +590,8 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
         segments: list = []
         batch_runs: list = []
         npages = 0
+        held = 0                          # bytes of the read blocks the batch's page runs keep alive
+        hi_addr = (data_runs[-1][1] if data_runs else lay.start_pfn) * ps
 
         def zeros(n: int) -> None:
             if segments and isinstance(segments[-1], int):
@@ -602,14 +605,20 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
                     bm2.set_run(a, b)
                 segments.append((None, b - a))
                 yield segments, batch_runs, b * ps
-                segments, batch_runs, npages = [], [], 0
+                segments, batch_runs, npages, held = [], [], 0, 0
                 continue
             cur = a
             for pfn, mv in _page_blocks(dump, a, b, ps, block_size):
                 if pfn > cur:
                     zeros(pfn - cur)
                     cur = pfn
-                for s, e in nonzero_ranges(mv, ps) if by_content else ((0, len(mv)),):
+                if held >= BATCH_HELD and segments:
+                    yield segments, batch_runs, pfn * ps
+                    segments, batch_runs, npages, held = [], [], 0, 0
+                ranges = nonzero_ranges(mv, ps) if by_content else [(0, len(mv))]
+                if ranges:
+                    held += len(mv)
+                for s, e in ranges:
                     p0, p1 = pfn + s // ps, pfn + e // ps
                     if p0 > cur:
                         zeros(p0 - cur)
@@ -624,7 +633,7 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
                         p0 += k
                         if npages >= batch_pages:
                             yield segments, batch_runs, p0 * ps
-                            segments, batch_runs, npages = [], [], 0
+                            segments, batch_runs, npages, held = [], [], 0, len(mv)
                     cur = p1
                 end_pfn = pfn + len(mv) // ps
                 if end_pfn > cur:
@@ -632,9 +641,10 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
                     cur = end_pfn
             if b > cur:
                 zeros(b - cur)
-            if segments:
-                yield segments, batch_runs, b * ps
-                segments, batch_runs, npages = [], [], 0
+            # a batch goes on over the next run (the pages between are not in the file): a filtered
+            # dump's short runs would otherwise make batches of a few pages, too small to share
+        if segments:
+            yield segments, batch_runs, hi_addr
 
     def compress(batch: tuple[list, list, int]) -> tuple[list, int, tuple]:
         segments, batch_runs, end = batch
