@@ -211,7 +211,7 @@ def test_uncompressed_layout_is_known_without_reading_memory(tmp_path):
     page read from a file's data stays raw), so LazyKdump, which reads no memory, and the mount's
     view of it give the written file byte for byte, bitmaps and descriptors served from the page
     runs at any offset; unaligned chunks, zero chunks and gaps (allow_incomplete) included."""
-    from vmcore.formats.kdump.writer import LazyKdump
+    from vmcore.formats.kdump.lazy import LazyKdump
     from vmcore.mount import KdumpView
     from vmcore.model import FileSource
     rng = random.Random(20)

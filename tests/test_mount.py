@@ -256,7 +256,7 @@ class Mounted:
         if fmt == "s390":                           # the flat dump: memory after the 4 KiB header
             self.loads = [(0, 1 << 64, 4096)]
         elif fmt == "kdump":                        # the data pages, after the zero page
-            from vmcore.formats.kdump.writer import LazyKdump
+            from vmcore.formats.kdump.lazy import LazyKdump
             with open_dump(src) as dump:
                 lazy = LazyKdump(dump)
             ps, at = lazy.ps, lazy.lay.offset_data + lazy.ps

@@ -165,12 +165,12 @@ class _Memory:
 class KdumpView:
     """The bytes `vmcore convert -f kdump --compress none` would write, computed for each read:
     the header, sub-header and notes from memory, bitmaps and page descriptors from the page runs
-    (vmcore.formats.kdump.writer.LazyKdump), the shared zero page, then the data pages read from
+    (vmcore.formats.kdump.lazy.LazyKdump), the shared zero page, then the data pages read from
     the dump's RAM chunks.  A dump with memory left out is served as `--allow-incomplete` writes
     it: flagged incomplete, its missing pages with empty descriptors."""
 
     def __init__(self, dump: Dump, cache_size: int = DEFAULT_CACHE):
-        from vmcore.formats.kdump.writer import LazyKdump
+        from vmcore.formats.kdump.lazy import LazyKdump
         self.dump = dump
         self.plan = LazyKdump(dump, allow_incomplete=True)      # flagged, as the ELF view keeps the gaps
         self.size = self.plan.size

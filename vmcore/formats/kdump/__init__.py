@@ -22,7 +22,7 @@ Writer ("kdump"), as makedumpfile -c -d 1 writes it on s390x:
   data range of the source touches it (holes of a sparse image, zero chunks),
   whatever its bytes: the layout then follows from the data ranges alone, and
   `vmcore mount -f kdump` serves the same file without reading memory
-  (writer.LazyKdump).
+  (lazy.LazyKdump).
   Each page is compressed on its own (zlib via zlib-ng, level 1 by default;
   lzo, snappy, zstd when their modules are installed) and stored raw when
   compression does not make it smaller.  Compression runs on all cores: a
