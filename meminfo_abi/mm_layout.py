@@ -26,12 +26,7 @@ NR_PAGEBLOCK_BITS = 4
 MIGRATE_MOVABLE = 1
 
 # section_mem_map: the struct page array minus the section's first pfn, flags in the low bits
-SECTION_MARKED_PRESENT = 1 << 0
-SECTION_HAS_MEM_MAP = 1 << 1
-SECTION_IS_ONLINE = 1 << 2
-SECTION_IS_EARLY = 1 << 3
-SECTION_MAP_LAST_BIT = 1 << 4
-SECTION_MAP_MASK = ~(SECTION_MAP_LAST_BIT - 1) & 0xFFFF_FFFF_FFFF_FFFF
+# (SECTION_* and PAGE_MAPPING_ANON are declared once, for every kernel, in meminfo_abi.mm)
 
 # -- page flags (enum pageflags, 6.1) and page types in _mapcount -----------------------------
 PG_locked = 0
@@ -64,7 +59,6 @@ NULL_COMPOUND_DTOR = 0
 COMPOUND_PAGE_DTOR = 1
 HUGETLB_PAGE_DTOR = 2
 TAIL_MAPPING = 0x400                                  # POISON_POINTER_DELTA is 0 on s390
-PAGE_MAPPING_ANON = 0x1
 HPAGE_ORDER = 8                                       # s390 huge pages: 1 MiB segments
 
 # page->flags: no section, node or cpupid fields (VMEMMAP, no NUMA on s390 6.1): the zone

@@ -32,6 +32,9 @@ from functools import lru_cache
 from dumpkit.errors import BadInputError
 from meminfo_abi import dat
 from meminfo_abi import mm_layout as mm
+from meminfo_abi.mm import (
+    PAGE_MAPPING_ANON, SECTION_HAS_MEM_MAP, SECTION_IS_EARLY, SECTION_IS_ONLINE, SECTION_MARKED_PRESENT,
+)
 from meminfo_abi.vmcoreinfo import VmcoreInfo
 
 MIB = 1 << 20
@@ -191,7 +194,7 @@ def _class_page(cls: str, zone: int, n: int) -> bytes:
         return _page(zone, FILE_FLAGS | 1 << mm.PG_private, refcount=2, mapping=ADDRESS_SPACE, index=n,
                      private=BUFFER_HEADS, lru=LRU_LISTS + 16)
     if cls == "anon":
-        return _page(zone, ANON_FLAGS, mapcount=0, refcount=1, mapping=ANON_VMA | mm.PAGE_MAPPING_ANON,
+        return _page(zone, ANON_FLAGS, mapcount=0, refcount=1, mapping=ANON_VMA | PAGE_MAPPING_ANON,
                      index=0x3FF_FFF0 + n, lru=LRU_LISTS + 32)
     if cls == "slab":
         return mm.slab.build(dict(__page_flags=1 << mm.PG_slab | zone << mm.ZONES_PGSHIFT,
@@ -541,7 +544,7 @@ def build(mem, memory_size: int, kernel_end: int, ck: tuple[int, int] | None, ar
     else:
         mem.write(usage, usage_block(0) + usage_block(sections - 1))
         usage_of = [usage] * (sections - 1) + [usage + USAGE_STRIDE]
-    flags = mm.SECTION_MARKED_PRESENT | mm.SECTION_HAS_MEM_MAP | mm.SECTION_IS_ONLINE | mm.SECTION_IS_EARLY
+    flags = SECTION_MARKED_PRESENT | SECTION_HAS_MEM_MAP | SECTION_IS_ONLINE | SECTION_IS_EARLY
     for r in range(-(-sections // SECTIONS_PER_ROOT)):
         page_addr = alloc.take(PAGE, PAGE)
         root_ptrs[r] = page_addr
