@@ -7,6 +7,7 @@ the 512-byte vector save area, and to/from the machine state file's JSON form.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from dumpkit.errors import BadInputError, DumpToolError
 from meminfo_abi.lowcore import (
@@ -187,3 +188,19 @@ def cpu_from_lowcore(mem, lowcore: int, *, address: int | None = None, vector: b
         except DumpToolError:
             regs.vxrs = None
     return regs
+
+
+def cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[CpuRegs]:
+    """Every CPU whose lowcore is listed (a dump header's lc_vec, or the prefixes a kdump kernel
+    caught by a stand-alone dump left): what cannot be read is named in `notes`."""
+    cpus = []
+    for i, p in enumerate(prefixes):
+        try:
+            regs = cpu_from_lowcore(mem, p)
+        except DumpToolError as exc:
+            notes.append(f"CPU {i} (prefix 0x{p:x}): no registers: {exc}")
+            continue
+        if regs.prefix != p:
+            notes.append(f"CPU {i}: save area says prefix 0x{regs.prefix:x}, lc_vec says 0x{p:x}")
+        cpus.append(regs)
+    return cpus

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from dumpkit.errors import BadInputError, DumpToolError, UsageError
+from meminfo_abi.cpu import cpus_from_prefixes
 from meminfo_abi.locate import read_meminfo
 from meminfo_abi.parmarea import PARM_OLDMEM_BASE, PARM_OLDMEM_SIZE
 from vmcore.model import KIND_RAM, PAGE_SIZE, Dump, MemChunk, _SizedSource
@@ -30,11 +31,6 @@ MIB = 1 << 20
 
 def _u64(data: bytes, off: int) -> int:
     return int.from_bytes(data[off:off + 8], "big")
-
-
-def _cpus(mem, prefixes, notes):
-    from vmcore.formats.s390 import cpus_from_prefixes     # registers from the lowcores' save areas
-    return cpus_from_prefixes(mem, prefixes, notes)
 
 
 class _OffsetSource(_SizedSource):
@@ -220,7 +216,7 @@ def select_system(dump: Dump, select: str | None = None) -> Dump:
         if not ptrs:
             ptrs = [c.prefix for c in raw.cpus if c.prefix]
             source = "the dumped CPUs' prefixes, read through the swap"
-        view.cpus = _cpus(view, ptrs, cnotes)
+        view.cpus = cpus_from_prefixes(view, ptrs, cnotes)
         attrs.extra["cpus_from"] = source
         if cnotes:
             attrs.extra.setdefault("notes", []).extend(cnotes)

@@ -49,7 +49,7 @@ from typing import Callable, Iterator, Sequence
 
 from construct import ConstructError
 
-from meminfo_abi.cpu import CpuRegs, cpu_from_lowcore
+from meminfo_abi.cpu import CpuRegs, cpus_from_prefixes
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
 from meminfo_abi.lowcore import (
     LC_MCESAD, LC_SAVE_AREA, LOWCORE_SIZE, MCESA_ORIGIN_MASK, SAVE_AREA_SIZE,
@@ -298,20 +298,6 @@ def _chunks(r: StreamReport, bases: list[FileSource]) -> list[MemChunk]:
 
 def _u64(data: bytes, off: int) -> int:
     return int.from_bytes(data[off:off + 8], "big")
-
-
-def cpus_from_prefixes(mem, prefixes: Sequence[int], notes: list[str]) -> list[CpuRegs]:
-    cpus = []
-    for i, p in enumerate(prefixes):
-        try:
-            regs = cpu_from_lowcore(mem, p)
-        except DumpToolError as exc:
-            notes.append(f"CPU {i} (prefix 0x{p:x}): no registers: {exc}")
-            continue
-        if regs.prefix != p:
-            notes.append(f"CPU {i}: save area says prefix 0x{regs.prefix:x}, lc_vec says 0x{p:x}")
-        cpus.append(regs)
-    return cpus
 
 
 # ---------------------------------------------------------------------------------------------
