@@ -128,6 +128,20 @@ def _load_runs() -> list[Run] | None:
     return runs
 
 
+def load_run(cfg) -> Run:
+    """One configuration's artifacts (of EXTRA_CONFIGS or SUITE_CONFIG), running its harness steps
+    first when its manifest is missing."""
+    d = harness.run_dir(cfg.name)
+    path = os.path.join(d, "manifest.json")
+    if not os.path.exists(path):
+        try:
+            harness.build_all(only=cfg.name)
+        except harness.StepError as exc:
+            pytest.fail(f"realworld harness FAILED at step {exc.step}: {exc}")
+    with open(path) as fh:
+        return Run(cfg.name, d, json.load(fh))
+
+
 @pytest.fixture(scope="session")
 def runs() -> list[Run]:
     """Every configuration's artifacts (running the harness first when some are missing)."""

@@ -10,7 +10,6 @@ the log mentions"), and the older kernels of the harness (no BTF: one line, exit
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -19,7 +18,7 @@ import sys
 import pytest
 
 from tests.realworld import harness
-from tests.realworld.conftest import Run
+from tests.realworld.conftest import Run, load_run
 from tests.realworld.test_backtrace import call_trace
 
 pytestmark = pytest.mark.realworld
@@ -29,15 +28,7 @@ PANIC_LINE = re.compile(r"CPU: (\d+) (?:UID: \d+ )?PID: (\d+) Comm: (\S+)")
 
 @pytest.fixture(scope="module")
 def run612() -> Run:
-    cfg = harness.EXTRA_CONFIGS[0]
-    path = os.path.join(harness.run_dir(cfg.name), "manifest.json")
-    if not os.path.exists(path):
-        try:
-            harness.build_all(only=cfg.name)
-        except harness.StepError as exc:
-            pytest.fail(f"realworld harness FAILED at step {exc.step}: {exc}")
-    with open(path) as fh:
-        return Run(cfg.name, harness.run_dir(cfg.name), json.load(fh))
+    return load_run(harness.EXTRA_CONFIGS[0])
 
 
 @pytest.fixture(scope="module")

@@ -278,22 +278,10 @@ def test_libkdumpfile_and_drgn_open_our_d31_files(inputs, tmp_path):
 @pytest.fixture(scope="module")
 def debian612() -> list:
     """The Debian 6.12 run (harness EXTRA_CONFIGS, built when missing), as test_btf takes it."""
-    import json
 
     from tests.realworld import harness
-    from tests.realworld.conftest import Run
-    out = []
-    for cfg in harness.EXTRA_CONFIGS:
-        if cfg.kernel != "debian612":
-            continue
-        path = os.path.join(harness.run_dir(cfg.name), "manifest.json")
-        if not os.path.exists(path):
-            try:
-                harness.build_all(only=cfg.name)
-            except harness.StepError as exc:
-                pytest.fail(f"realworld harness FAILED at step {exc.step}: {exc}")
-        with open(path) as fh:
-            out.append(Run(cfg.name, harness.run_dir(cfg.name), json.load(fh)))
+    from tests.realworld.conftest import load_run
+    out = [load_run(cfg) for cfg in harness.EXTRA_CONFIGS if cfg.kernel == "debian612"]
     assert out, "the harness defines a Debian 6.12 configuration"
     return out
 

@@ -26,7 +26,7 @@ from meminfo_abi.meminfo import SEGMENT_KIND_PURGATORY, KexecSegmentTable
 from tests.conftest import cli_json, run_cli
 from tests.realdata import s390x_peers
 from tests.realworld import harness, suite_initramfs
-from tests.realworld.conftest import Run
+from tests.realworld.conftest import Run, load_run
 from vmcore.formats import open_dump
 
 pytestmark = pytest.mark.realworld
@@ -35,15 +35,7 @@ PAGE = 4096
 
 @pytest.fixture(scope="module")
 def suite() -> Run:
-    d = harness.run_dir(harness.SUITE_CONFIG.name)
-    path = os.path.join(d, "manifest.json")
-    if not os.path.exists(path):
-        try:
-            harness.build_all(only=harness.SUITE_CONFIG.name)
-        except harness.StepError as exc:
-            pytest.fail(f"realworld harness FAILED at step {exc.step}: {exc}")
-    with open(path) as fh:
-        return Run(harness.SUITE_CONFIG.name, d, json.load(fh))
+    return load_run(harness.SUITE_CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -14,15 +14,13 @@ vmalloc addresses, most of them unmapped, where both walks must fail.
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import struct
 
 import pytest
 
 from tests.realworld import harness
-from tests.realworld.conftest import Run, sample_addresses
+from tests.realworld.conftest import Run, load_run, sample_addresses
 
 pytestmark = pytest.mark.realworld
 drgn = pytest.importorskip("drgn", reason="drgn is not installed (pip install drgn: the test extra)")
@@ -30,17 +28,7 @@ N = 500
 
 
 def _runs612() -> list[Run]:
-    out = []
-    for cfg in harness.EXTRA_CONFIGS:
-        path = os.path.join(harness.run_dir(cfg.name), "manifest.json")
-        if not os.path.exists(path):
-            try:
-                harness.build_all(only=cfg.name)
-            except harness.StepError as exc:
-                pytest.fail(f"realworld harness FAILED at step {exc.step}: {exc}")
-        with open(path) as fh:
-            out.append(Run(cfg.name, harness.run_dir(cfg.name), json.load(fh)))
-    return out
+    return [load_run(cfg) for cfg in harness.EXTRA_CONFIGS]
 
 
 def addresses(space, syms, rng: random.Random) -> list[int]:
