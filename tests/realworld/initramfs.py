@@ -29,6 +29,20 @@ PAGE = 4096
 PATTERN_PAGES = 1024
 MULTIARCH = "s390x-linux-gnu"
 
+# What the production kernel's /init prints first, in every configuration (the suite's too): the
+# marker lines in the kernel log and the facts the manifest records
+PRODUCTION_FACTS = r"""echo "S390DT-BEGIN $TOKEN"
+for i in 1 2 3; do
+    echo "S390DT-MARKER-$i $TOKEN production kernel log line $i" > /dev/kmsg
+done
+echo "S390DT-RELEASE $(uname -r)"
+echo "S390DT-CMDLINE $(cat /proc/cmdline)"
+sed 's/^/S390DT-IOMEM /' /proc/iomem
+grep -E ' (_stext|_etext|_sdata|_edata|_end)$' /proc/kallsyms | sed 's/^/S390DT-SYM /'
+echo "S390DT-CRASHSIZE $(cat /sys/kernel/kexec_crash_size 2>/dev/null)"
+echo "S390DT-NPROC $(grep -c ^processor /proc/cpuinfo) $(cat /sys/devices/system/cpu/online 2>/dev/null)"
+"""
+
 INIT = r"""#!/bin/sh
 # s390-dumptools realworld guest init (PID 1), production and kdump kernel alike.
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin
@@ -53,17 +67,7 @@ if [ -e /proc/vmcore ]; then
     idle
 fi
 
-echo "S390DT-BEGIN $TOKEN"
-for i in 1 2 3; do
-    echo "S390DT-MARKER-$i $TOKEN production kernel log line $i" > /dev/kmsg
-done
-echo "S390DT-RELEASE $(uname -r)"
-echo "S390DT-CMDLINE $(cat /proc/cmdline)"
-sed 's/^/S390DT-IOMEM /' /proc/iomem
-grep -E ' (_stext|_etext|_sdata|_edata|_end)$' /proc/kallsyms | sed 's/^/S390DT-SYM /'
-echo "S390DT-CRASHSIZE $(cat /sys/kernel/kexec_crash_size 2>/dev/null)"
-echo "S390DT-NPROC $(grep -c ^processor /proc/cpuinfo) $(cat /sys/devices/system/cpu/online 2>/dev/null)"
-if grep -q crashkernel= /proc/cmdline && [ -e /boot/kdump-image ]; then
+""" + PRODUCTION_FACTS + r"""if grep -q crashkernel= /proc/cmdline && [ -e /boot/kdump-image ]; then
     kexec -p /boot/kdump-image --initrd=/boot/kdump-initrd \
         --command-line="console=ttysclp0 s390dt_token=$TOKEN"
     echo "S390DT-KEXEC rc=$? loaded=$(cat /sys/kernel/kexec_crash_loaded)"

@@ -15,7 +15,7 @@ import gzip
 import os
 
 from tests.realworld.initramfs import (
-    MULTIARCH, PATTERN_PAGES, _dirs, _find_lib, _read, _write_gz, base_entries, needed_libraries, newc,
+    MULTIARCH, PATTERN_PAGES, PRODUCTION_FACTS, _dirs, _find_lib, _read, _write_gz, base_entries, needed_libraries, newc,
     pattern_page,
 )
 
@@ -70,17 +70,7 @@ if [ -e /proc/vmcore ]; then
     idle
 fi
 
-echo "S390DT-BEGIN $TOKEN"
-for i in 1 2 3; do
-    echo "S390DT-MARKER-$i $TOKEN production kernel log line $i" > /dev/kmsg
-done
-echo "S390DT-RELEASE $(uname -r)"
-echo "S390DT-CMDLINE $(cat /proc/cmdline)"
-sed 's/^/S390DT-IOMEM /' /proc/iomem
-grep -E ' (_stext|_etext|_sdata|_edata|_end)$' /proc/kallsyms | sed 's/^/S390DT-SYM /'
-echo "S390DT-CRASHSIZE $(cat /sys/kernel/kexec_crash_size 2>/dev/null)"
-echo "S390DT-NPROC $(grep -c ^processor /proc/cpuinfo) $(cat /sys/devices/system/cpu/online 2>/dev/null)"
-echo "S390DT-PYTHON $(python3 -c 'import sys, native; print(sys.version.split()[0], sys.byteorder, native.describe())')"
+""" + PRODUCTION_FACTS + r"""echo "S390DT-PYTHON $(python3 -c 'import sys, native; print(sys.version.split()[0], sys.byteorder, native.describe())')"
 echo "S390DT-RUN kexec-s390 status (before)"
 python3 -m kexec_s390.cli status
 echo "S390DT-STATUS-BEFORE rc=$?"
