@@ -23,6 +23,24 @@ def fetch_debs(*packages: str) -> list[str]:
     return proc.stdout.split()
 
 
+def sysroot(name: str, roots: list[str]) -> str:
+    """One directory in the cache holding the unpacked package trees `roots` merged (what
+    qemu-s390x-static -L takes), rebuilt only when the set of packages changes."""
+    path = os.path.join(CACHE, name)
+    stamp = os.path.join(path, ".built-from")
+    want = "\n".join(sorted(os.path.basename(r) for r in roots))
+    if not os.path.exists(stamp) or open(stamp).read() != want:
+        tmp = path + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for r in roots:
+            shutil.copytree(r, tmp, symlinks=True, dirs_exist_ok=True)
+        with open(os.path.join(tmp, ".built-from"), "w") as fh:
+            fh.write(want)
+        shutil.rmtree(path, ignore_errors=True)
+        os.rename(tmp, path)
+    return path
+
+
 def debian_kernel() -> str:
     """The stock Debian bookworm s390x kernel image (vmlinuz)."""
     root = fetch_debs("linux-image-6.1.0-[0-9]+-s390x")[0]

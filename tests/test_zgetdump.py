@@ -27,7 +27,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 
 from tests.conftest import run_cli
-from tests.realdata import CACHE, fetch_debs
+from tests.realdata import fetch_debs, sysroot
 from vmcore.formats import open_dump, write_dump
 from vmcore.model import page_digests
 
@@ -70,22 +70,11 @@ def zgetdump():
         pytest.fail(f"zgetdump needs {', '.join(unknown)}: no Debian package known for it (LIBRARY_PACKAGES)")
     packages = sorted({LIBRARY_PACKAGES[n] for n in needed})
     roots = [tools] + fetch_debs(*packages)
-    sysroot = os.path.join(CACHE, "sysroot-zgetdump")
-    stamp = os.path.join(sysroot, ".built-from")
-    want = "\n".join(sorted(os.path.basename(r) for r in roots))
-    if not os.path.exists(stamp) or open(stamp).read() != want:
-        tmp = sysroot + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        for r in roots:
-            shutil.copytree(r, tmp, symlinks=True, dirs_exist_ok=True)
-        with open(os.path.join(tmp, ".built-from"), "w") as fh:
-            fh.write(want)
-        shutil.rmtree(sysroot, ignore_errors=True)
-        os.rename(tmp, sysroot)
-    binary = os.path.join(sysroot, rel)
+    root = sysroot("sysroot-zgetdump", roots)
+    binary = os.path.join(root, rel)
 
     def run(*args: str, stdout=None) -> subprocess.CompletedProcess:
-        return subprocess.run([qemu, "-L", sysroot, binary, *args], stdout=stdout or subprocess.PIPE,
+        return subprocess.run([qemu, "-L", root, binary, *args], stdout=stdout or subprocess.PIPE,
                               stderr=subprocess.PIPE, text=stdout is None, timeout=600)
     proc = run("-v")
     if proc.returncode != 0 or "zgetdump" not in (proc.stdout + proc.stderr):

@@ -43,7 +43,7 @@ import pytest
 
 import vmcore
 from tests.conftest import ROOT, run_cli
-from tests.realdata import CACHE, fetch_debs, s390x_peers
+from tests.realdata import fetch_debs, s390x_peers, sysroot
 from vmcore.filter import filter_dump, mem_usage, scan_pages
 from vmcore.model import page_digests
 
@@ -56,21 +56,8 @@ BOOKWORM_PACKAGES = ("makedumpfile", "liblzo2-2", "libdw1", "libelf1", "zlib1g",
 
 def _bookworm_makedumpfile() -> list[str]:
     """makedumpfile 1.7.2 of Debian bookworm with its libraries, one sysroot in the cache."""
-    import shutil
-    roots = fetch_debs(*BOOKWORM_PACKAGES)
-    sysroot = os.path.join(CACHE, "sysroot-makedumpfile-1.7.2")
-    stamp = os.path.join(sysroot, ".built-from")
-    want = "\n".join(sorted(os.path.basename(r) for r in roots))
-    if not os.path.exists(stamp) or open(stamp).read() != want:
-        tmp = sysroot + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        for r in roots:
-            shutil.copytree(r, tmp, symlinks=True, dirs_exist_ok=True)
-        with open(os.path.join(tmp, ".built-from"), "w") as fh:
-            fh.write(want)
-        shutil.rmtree(sysroot, ignore_errors=True)
-        os.rename(tmp, sysroot)
-    return ["qemu-s390x-static", "-L", sysroot, os.path.join(sysroot, "usr", "bin", "makedumpfile")]
+    root = sysroot("sysroot-makedumpfile-1.7.2", fetch_debs(*BOOKWORM_PACKAGES))
+    return ["qemu-s390x-static", "-L", root, os.path.join(root, "usr", "bin", "makedumpfile")]
 
 
 @pytest.fixture(scope="module")
