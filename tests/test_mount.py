@@ -60,17 +60,22 @@ def mounted(device, tmp_path):
             subprocess.run(["umount", "-l", mnt])
 
 
+def assert_same_file(a: str, b: str) -> None:
+    """The two files hold the same bytes (read 4 MiB at a time: a mounted dump is read through FUSE)."""
+    assert os.path.getsize(a) == os.path.getsize(b)
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            x, y = fa.read(1 << 22), fb.read(1 << 22)
+            assert x == y
+            if not x:
+                break
+
+
 def test_mounted_device_dump_is_what_convert_writes(mounted, tmp_path):
     dev, mnt, path = mounted
     conv = str(tmp_path / "conv.elf")
     run_cli("vmcore.cli", "convert", dev, "-o", conv, "-f", "elf", check=True)
-    assert os.path.getsize(path) == os.path.getsize(conv)
-    with open(path, "rb") as a, open(conv, "rb") as b:
-        while True:
-            x, y = a.read(1 << 22), b.read(1 << 22)
-            assert x == y
-            if not x:
-                break
+    assert_same_file(path, conv)
     assert os.stat(path).st_mode & 0o777 == 0o400          # dumps are private, and read-only
     with pytest.raises(OSError):
         open(path, "r+b")
@@ -390,13 +395,7 @@ def test_mount_s390_is_what_convert_writes_and_zgetdump_reads_it(device, tmp_pat
         assert path == os.path.join(mnt, "dump.s390") and os.listdir(mnt) == ["dump.s390"]
         conv = str(tmp_path / "conv.s390")
         run_cli("vmcore.cli", "convert", dev, "-o", conv, "-f", "s390", check=True)
-        assert os.path.getsize(path) == os.path.getsize(conv)
-        with open(path, "rb") as a, open(conv, "rb") as b:
-            while True:
-                x, y = a.read(1 << 22), b.read(1 << 22)
-                assert x == y
-                if not x:
-                    break
+        assert_same_file(path, conv)
         zgetdump = s390x_peers()["ZGETDUMP"]
         proc = subprocess.run([*zgetdump, "-i", path], capture_output=True, text=True, timeout=600)
         text = proc.stdout + proc.stderr
