@@ -17,6 +17,11 @@ Functions (all accept any contiguous bytes-like object and do not copy it):
   of maximal runs of all-zero granules (the last granule may be short).
 * ``nonzero_ranges(buffer, granule=4096)``: the complementary runs.
 * ``is_zero(buffer) -> bool``
+* ``deflate_pages(buffers, page_size, level) -> (bytes, sizes)``: every page as
+  a zlib stream of its own (or as it is, where the stream is not smaller), the
+  whole batch without the GIL, through zlib-ng's own deflate; ``None`` unless
+  ``zlib_ng_deflate()`` says it is there (the extension built, zlib-ng's module
+  installed and exporting its native API).
 
 ``native.reference`` holds slow pure-Python versions that define the expected
 results.  When the C extension was not built (no compiler at install time),
@@ -39,7 +44,8 @@ except ImportError:  # no compiler when the package was installed (or the fallba
     from . import _fallback as _impl
     BUILT = False
 
-__all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero", "BUILT", "describe"]
+__all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero", "BUILT", "describe",
+           "zlib_ng_deflate", "deflate_pages"]
 
 _warned = False
 
@@ -71,3 +77,22 @@ else:
     csum_partial, zero_ranges, nonzero_ranges, is_zero = (
         _warn_once(_impl.csum_partial), _warn_once(_impl.zero_ranges),
         _warn_once(_impl.nonzero_ranges), _warn_once(_impl.is_zero))
+
+
+_zlib_ng: str | None = None          # zlib-ng's version once bound, "" when it cannot be
+deflate_pages = None
+
+
+def zlib_ng_deflate() -> str:
+    """zlib-ng's version when deflate_pages can run (bound on the first call), else ""."""
+    global _zlib_ng, deflate_pages
+    if _zlib_ng is None:
+        _zlib_ng = ""
+        if BUILT:
+            try:
+                from zlib_ng import zlib_ng
+                _zlib_ng = _impl.bind_zlib_ng(zlib_ng.__file__)
+                deflate_pages = _impl.deflate_pages
+            except (ImportError, OSError):
+                pass
+    return _zlib_ng

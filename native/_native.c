@@ -9,6 +9,8 @@
  *   zero_ranges(buffer, granule=4096) -> list[tuple[int, int]]
  *   nonzero_ranges(buffer, granule=4096) -> list[tuple[int, int]]
  *   is_zero(buffer) -> bool
+ *   bind_zlib_ng(path) -> str, deflate_pages(buffers, page_size, level)
+ *       zlib streams of single pages, the batch without the GIL (below)
  *
  * Every function accepts any object exporting a C-contiguous buffer and reads
  * it in place (no copy).  The scanning loops run with the GIL released.
@@ -591,6 +593,233 @@ native_is_zero(PyObject *Py_UNUSED(module), PyObject *obj)
     return PyBool_FromLong(zero);
 }
 
+/* ------------------------------------------------------------------------ */
+/* deflate_pages: the kdump writer's page compression without the GIL
+ *
+ * A kdump-compressed file holds each page as a zlib stream of its own (RFC
+ * 1950: header, deflate data, Adler-32), or the page itself where that stream
+ * would not be smaller.  Python's zlib bindings set up and tear down a deflate
+ * state on every call with the GIL held, so page-sized calls on several
+ * threads run one at a time.  Here one state serves a whole batch (reset
+ * between pages) and the batch runs with the GIL released.
+ *
+ * The deflate code is zlib-ng's own, found at run time in the shared object of
+ * the zlib_ng module (bind_zlib_ng), which exports zlib-ng's native zng_*
+ * functions: the streams are those zlib_ng.compress(page, level) makes, and
+ * nothing is linked at build time.  ng_stream is zng_stream as zlib-ng.h 2.x
+ * declares it; the binding refuses any other major version.
+ */
+#include <dlfcn.h>
+
+typedef struct {
+    const uint8_t *next_in;
+    uint32_t avail_in;
+    size_t total_in;
+    uint8_t *next_out;
+    uint32_t avail_out;
+    size_t total_out;
+    const char *msg;
+    void *state;
+    void *(*zalloc)(void *, unsigned int, unsigned int);
+    void (*zfree)(void *, void *);
+    void *opaque;
+    int data_type;
+    uint32_t adler;
+    unsigned long reserved;
+} ng_stream;
+
+enum { NG_OK = 0, NG_STREAM_END = 1, NG_FINISH = 4, NG_DEFLATED = 8,
+       NG_MAX_WBITS = 15, NG_MEM_LEVEL = 8, NG_DEFAULT_STRATEGY = 0 };
+
+static struct {
+    void *handle;
+    const char *(*version)(void);
+    int32_t (*init2)(ng_stream *, int32_t, int32_t, int32_t, int32_t, int32_t);
+    int32_t (*deflate)(ng_stream *, int32_t);
+    int32_t (*reset)(ng_stream *);
+    int32_t (*end)(ng_stream *);
+    unsigned long (*bound)(ng_stream *, unsigned long);
+} ng;
+
+PyDoc_STRVAR(bind_zlib_ng_doc,
+"bind_zlib_ng(path) -> str\n"
+"\n"
+"Take zlib-ng's deflate functions from the shared object at path (the\n"
+"zlib_ng module's extension) for deflate_pages; returns zlib-ng's version.\n"
+"OSError when the object does not export them or is not zlib-ng 2.x.");
+
+static PyObject *
+native_bind_zlib_ng(PyObject *Py_UNUSED(module), PyObject *arg)
+{
+    PyObject *bytes_path;
+    if (!PyUnicode_FSConverter(arg, &bytes_path))
+        return NULL;
+    void *h = dlopen(PyBytes_AS_STRING(bytes_path), RTLD_NOW | RTLD_LOCAL);
+    Py_DECREF(bytes_path);
+    if (h == NULL) {
+        PyErr_Format(PyExc_OSError, "cannot open zlib-ng: %s", dlerror());
+        return NULL;
+    }
+    const char *(*version)(void) = (const char *(*)(void))dlsym(h, "zlibng_version");
+    void *init2 = dlsym(h, "zng_deflateInit2"), *deflate = dlsym(h, "zng_deflate");
+    void *reset = dlsym(h, "zng_deflateReset"), *end = dlsym(h, "zng_deflateEnd");
+    void *bound = dlsym(h, "zng_deflateBound");
+    if (!version || !init2 || !deflate || !reset || !end || !bound) {
+        dlclose(h);
+        PyErr_SetString(PyExc_OSError, "the object does not export zlib-ng's native deflate API");
+        return NULL;
+    }
+    const char *v = version();
+    if (v == NULL || v[0] != '2' || v[1] != '.') {
+        dlclose(h);
+        PyErr_Format(PyExc_OSError, "zlib-ng %s: only 2.x is known", v ? v : "?");
+        return NULL;
+    }
+    if (ng.handle == NULL) {          /* the first binding stays for the life of the process */
+        ng.version = version;
+        ng.init2 = (int32_t (*)(ng_stream *, int32_t, int32_t, int32_t, int32_t, int32_t))init2;
+        ng.deflate = (int32_t (*)(ng_stream *, int32_t))deflate;
+        ng.reset = (int32_t (*)(ng_stream *))reset;
+        ng.end = (int32_t (*)(ng_stream *))end;
+        ng.bound = (unsigned long (*)(ng_stream *, unsigned long))bound;
+        ng.handle = h;
+    } else {
+        dlclose(h);
+    }
+    return PyUnicode_FromString(ng.version());
+}
+
+PyDoc_STRVAR(deflate_pages_doc,
+"deflate_pages(buffers, page_size, level) -> (bytes, list[int])\n"
+"\n"
+"Every page of the buffers (each a whole number of pages) as a zlib stream of\n"
+"its own at the level, as zlib_ng.compress(page, level) makes it, or the page\n"
+"itself where the stream would not be smaller.  Returns the pieces end to end\n"
+"and each page's size there (page_size: stored as it is).  Needs bind_zlib_ng.");
+
+static PyObject *
+native_deflate_pages(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *seq_obj;
+    Py_ssize_t ps_arg;
+    int level;
+    if (!PyArg_ParseTuple(args, "Oni:deflate_pages", &seq_obj, &ps_arg, &level))
+        return NULL;
+    if (ng.handle == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "deflate_pages needs bind_zlib_ng first");
+        return NULL;
+    }
+    if (ps_arg < 64 || ps_arg > (1 << 20)) {
+        PyErr_SetString(PyExc_ValueError, "page_size must be 64 .. 1 MiB");
+        return NULL;
+    }
+    if (level < 0 || level > 9) {
+        PyErr_SetString(PyExc_ValueError, "level must be 0 .. 9");
+        return NULL;
+    }
+    size_t ps = (size_t)ps_arg;
+    PyObject *seq = PySequence_Fast(seq_obj, "deflate_pages takes a sequence of buffers");
+    if (seq == NULL)
+        return NULL;
+    Py_ssize_t nbuf = PySequence_Fast_GET_SIZE(seq);
+    Py_buffer *views = PyMem_Calloc(nbuf > 0 ? (size_t)nbuf : 1, sizeof(Py_buffer));
+    PyObject *out = NULL, *sizes_list = NULL, *result = NULL;
+    uint32_t *sizes = NULL;
+    Py_ssize_t got = 0;
+    size_t npages = 0;
+    if (views == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < nbuf; got++) {
+        if (get_contiguous_buffer(PySequence_Fast_GET_ITEM(seq, got), &views[got], "deflate_pages") < 0)
+            goto done;
+        if ((size_t)views[got].len % ps != 0) {
+            got++;
+            PyErr_SetString(PyExc_ValueError, "a buffer is not a whole number of pages");
+            goto done;
+        }
+        npages += (size_t)views[got].len / ps;
+    }
+    if (npages > (size_t)PY_SSIZE_T_MAX / ps - 1) {
+        PyErr_NoMemory();
+        goto done;
+    }
+
+    ng_stream zs;
+    memset(&zs, 0, sizeof zs);
+    if (ng.init2(&zs, level, NG_DEFLATED, NG_MAX_WBITS, NG_MEM_LEVEL, NG_DEFAULT_STRATEGY) != NG_OK) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t bound = (size_t)ng.bound(&zs, (unsigned long)ps);
+    size_t slack = bound > ps ? bound - ps : 0;     /* the last page's stream may overrun */
+    sizes = PyMem_Malloc((npages ? npages : 1) * sizeof(uint32_t));
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)(npages * ps + slack));
+    if (sizes == NULL || out == NULL) {
+        ng.end(&zs);
+        if (sizes == NULL)
+            PyErr_NoMemory();
+        goto done;
+    }
+    uint8_t *dst = (uint8_t *)PyBytes_AS_STRING(out);
+    size_t pos = 0, k = 0;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t b = 0; b < nbuf && !failed; b++) {
+        const uint8_t *src = (const uint8_t *)views[b].buf;
+        size_t n = (size_t)views[b].len / ps;
+        for (size_t i = 0; i < n; i++, k++) {
+            const uint8_t *page = src + i * ps;
+            if (ng.reset(&zs) != NG_OK) {
+                failed = 1;
+                break;
+            }
+            zs.next_in = page;
+            zs.avail_in = (uint32_t)ps;
+            zs.next_out = dst + pos;
+            zs.avail_out = (uint32_t)(ps + slack);
+            int rc = ng.deflate(&zs, NG_FINISH);
+            size_t got_bytes = ps + slack - zs.avail_out;
+            if (rc == NG_STREAM_END && got_bytes < ps) {
+                sizes[k] = (uint32_t)got_bytes;
+            } else {                  /* not smaller (or not finished): the page as it is */
+                memcpy(dst + pos, page, ps);
+                sizes[k] = (uint32_t)ps;
+            }
+            pos += sizes[k];
+        }
+    }
+    ng.end(&zs);
+    Py_END_ALLOW_THREADS
+    if (failed) {
+        PyErr_SetString(PyExc_RuntimeError, "zlib-ng refused to reset its deflate state");
+        goto done;
+    }
+    if (_PyBytes_Resize(&out, (Py_ssize_t)pos) < 0)
+        goto done;
+    sizes_list = PyList_New((Py_ssize_t)npages);
+    if (sizes_list == NULL)
+        goto done;
+    for (size_t i = 0; i < npages; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(sizes[i]);
+        if (v == NULL)
+            goto done;
+        PyList_SET_ITEM(sizes_list, (Py_ssize_t)i, v);
+    }
+    result = PyTuple_Pack(2, out, sizes_list);
+
+done:
+    for (Py_ssize_t i = 0; i < got; i++)
+        PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(sizes);
+    Py_XDECREF(out);
+    Py_XDECREF(sizes_list);
+    Py_DECREF(seq);
+    return result;
+}
+
 static PyMethodDef native_methods[] = {
     {"csum_partial", (PyCFunction)(void (*)(void))native_csum_partial,
      METH_VARARGS | METH_KEYWORDS, csum_partial_doc},
@@ -599,6 +828,8 @@ static PyMethodDef native_methods[] = {
     {"nonzero_ranges", (PyCFunction)(void (*)(void))native_nonzero_ranges,
      METH_VARARGS | METH_KEYWORDS, nonzero_ranges_doc},
     {"is_zero", (PyCFunction)native_is_zero, METH_O, is_zero_doc},
+    {"bind_zlib_ng", (PyCFunction)native_bind_zlib_ng, METH_O, bind_zlib_ng_doc},
+    {"deflate_pages", (PyCFunction)native_deflate_pages, METH_VARARGS, deflate_pages_doc},
     {NULL, NULL, 0, NULL},
 };
 

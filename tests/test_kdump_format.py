@@ -283,6 +283,24 @@ def test_serial_and_parallel_output_are_identical(machine_1g, tmp_path):
     assert outs[3] == outs[4]
 
 
+def test_the_batch_compressor_writes_the_file_page_by_page_would(machine_1g, tmp_path, monkeypatch):
+    """native.deflate_pages (a batch without the GIL) makes byte for byte the file zlib-ng's
+    compress() page by page makes: the same streams, the same raw pages, the same descriptors."""
+    import native
+    from vmcore.formats.kdump import writer
+    assert native.zlib_ng_deflate(), "the extension and zlib-ng are installed for the tests"
+    outs = []
+    with open_dump(machine_1g) as d:
+        for batched in (True, False):
+            if not batched:
+                monkeypatch.setattr(writer, "batch_compressor", lambda name, level: None)
+            p = str(tmp_path / f"b{batched}.kdump")
+            lay = write_dump(d, p, "kdump", timestamp=TS, threads=2, batch_pages=37)
+            outs.append((sha256_file(p), lay.pages_compressed, lay.pages_raw))
+    assert outs[0] == outs[1]
+    assert outs[0][1] > 0
+
+
 def test_exclude_zero_leaves_zero_pages_out_of_bitmap_2(written, machine_ref, tmp_path):
     machine, digests, _, _ = machine_ref
     p = str(tmp_path / "ez.kdump")

@@ -456,6 +456,83 @@ def test_csum_range_parallel_equals_serial():
 
 
 # --------------------------------------------------------------------------
+# deflate_pages: zlib-ng's own deflate, a batch of pages without the GIL
+# --------------------------------------------------------------------------
+
+def _mixed_pages(n: int, ps: int = 4096) -> bytearray:
+    """Pages that compress well, not at all (random: stored as they are), and in between."""
+    rnd = random.Random(n)
+    out = bytearray()
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            out += bytes(ps)
+        elif kind == 1:
+            out += rnd.randbytes(ps)
+        elif kind == 2:
+            out += (b"kernel text %d " % i) * (ps // 16) + bytes(ps - (ps // 16) * len(b"kernel text %d " % i))
+        else:
+            out += rnd.randbytes(ps // 2) + bytes(ps // 2)
+    return out
+
+
+@pytest.mark.parametrize("level", [0, 1, 6, 9])
+@pytest.mark.parametrize("ps", [4096, 1 << 16])
+def test_deflate_pages_equals_zlib_ng_page_by_page(level, ps):
+    from zlib_ng import zlib_ng
+    assert native.zlib_ng_deflate().startswith("2.")
+    data = _mixed_pages(24, ps)
+    mv = memoryview(data)
+    buffers = [mv[:ps], mv[ps:10 * ps], bytes(mv[10 * ps:11 * ps]), mv[11 * ps:]]
+    out, sizes = native.deflate_pages(buffers, ps, level)
+    assert len(sizes) == 24 and sum(sizes) == len(out)
+    pos = 0
+    for i, size in enumerate(sizes):
+        page = bytes(mv[i * ps:(i + 1) * ps])
+        stream = zlib_ng.compress(page, level)
+        expect = stream if len(stream) < ps else page
+        piece = out[pos:pos + size]
+        assert size == len(expect) and (piece if size == ps else zlib_ng.decompress(piece)) == page, (i, size)
+        if ps <= 16 << 10:       # compress() hands deflate 16 KiB of output at a time, which splits
+            assert piece == expect, (i, size)     # stored blocks of larger pages elsewhere
+        pos += size
+    assert sizes.count(ps) >= 6                        # the random pages are stored as they are
+
+
+def test_deflate_pages_refuses_bad_arguments():
+    assert native.zlib_ng_deflate()
+    assert native.deflate_pages([], 4096, 1) == (b"", [])
+    for args, exc in ((([b"x" * 4095], 4096, 1), ValueError), (([bytes(4096)], 4096, 10), ValueError),
+                      (([bytes(4096)], 32, 1), ValueError), ((["text"], 4096, 1), TypeError),
+                      ((5, 4096, 1), TypeError)):
+        with pytest.raises(exc):
+            native.deflate_pages(*args)
+    with pytest.raises(OSError):
+        native._impl.bind_zlib_ng("/nonexistent/zlib_ng.so")
+    with pytest.raises(OSError):                       # a shared object without zlib-ng's API
+        native._impl.bind_zlib_ng(native._impl.__file__)
+
+
+def test_deflate_pages_runs_on_two_threads_at_once():
+    """Two threads compressing at once give each the streams one thread gives (one state per call)."""
+    import threading
+    assert native.zlib_ng_deflate()
+    data = _mixed_pages(64)
+    alone = native.deflate_pages([data], 4096, 1)
+    results: list = [None] * 4
+
+    def work(k: int) -> None:
+        for _ in range(5):
+            results[k] = native.deflate_pages([data], 4096, 1)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r == alone for r in results)
+
+
+# --------------------------------------------------------------------------
 # the pure-Python fallback (no compiler at install time) on large buffers
 # --------------------------------------------------------------------------
 

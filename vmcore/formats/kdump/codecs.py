@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from typing import Any, Callable
 
+import native
 from meminfo_abi import diskdump as dd
 from dumpkit.deflate import zlib_module
 from dumpkit.errors import BadInputError, UsageError
@@ -67,6 +68,17 @@ def compressor(name: str, level: int = 1) -> tuple[int, Callable[[Any], bytes] |
             c = local.c = mod.ZstdCompressor(level=level)
         return c.compress(page)
     return flag, zstd
+
+
+def batch_compressor(name: str, level: int = 1) -> Callable[[list, int], tuple[bytes, list]] | None:
+    """function (buffers of whole pages, page size) -> (pieces end to end, each page's size there,
+    the page size where stored as it is): the pages of a batch compressed as compressor(name, level)
+    does one by one, without the GIL (native.deflate_pages); None where that cannot run (another
+    codec, no native extension or no zlib-ng), and the writer goes page by page."""
+    if name != "zlib" or not native.zlib_ng_deflate():
+        return None
+    deflate = native.deflate_pages
+    return lambda buffers, ps: deflate(buffers, ps, level)
 
 
 def _snappy_length(data: bytes) -> int:

@@ -28,7 +28,7 @@ from vmcore.formats.elf import build_notes
 from vmcore.formats.entry import FormatWriter
 from vmcore.formats.flattened import FlatSink
 
-from vmcore.formats.kdump.codecs import BITMAP_PIECE, FORMAT_NAME, compressor
+from vmcore.formats.kdump.codecs import BITMAP_PIECE, FORMAT_NAME, batch_compressor, compressor
 from vmcore.model import DEFAULT_BLOCK, KIND_ABSENT, PAGE_SIZE, Dump
 
 Progress = Callable[[int], None] | None
@@ -303,8 +303,10 @@ def _header_bytes(dump: Dump, lay: KdumpLayout, timestamp) -> tuple[bytes, bytes
     return head, sub
 
 
-def _compress_runs(fn: Callable | None, flag: int, runs: list, ps: int) -> tuple[list, list, list]:
-    """Compress the pages of runs [(view, pages)]: (data pieces, sizes, flags), raw where not smaller."""
+def _compress_runs(fn: Callable | None, flag: int, runs: list, ps: int,
+                   batch: Callable | None = None) -> tuple[list, list, list]:
+    """Compress the pages of runs [(view, pages)]: (data pieces, sizes, flags), raw where not smaller;
+    `batch` (codecs.batch_compressor) does a whole batch at once, else `fn` goes page by page."""
     parts: list = []
     sizes: list = []
     flags: list = []
@@ -313,6 +315,9 @@ def _compress_runs(fn: Callable | None, flag: int, runs: list, ps: int) -> tuple
             parts.append(mv)
         n_all = sum(n for _, n in runs)
         return parts, [ps] * n_all, [0] * n_all
+    if batch is not None:
+        data, sizes = batch([mv for mv, _n in runs], ps)
+        return [data], sizes, [flag if size < ps else 0 for size in sizes]
     for mv, n in runs:
         for i in range(0, n * ps, ps):
             page = mv[i:i + ps]
@@ -513,6 +518,7 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
     if isinstance(batch_pages, bool) or not isinstance(batch_pages, int) or batch_pages < 1:
         raise UsageError(f"batch_pages must be a positive integer, not {batch_pages!r}")
     flag, fn = compressor(compress, level)
+    batch = batch_compressor(compress, level) if fn is not None else None
     ps = dump.attrs.page_size or PAGE_SIZE
     runs, missing, absent = _present_runs(dump, ps, allow_incomplete)
     lay, notes = plan_kdump(dump, exclude_zero=exclude_zero, split=split, byteorder=byteorder,
@@ -532,13 +538,13 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
         _check_room(label, lay, exclude_zero)
     try:
         if stream:
-            _write(dump, FlatSink(path), lay, head, sub, notes, runs, missing, bitmap2, fn, flag, exclude_zero,
-                   threads, window, batch_pages, block_size, progress)
+            _write(dump, FlatSink(path), lay, head, sub, notes, runs, missing, bitmap2, (fn, batch), flag,
+                   exclude_zero, threads, window, batch_pages, block_size, progress)
         else:
             with atomic_file(label, seekable=not flattened) as fh:
                 sink = FlatSink(fh) if flattened else _FileSink(fh)
-                _write(dump, sink, lay, head, sub, notes, runs, missing, bitmap2, fn, flag, exclude_zero,
-                       threads, window, batch_pages, block_size, progress)
+                _write(dump, sink, lay, head, sub, notes, runs, missing, bitmap2, (fn, batch), flag,
+                       exclude_zero, threads, window, batch_pages, block_size, progress)
     except DumpToolError:
         raise
     except OSError as exc:
@@ -547,8 +553,9 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
 
 
 def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: bytes, runs: list[Range],
-           missing: list[Range], bitmap2: list[Range] | None, fn, flag: int, exclude_zero: bool, threads: int,
-           window: int, batch_pages: int, block_size: int, progress: Progress) -> None:
+           missing: list[Range], bitmap2: list[Range] | None, codec: tuple, flag: int, exclude_zero: bool,
+           threads: int, window: int, batch_pages: int, block_size: int, progress: Progress) -> None:
+    fn, batch_fn = codec                   # page by page, and the batch form where it runs
     ps = lay.block_size
     sink.put(0, head)
     sink.put(ps, sub + notes)
@@ -648,7 +655,7 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
 
     def compress(batch: tuple[list, list, int]) -> tuple[list, int, tuple]:
         segments, batch_runs, end = batch
-        return segments, end, _compress_runs(fn, flag, batch_runs, ps)
+        return segments, end, _compress_runs(fn, flag, batch_runs, ps, batch_fn)
 
     # batches are compressed on `threads` threads while the next ones are read; written in order
     with closing(ordered_map(compress, batches(), threads, window + 1)) as done_batches:
