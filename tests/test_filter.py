@@ -340,8 +340,9 @@ def test_the_compound_order_per_kernel_generation():
 
 
 def test_phys_runs_take_a_large_page_in_one_walk():
-    """vmemmap may be mapped with 1 MiB segments or 2 GiB regions: one walk each, contiguous
-    pieces merged; an invalid entry names address and level."""
+    """vmemmap may be mapped with 1 MiB segments or 2 GiB regions: one walk each, and one per
+    page table (its pages read from its entries), contiguous pieces merged; an invalid entry
+    names address and level."""
     from tests.test_backtrace import machine
     from vmcore.kvaddr import KernelSpace, TranslationError
     with machine() as d:
@@ -350,12 +351,22 @@ def test_phys_runs_take_a_large_page_in_one_walk():
         real = ks.walk
         ks.walk = lambda v: walks.append(v) or real(v)
         assert ks.phys_runs(0x80000, 0x280000 - 0x1000) == [(0x80000, 0x280000 - 0x1000)]
-        assert len(walks) == 2 + 0xFF                    # two segments, then 255 4 KiB pages
+        assert len(walks) == 2 + 1                       # two segments, then one page table (255 pages)
         walks.clear()
         assert ks.phys_runs((2 << 30) + 0x1000, 0x200000) == [(0x1000, 0x200000)]
         assert len(walks) == 1                           # one 2 GiB region frame
         with pytest.raises(TranslationError, match="page-table entry .* invalid"):
             ks.phys_runs(0x2FF000, 0x1000)
+        with pytest.raises(TranslationError, match="0x2ff000: page-table entry .* invalid"):
+            ks.phys_runs(0x280000, 0x80000)               # met from the page table's entries too
+        pages = [(ks.v2p(v), 0x1000) for v in range(0x200000, 0x2FF000, 0x1000)]
+        merged: list = []
+        for p, n in pages:                               # what a walk per page gives
+            if merged and merged[-1][0] + merged[-1][1] == p:
+                merged[-1] = (merged[-1][0], merged[-1][1] + n)
+            else:
+                merged.append((p, n))
+        assert ks.phys_runs(0x200000, 0xFF000) == merged
 
 
 def test_closing_the_view_leaves_the_dump_open(kernel, tmp_path):

@@ -20,6 +20,8 @@ from vmcore.model import Dump
 U64 = (1 << 64) - 1
 PAGE = 4096
 _ENTRY_BLOCK = 2048             # bytes of table entries read at once (a page table's size)
+_SEGMENT_MASK = (1 << dat._SEGMENT_SHIFT) - 1
+_PT_INDEX = dat._PAGE_ENTRIES - 1
 _ENTRIES = struct.Struct(f">{_ENTRY_BLOCK // 8}Q")
 _TOP_LEVEL = {lv[1]: i for i, lv in enumerate(dat.DAT_LEVELS) if lv[1] is not None}   # ASCE type -> level
 
@@ -229,17 +231,34 @@ class KernelSpace:
         return p
 
     def phys_runs(self, virt: int, length: int) -> list[tuple[int, int]]:
-        """(physical, length) pieces of a virtual range, one walk per mapped page, 1 MiB segment
-        or 2 GiB region (large pages cost one walk), physically contiguous pieces merged."""
+        """(physical, length) pieces of a virtual range, one walk per page table, 1 MiB segment
+        or 2 GiB region (a page table's pages are read from its entries, large pages cost one
+        walk), physically contiguous pieces merged."""
         if length < 0 or virt < 0 or virt + length > U64 + 1:
             raise BadInputError(f"virtual range 0x{virt:x}+0x{length:x} is not valid")
         out: list[tuple[int, int]] = []
         pos, end = virt, virt + length
+        table = -1                      # the page table the last walk ended in (its segment's pages)
         while pos < end:
+            if table >= 0 and pos & ~_SEGMENT_MASK == seg_base:
+                # the next page of the same segment: its entry in the page table just walked
+                e = self._entry(table + ((pos >> dat._PAGE_SHIFT) & _PT_INDEX) * dat.DAT_ENTRY_SIZE, pos, "page")
+                if not e & dat._PAGE_INVALID:
+                    phys, step = e & dat._PAGE_ORIGIN, PAGE
+                    n = min(end, (pos // step + 1) * step) - pos
+                    if out[-1][0] + out[-1][1] == phys:
+                        out[-1] = (out[-1][0], out[-1][1] + n)
+                    else:
+                        out.append((phys, n))
+                    pos += n
+                    continue
+            table = -1                  # walk (an invalid entry is named there)
             if self.asce is not None:
                 try:
                     tr = self.walk(pos)
                     phys, step = tr.phys, tr.page_size
+                    if tr.levels and tr.levels[-1].name == "page":
+                        table, seg_base = tr.levels[-1].table, pos & ~_SEGMENT_MASK
                 except TranslationError as exc:
                     if not exc.missing_table or self.linear(pos) is None:
                         raise

@@ -570,16 +570,21 @@ class Dump(Closeable):
 
         Blocks never cross a chunk border, are at most block_size long and start
         on page boundaries except where a chunk does not; nothing outside the
-        sources' data ranges is read.
+        sources' data ranges is read.  A source with a `read_unit` (bytes) that
+        fits in block_size is read along its units instead.
         """
         ps = self.attrs.page_size or PAGE_SIZE
         if block_size <= 0 or block_size % ps:
             raise BadInputError(f"block size {block_size} is not a positive multiple of the page size {ps}")
         end = self.size if end is None else min(end, self.size)
         for c, s, e in self._chunk_data(start, end, align=ps):
+            # a source that hands out whole units of its own without a copy (inflated zlib units)
+            # is read a unit at a time, along its units
+            unit = getattr(c.source, "read_unit", 0)
+            bs, base = (unit, c.start) if 0 < unit <= block_size else (block_size, 0)
             pos = s
             while pos < e:
-                n = min(e, (pos // block_size + 1) * block_size) - pos
+                n = min(e, base + ((pos - base) // bs + 1) * bs) - pos
                 yield pos, c.source.read(pos - c.start, n)
                 pos += n
 

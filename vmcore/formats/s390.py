@@ -161,6 +161,8 @@ class ZlibSegmentSource(_SizedSource):
     """The memory of one compressed segment: 1 MiB units, each its own zlib stream (bit 31 of
     its entry offset: stored raw), inflated by the dump's _Inflater (module docstring)."""
 
+    read_unit = MIB                         # Dump.iter_data reads a unit at a time: no join, no copy
+
     def __init__(self, raw: FileSource, segment: DumpSegment, name: str, inflater: _Inflater | None = None):
         self.raw = raw                      # the segment's data on disk (offset 0 = data_offset)
         self.segment = segment
