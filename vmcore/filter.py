@@ -41,6 +41,7 @@ from dumpkit.ranges import subtract as subtract_ranges
 from vmcore.model import KIND_ABSENT, KIND_RAM, Dump, MappedSource, MemChunk
 
 PGMM_CACHED = 512               # struct pages read at once (a power of two: compound heads are aligned)
+DECIDED_MAX = 1 << 14           # single-page decisions remembered in a scan (distinct flags/_mapcount)
 ALL_CLASSES = DL_MAX & ~DL_EXCLUDE_ZERO
 CLASS_ORDER = (mm.CLASS_CACHE, mm.CLASS_CACHE_PRIVATE, mm.CLASS_USER, mm.CLASS_FREE, mm.CLASS_HWPOISON,
                mm.CLASS_OFFLINE)
@@ -307,6 +308,8 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
         i_mc is None or zero_row[i_mc] not in exact_types and (zero_row[i_mc] & mm.U32) >> 24 not in top_types)
     unpack_row = pstruct.unpack_from
     cache: dict = {}
+    head_mask = lay.pg.get("PG_head_mask", 0)
+    decided: dict = {}                    # (flags, anon bit, _mapcount) -> (class, buddy) of single pages
 
     for secnr, mem_map in _Memmap(dump, lay, ks, nsec).sections():
         p0 = secnr * pps
@@ -382,21 +385,33 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
                         if not flags & hot_flags and not mapping & 1 and (
                                 mc is None or mc not in exact_types and (mc & mm.U32) >> 24 not in top_types):
                             continue
-                        p = Fields(flags, mapping, mc, row[i_priv] if i_priv is not None else None, head)
-                        order, hugetlb = 0, False
-                        if lay.is_compound_head(flags) and j + 1 < nrows and pfn % PGMM_CACHED < PGMM_CACHED - 1:
+                        private = row[i_priv] if i_priv is not None else None
+                        order = 0
+                        if flags & head_mask and j + 1 < nrows and pfn % PGMM_CACHED < PGMM_CACHED - 1:
+                            p = Fields(flags, mapping, mc, private, head)
                             order, hugetlb = lay.compound_info(p, bytes(buf[(j + 1) * sz:(j + 2) * sz]))
                             if order >= 64 or pfn & ((1 << order) - 1):
                                 order = 0
-                        cls = lay.classify(p, level, hugetlb)
+                            cls, buddy = lay.classify(p, level, hugetlb), lay.is_buddy(p)
+                        else:
+                            # a single page's class follows from its flags, anon bit and
+                            # _mapcount alone: decided once per such triple
+                            key = (flags, mapping & mm.PAGE_MAPPING_ANON, mc)
+                            got = decided.get(key)
+                            if got is None:
+                                if len(decided) >= DECIDED_MAX:
+                                    decided.clear()
+                                p = Fields(flags, mapping, mc, private, head)
+                                got = decided[key] = (lay.classify(p, level), lay.is_buddy(p))
+                            cls, buddy = got
                         if cls is None:
                             continue
                         n = 1 << order
                         if cls == mm.CLASS_FREE:
-                            if lay.is_buddy(p):
-                                if max_order is not None and p.private >= max_order:
+                            if buddy:
+                                if max_order is not None and private >= max_order:
                                     continue              # an order no free list has: left in, as makedumpfile
-                                n = 1 << p.private
+                                n = 1 << private
                             else:                         # unaccepted memory: always a MAX_ORDER block
                                 n = 1 << ((max_order or 11) - 1)
                         end = min(pfn + n, max_pfn)
@@ -414,12 +429,34 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
 # the filtered view
 # ---------------------------------------------------------------------------------------------
 
-def _sub_source(src, base: int, size: int) -> MappedSource:
+class _SourceRanges:
+    """A source's data ranges, asked once (a filtered chunk is cut into thousands of pieces, and
+    a source may answer each question with system calls, SEEK_DATA/SEEK_HOLE for instance)."""
+
+    def __init__(self, src, size: int):
+        self.src, self.size = src, size
+        self.starts: list[int] | None = None
+        self.ranges: list[Range] = []
+
+    def between(self, s: int, e: int) -> Iterator[Range]:
+        if self.starts is None:
+            self.ranges = list(self.src.data_ranges(0, self.size))
+            self.starts = [a for a, _b in self.ranges]
+        i = max(bisect.bisect_right(self.starts, s) - 1, 0)
+        while i < len(self.ranges) and self.ranges[i][0] < e:
+            a, b = max(self.ranges[i][0], s), min(self.ranges[i][1], e)
+            if a < b:
+                yield a, b
+            i += 1
+
+
+def _sub_source(src, base: int, size: int, known: _SourceRanges | None = None) -> MappedSource:
     def read(o: int, n: int) -> bytes:
         return src.read(base + o, n)
 
     def ranges(s: int, e: int):
-        for a, b in src.data_ranges(base + s, base + e):
+        for a, b in (known.between(base + s, base + e) if known is not None
+                     else src.data_ranges(base + s, base + e)):
             yield a - base, b - base
     return MappedSource(read, size, ranges, name=getattr(src, "name", "source"))
 
@@ -447,11 +484,12 @@ def apply_exclusion(dump: Dump, excluded: list[Range], level: int) -> Dump:
             continue
         keep = subtract_ranges([(c.start, c.end)], cut)
         pieces = [(s, e, True) for s, e in keep] + [(s, e, False) for s, e in cut]
+        known = _SourceRanges(c.source, c.size) if c.kind == KIND_RAM else None
         for s, e, kept in sorted(pieces):
             if not kept:
                 chunks.append(MemChunk(s, e - s, None, KIND_ABSENT))
             elif c.kind == KIND_RAM:
-                chunks.append(MemChunk(s, e - s, _sub_source(c.source, s - c.start, e - s), KIND_RAM))
+                chunks.append(MemChunk(s, e - s, _sub_source(c.source, s - c.start, e - s, known), KIND_RAM))
             else:
                 chunks.append(MemChunk(s, e - s, None, c.kind))
         new_excl.extend(cut)
