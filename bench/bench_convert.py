@@ -36,6 +36,9 @@ REPEAT = 3
 
 def child_main(argv: list[str]) -> None:
     """In the subprocess: open the dump, time one conversion to ELF, print JSON."""
+    from dumpkit.parallel import reuse_large_buffers
+
+    reuse_large_buffers()                       # as the CLI's main does
     src, out = argv[0], argv[1]
     from vmcore.formats import open_dump, write_dump
 

@@ -53,6 +53,9 @@ READ_BLOCK = 8 * MiB
 
 def child_save(argv: list[str]) -> None:
     """`vmcore save --machine M -d 31 -c -o OUT` as library calls, timed after the imports."""
+    from dumpkit.parallel import reuse_large_buffers
+
+    reuse_large_buffers()                       # as the CLI's main does
     machine, out = argv[0], argv[1]
     from s390_machine.machine import Machine
     from vmcore.filter import filter_dump
@@ -75,6 +78,9 @@ def child_save(argv: list[str]) -> None:
 
 def child_scan(argv: list[str]) -> None:
     """The page-class scan of -d 31 alone, timed after the imports."""
+    from dumpkit.parallel import reuse_large_buffers
+
+    reuse_large_buffers()                       # as the CLI's main does
     machine = argv[0]
     from s390_machine.machine import Machine
     from vmcore.filter import ALL_CLASSES, scan_pages

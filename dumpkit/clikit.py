@@ -25,6 +25,7 @@ from rich.progress import (
 )
 
 from dumpkit.errors import EXIT_IO, EXIT_USAGE, DumpToolError
+from dumpkit.parallel import reuse_large_buffers
 
 
 
@@ -123,6 +124,7 @@ def main_for(app: typer.Typer, prog: str) -> Callable[[], None]:
     def main() -> None:
         install_signal_handlers()
         tolerate_any_terminal()
+        reuse_large_buffers()
         try:
             code = run(app, prog)
         except Terminated as exc:

@@ -47,4 +47,21 @@ def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int,
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-__all__ = ["ordered_map"]
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3          # mallopt parameters (glibc malloc.h)
+
+
+def reuse_large_buffers() -> bool:
+    """Let freed MiB-sized buffers be reused rather than handed back to the kernel (glibc's
+    malloc maps each one afresh and unmaps it when freed, or trims its heaps soon, so every
+    inflated unit or read block lands on new pages that fault in one by one: a tenth of a
+    pipeline's CPU).  For the CLI processes; True where it took (glibc)."""
+    try:
+        import ctypes
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    ok = mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
+    return mallopt(_M_TRIM_THRESHOLD, 256 << 20) == 1 and ok
+
+
+__all__ = ["ordered_map", "reuse_large_buffers"]

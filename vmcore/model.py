@@ -670,7 +670,7 @@ def copy_memory(dump: Dump, fd: int, spans: Iterable[tuple[int, int, int]],
                 yield base + done - start, None, end - done
 
     write_sparse(fd, blocks(), lambda data: nonzero_ranges(data, ps), progress=progress,
-                 writeback=Writeback(fd) if writeback is None else writeback)
+                 writeback=Writeback(fd) if writeback is None else writeback, direct=True)
 
 
 def page_digests(dump: Dump, start: int = 0, end: int | None = None) -> dict[int, str]:
