@@ -17,6 +17,8 @@ Functions (all accept any contiguous bytes-like object and do not copy it):
   of maximal runs of all-zero granules (the last granule may be short).
 * ``nonzero_ranges(buffer, granule=4096)``: the complementary runs.
 * ``is_zero(buffer) -> bool``
+* ``page_rows(buffer, size, ...) -> list[int]``: the struct pages a dump-level
+  scan has to decode (not tail pages; a hot flag, anon, or a page type).
 * ``deflate_pages(buffers, page_size, level) -> (bytes, sizes)``: every page as
   a zlib stream of its own (or as it is, where the stream is not smaller), the
   whole batch without the GIL, through zlib-ng's own deflate; ``None`` unless
@@ -44,7 +46,7 @@ except ImportError:  # no compiler when the package was installed (or the fallba
     from . import _fallback as _impl
     BUILT = False
 
-__all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero", "BUILT", "describe",
+__all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero", "page_rows", "BUILT", "describe",
            "zlib_ng_deflate", "deflate_pages"]
 
 _warned = False
@@ -71,12 +73,12 @@ def _warn_once(func):
 
 
 if BUILT:
-    csum_partial, zero_ranges, nonzero_ranges, is_zero = (
-        _impl.csum_partial, _impl.zero_ranges, _impl.nonzero_ranges, _impl.is_zero)
+    csum_partial, zero_ranges, nonzero_ranges, is_zero, page_rows = (
+        _impl.csum_partial, _impl.zero_ranges, _impl.nonzero_ranges, _impl.is_zero, _impl.page_rows)
 else:
-    csum_partial, zero_ranges, nonzero_ranges, is_zero = (
+    csum_partial, zero_ranges, nonzero_ranges, is_zero, page_rows = (
         _warn_once(_impl.csum_partial), _warn_once(_impl.zero_ranges),
-        _warn_once(_impl.nonzero_ranges), _warn_once(_impl.is_zero))
+        _warn_once(_impl.nonzero_ranges), _warn_once(_impl.is_zero), _warn_once(_impl.page_rows))
 
 
 _zlib_ng: str | None = None          # zlib-ng's version once bound, "" when it cannot be

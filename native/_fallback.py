@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from array import array
 
-__all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero"]
+__all__ = ["csum_partial", "zero_ranges", "nonzero_ranges", "is_zero", "page_rows"]
 
 _MASK32 = 0xFFFFFFFF
 _BLOCK = 1 << 20                  # bytes summed or compared per step (a multiple of 4)
@@ -117,3 +117,24 @@ def nonzero_ranges(buffer, granule: int = 4096) -> list[tuple[int, int]]:
 def is_zero(buffer) -> bool:
     view = _bytes_view(buffer)
     return _granule_is_zero(view, 0, len(view)) if len(view) else True
+
+
+def page_rows(buffer, size: int, flags_at: int, mapping_at: int, mapcount_at: int, head_at: int,
+              hot_flags: int, exact_types, top_types) -> list[int]:
+    """The struct pages a dump-level scan decodes (the C function's rules, row by row)."""
+    if not (16 <= size <= 4096 and 0 <= flags_at <= size - 8 and 0 <= mapping_at <= size - 8
+            and -1 <= mapcount_at <= size - 4 and -1 <= head_at <= size - 8):
+        raise ValueError("page_rows: a field lies outside the struct page")
+    view = _bytes_view(buffer)
+    exact, top = set(exact_types), set(top_types)
+    out = []
+    for i in range(len(view) // size):
+        row = view[i * size:(i + 1) * size]
+        if head_at >= 0 and row[head_at + 7] & 1:
+            continue
+        hit = bool(int.from_bytes(row[flags_at:flags_at + 8], "big") & hot_flags) or bool(row[mapping_at + 7] & 1)
+        if not hit and mapcount_at >= 0:
+            hit = row[mapcount_at] in top or int.from_bytes(row[mapcount_at:mapcount_at + 4], "big", signed=True) in exact
+        if hit:
+            out.append(i)
+    return out

@@ -11,6 +11,7 @@
  *   is_zero(buffer) -> bool
  *   bind_zlib_ng(path) -> str, deflate_pages(buffers, page_size, level)
  *       zlib streams of single pages, the batch without the GIL (below)
+ *   page_rows(...) -> list[int]: the struct pages a dump-level scan decodes
  *
  * Every function accepts any object exporting a C-contiguous buffer and reads
  * it in place (no copy).  The scanning loops run with the GIL released.
@@ -820,6 +821,123 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------------ */
+/* page_rows: the struct pages a dump-level scan has to decode
+ *
+ * Most struct pages of a kernel are kept at every dump level: not on an LRU
+ * list, not anonymous, no page type in _mapcount.  This finds the others (and
+ * leaves out tail pages, which go with their heads) without the GIL, so the
+ * scan decodes in Python only the rows that can be left out.
+ */
+static uint64_t
+load_be(const unsigned char *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+PyDoc_STRVAR(page_rows_doc,
+"page_rows(buffer, size, flags_at, mapping_at, mapcount_at, head_at, hot_flags,\n"
+"          exact_types, top_types) -> list[int]\n"
+"\n"
+"Indices of the struct pages (big-endian, size bytes each, end to end in the\n"
+"buffer) that are not tail pages (bit 0 of the u64 at head_at) and have a flag\n"
+"of hot_flags (u64 at flags_at), the anon bit of the mapping (u64 at\n"
+"mapping_at), or a page type in the s32 at mapcount_at (one of exact_types, or\n"
+"its top byte one of top_types).  A field offset of -1: the kernel has none.");
+
+static PyObject *
+native_page_rows(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *obj, *exact_obj, *top_obj;
+    Py_ssize_t size, flags_at, mapping_at, mapcount_at, head_at;
+    unsigned long long hot;
+    if (!PyArg_ParseTuple(args, "OnnnnnKOO:page_rows", &obj, &size, &flags_at, &mapping_at,
+                          &mapcount_at, &head_at, &hot, &exact_obj, &top_obj))
+        return NULL;
+    if (size < 16 || size > 4096 || flags_at < 0 || flags_at + 8 > size || mapping_at < 0 ||
+        mapping_at + 8 > size || mapcount_at < -1 || mapcount_at + 4 > size || head_at < -1 ||
+        head_at + 8 > size) {
+        PyErr_SetString(PyExc_ValueError, "page_rows: a field lies outside the struct page");
+        return NULL;
+    }
+    int32_t exact[16];
+    int nexact = 0;
+    unsigned char top[256] = {0};
+    PyObject *seq = PySequence_Fast(exact_obj, "exact_types must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    if (PySequence_Fast_GET_SIZE(seq) > 16) {
+        Py_DECREF(seq);
+        PyErr_SetString(PyExc_ValueError, "page_rows: at most 16 exact page types");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if (v == -1 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return NULL;
+        }
+        exact[nexact++] = (int32_t)v;
+    }
+    Py_DECREF(seq);
+    seq = PySequence_Fast(top_obj, "top_types must be a sequence");
+    if (seq == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        long v = PyLong_AsLong(PySequence_Fast_GET_ITEM(seq, i));
+        if ((v == -1 && PyErr_Occurred()) || v < 0 || v > 255) {
+            Py_DECREF(seq);
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_ValueError, "page_rows: a top byte is 0..255");
+            return NULL;
+        }
+        top[v] = 1;
+    }
+    Py_DECREF(seq);
+
+    Py_buffer view;
+    if (get_contiguous_buffer(obj, &view, "page_rows") < 0)
+        return NULL;
+    size_t rows = (size_t)view.len / (size_t)size;
+    uint32_t *hits = PyMem_Malloc((rows ? rows : 1) * sizeof(uint32_t));
+    if (hits == NULL) {
+        PyBuffer_Release(&view);
+        return PyErr_NoMemory();
+    }
+    size_t nhits = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const unsigned char *row = (const unsigned char *)view.buf;
+    for (size_t i = 0; i < rows; i++, row += size) {
+        if (head_at >= 0 && (row[head_at + 7] & 1))
+            continue;
+        int hit = (load_be(row + flags_at, 8) & hot) != 0 || (row[mapping_at + 7] & 1);
+        if (!hit && mapcount_at >= 0) {
+            int32_t mc = (int32_t)(uint32_t)load_be(row + mapcount_at, 4);
+            hit = top[row[mapcount_at]];
+            for (int k = 0; k < nexact && !hit; k++)
+                hit = mc == exact[k];
+        }
+        if (hit)
+            hits[nhits++] = (uint32_t)i;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    PyObject *out = PyList_New((Py_ssize_t)nhits);
+    for (size_t i = 0; out != NULL && i < nhits; i++) {
+        PyObject *v = PyLong_FromUnsignedLong(hits[i]);
+        if (v == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, (Py_ssize_t)i, v);
+    }
+    PyMem_Free(hits);
+    return out;
+}
+
 static PyMethodDef native_methods[] = {
     {"csum_partial", (PyCFunction)(void (*)(void))native_csum_partial,
      METH_VARARGS | METH_KEYWORDS, csum_partial_doc},
@@ -830,6 +948,7 @@ static PyMethodDef native_methods[] = {
     {"is_zero", (PyCFunction)native_is_zero, METH_O, is_zero_doc},
     {"bind_zlib_ng", (PyCFunction)native_bind_zlib_ng, METH_O, bind_zlib_ng_doc},
     {"deflate_pages", (PyCFunction)native_deflate_pages, METH_VARARGS, deflate_pages_doc},
+    {"page_rows", (PyCFunction)native_page_rows, METH_VARARGS, page_rows_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -533,6 +533,54 @@ def test_deflate_pages_runs_on_two_threads_at_once():
 
 
 # --------------------------------------------------------------------------
+# page_rows: the struct pages a dump-level scan decodes
+# --------------------------------------------------------------------------
+
+def _page_row(size: int, flags: int = 0, mapping: int = 0, mapcount: int = -1, head: int = 0) -> bytes:
+    row = bytearray(size)
+    struct.pack_into(">Q", row, 0, flags)
+    struct.pack_into(">QQ", row, 8, head, 0)
+    struct.pack_into(">Q", row, 24, mapping)
+    struct.pack_into(">i", row, 48, mapcount)
+    return bytes(row)
+
+
+@pytest.mark.parametrize("impl", [pytest.param(native, id="C"), pytest.param(fallback, id="fallback")])
+def test_page_rows_finds_the_rows_a_scan_decodes(impl):
+    size, hot = 64, (1 << 4) | (1 << 10)
+    rows = [
+        _page_row(size),                                        # 0 kept: nothing hot
+        _page_row(size, flags=1 << 4),                          # 1 hot flag
+        _page_row(size, flags=1 << 5 | 1 << 63),                # 2 other flags only: kept
+        _page_row(size, mapping=0xABCDEF01),                    # 3 anon bit
+        _page_row(size, mapping=0xABCDEF00),                    # 4 a file mapping: kept
+        _page_row(size, mapcount=-129),                         # 5 an exact page type (buddy, 6.1)
+        _page_row(size, mapcount=-128 << 24 | 5),               # 6 a top-byte page type (6.12 style)
+        _page_row(size, mapcount=-2),                           # 7 no type
+        _page_row(size, flags=1 << 10, head=0x1234567 | 1),     # 8 a tail: never alone
+        _page_row(size, flags=1 << 10, head=0x1234568),         # 9 compound_head without bit 0: a page
+    ]
+    buf = b"".join(rows)
+    args = (size, 0, 24, 48, 8, hot, [-129], [0x80])
+    assert impl.page_rows(buf, *args) == [1, 3, 5, 6, 9]
+    assert impl.page_rows(buf, size, 0, 24, -1, -1, hot, [-129], [0x80]) == [1, 3, 8, 9]   # fields absent
+    assert impl.page_rows(memoryview(buf)[size * 5:], *args) == [0, 1, 4]
+    assert impl.page_rows(b"", *args) == []
+    with pytest.raises(ValueError):
+        impl.page_rows(buf, size, 60, 24, 48, 8, hot, [], [])
+
+
+def test_page_rows_c_equals_fallback_on_random_rows():
+    rnd = random.Random(11)
+    size = 64
+    buf = bytearray(rnd.randbytes(size * 3000))
+    for i in range(0, 3000, 3):                                # plenty of plain rows too
+        buf[i * size:(i + 1) * size] = _page_row(size, flags=rnd.getrandbits(64) & ~0x410, mapping=rnd.getrandbits(63) << 1)
+    args = (size, 0, 24, 48, 8, 0x410, [-129, -257], [0x80, 0xF2])
+    assert native.page_rows(buf, *args) == fallback.page_rows(buf, *args)
+
+
+# --------------------------------------------------------------------------
 # the pure-Python fallback (no compiler at install time) on large buffers
 # --------------------------------------------------------------------------
 

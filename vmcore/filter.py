@@ -35,7 +35,7 @@ from typing import Callable, Iterator
 from dumpkit.errors import BadInputError, DumpToolError, UsageError
 from meminfo_abi import mm
 from meminfo_abi.diskdump import DL_EXCLUDE_ZERO, DL_MAX
-from native import nonzero_ranges
+from native import nonzero_ranges, page_rows
 from vmcore.kvaddr import KernelSpace
 from dumpkit.ranges import subtract as subtract_ranges
 from vmcore.model import KIND_ABSENT, KIND_RAM, Dump, MappedSource, MemChunk
@@ -309,6 +309,10 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
     unpack_row = pstruct.unpack_from
     cache: dict = {}
     head_mask = lay.pg.get("PG_head_mask", 0)
+    offsets = [lay.off[n] if n in names else -1 for n in ("flags", "mapping", "_mapcount", "compound_head")]
+    row_fields = (*offsets, hot_flags, sorted(exact_types), sorted(top_types))
+    run_cls: str | None = None            # the excluded run being grown, added when it ends
+    run_start = run_end = 0
     decided: dict = {}                    # (flags, anon bit, _mapcount) -> (class, buddy) of single pages
 
     for secnr, mem_map in _Memmap(dump, lay, ks, nsec).sections():
@@ -355,6 +359,7 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
             if progress is not None:
                 progress((be - b) * ps)
             nrows = be - b
+            view = memoryview(buf)
             # the present pfns of the block, in runs
             k = max(bisect.bisect_right(pstarts, b) - 1, 0)
             while k < len(present) and present[k][0] < be:
@@ -370,26 +375,27 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
                 for rs, re_ in busy:
                     scan.scanned += max(0, rs - max(cursor, skip_to))     # zero rows: kept
                     cursor = re_
-                    for pfn in range(max(rs, skip_to), re_):
+                    start = max(rs, skip_to)
+                    if start >= re_:
+                        continue
+                    skipped = 0                           # rows of this run a free block covered
+                    # the rows that may be left out (not tails; a hot flag, anon, a page type),
+                    # found in C; every other row is kept
+                    for i in page_rows(view[(start - b) * sz:(re_ - b) * sz], sz, *row_fields):
+                        pfn = start + i
                         if pfn < skip_to:
                             continue
-                        scan.scanned += 1
                         j = pfn - b
-                        row = unpack_row(buf, j * sz)
+                        row = unpack_row(view, j * sz)
                         flags = row[i_flags]
                         mapping = row[i_map]
                         mc = row[i_mc] if i_mc is not None else None
                         head = row[i_head] if i_head is not None else 0
-                        if head & 1:
-                            continue                      # a tail page goes with its head, never alone
-                        if not flags & hot_flags and not mapping & 1 and (
-                                mc is None or mc not in exact_types and (mc & mm.U32) >> 24 not in top_types):
-                            continue
                         private = row[i_priv] if i_priv is not None else None
                         order = 0
                         if flags & head_mask and j + 1 < nrows and pfn % PGMM_CACHED < PGMM_CACHED - 1:
                             p = Fields(flags, mapping, mc, private, head)
-                            order, hugetlb = lay.compound_info(p, bytes(buf[(j + 1) * sz:(j + 2) * sz]))
+                            order, hugetlb = lay.compound_info(p, bytes(view[(j + 1) * sz:(j + 2) * sz]))
                             if order >= 64 or pfn & ((1 << order) - 1):
                                 order = 0
                             cls, buddy = lay.classify(p, level, hugetlb), lay.is_buddy(p)
@@ -415,12 +421,21 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
                             else:                         # unaccepted memory: always a MAX_ORDER block
                                 n = 1 << ((max_order or 11) - 1)
                         end = min(pfn + n, max_pfn)
-                        runs[cls].add(pfn, end)
+                        if cls == run_cls and pfn <= run_end:  # pages of one class side by side: one run
+                            run_end = max(run_end, end)
+                        else:
+                            if run_cls is not None:
+                                runs[run_cls].add(run_start, run_end)
+                            run_cls, run_start, run_end = cls, pfn, end
                         if n > 1:
+                            skipped += min(end, re_) - pfn - 1
                             skip_to = end
                             if end >= re_:
                                 break
+                    scan.scanned += re_ - start - skipped
                 scan.scanned += max(0, z - max(cursor, skip_to))
+    if run_cls is not None:
+        runs[run_cls].add(run_start, run_end)
     scan.runs = {c: r.done() for c, r in runs.items()}
     return scan
 
