@@ -3,8 +3,8 @@
 1. A 4 GiB machine (``--quick``: 512 MiB) with a quarter of its MiBs holding data, half of
    those pages user, page cache or free (``--pages``), crashed with kdump loaded as
    scripts/demo.sh does it.  `vmcore save --machine M -d 31 -c` (the library calls behind it:
-   the kdump view, the page-class scan, the filtered view, the kdump writer with zlib at the
-   CLI's level) is timed in a subprocess after its imports (best of REPEAT), its peak RSS
+   the kdump view, the page-class scan taken section by section by the kdump writer with zlib
+   at the CLI's level) is timed in a subprocess after its imports (best of REPEAT), its peak RSS
    measured from the outside (target < 300 MiB).  Its limit, measured in the same run: zlib-ng
    compressing, page by page as the writer does, every page the save keeps (non-zero pages of
    the filtered view; zero pages share one stored page) on all cores (one process per core:
@@ -58,7 +58,7 @@ def child_save(argv: list[str]) -> None:
     reuse_large_buffers()                       # as the CLI's main does
     machine, out = argv[0], argv[1]
     from s390_machine.machine import Machine
-    from vmcore.filter import filter_dump
+    from vmcore.filter import start_scan
     from vmcore.formats import write_dump
     from vmcore.kdump import kdump_dump
 
@@ -67,8 +67,9 @@ def child_save(argv: list[str]) -> None:
     os.sync()
     t = time.perf_counter()
     with Machine.open(machine, "read") as m, kdump_dump(m) as dump:
-        view, _scan = filter_dump(dump, DUMP_LEVEL)
-        write_dump(view, out, "kdump", compress="zlib", level=ZLIB_LEVEL)
+        # as cli_write.write_filtered writes a kdump file: the scan's steps taken as the writer goes
+        _scan, steps = start_scan(dump, DUMP_LEVEL)
+        write_dump(dump, out, "kdump", compress="zlib", level=ZLIB_LEVEL, exclusions=steps, excluding=DUMP_LEVEL)
         complete = dump.attrs.complete
     seconds = time.perf_counter() - t
     written = os.path.getsize(out)

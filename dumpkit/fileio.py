@@ -646,6 +646,21 @@ def _libc_sync_file_range():
 
 _SYNC_FILE_RANGE = _libc_sync_file_range()
 SYNC_FILE_RANGE_WRITE = 2
+FALLOC_FL_COLLAPSE_RANGE = 0x08
+
+
+def collapse_range(fd: int, offset: int, length: int) -> bool:
+    """Remove [offset, offset + length) from the file, what follows moving down (fallocate's
+    COLLAPSE_RANGE: ext4 and XFS move extents, no data is copied; block-aligned ranges that end
+    before the end of the file).  False where the file system cannot: nothing changed then."""
+    try:
+        import ctypes
+
+        fallocate = ctypes.CDLL(None, use_errno=True).fallocate
+        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    except (OSError, AttributeError):
+        return False
+    return fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, offset, length) == 0
 
 
 def start_writeback(fd: int, offset: int, length: int, drop: bool = False) -> None:

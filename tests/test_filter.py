@@ -15,6 +15,7 @@ from meminfo_abi import mm
 from meminfo_abi.vmcoreinfo import VmcoreInfo
 from tests.conftest import run_cli
 from vmcore.filter import filter_dump, mem_usage, scan_pages
+from vmcore.formats import write_dump
 from vmcore.model import BytesSource, Dump, DumpAttrs, MemChunk, page_digests
 
 PS = 4096
@@ -238,6 +239,47 @@ def test_the_6_12_page_types_are_the_top_byte():
     tail = bytearray(SIZE_PAGE)
     tail[7] = 9                                          # 6.9+: order in the first tail's flags
     assert lay.compound_info(head, bytes(tail)) == (9, True)
+
+
+@pytest.mark.parametrize("level", [1, 2, 16, 31])
+@pytest.mark.parametrize("collapse", [True, False])
+def test_exclusions_taken_as_the_writer_goes_make_the_filtered_view_file(kernel, tmp_path, level, collapse,
+                                                                         monkeypatch):
+    """kdump written from the scan's steps (the scan of each section between the writes of the last
+    one) holds what the filtered view's file holds: the same bitmaps, pages, level; where the file
+    system can collapse the descriptor room the exclusions left unused, the same size too, else
+    that room stays a hole."""
+    import vmcore
+    from vmcore.filter import start_scan
+    from vmcore.formats.kdump import writer
+    if not collapse:
+        monkeypatch.setattr(writer, "collapse_range", lambda fd, offset, length: False)
+    opts = dict(compress="zlib", timestamp=0, exclude_zero=level == 1)
+    view_path, stream_path = str(tmp_path / "view.kdump"), str(tmp_path / "stream.kdump")
+    with kernel.dump() as d:
+        view, _scan = filter_dump(d, level)
+        view_lay = write_dump(view, view_path, "kdump", **opts)
+        scan, steps = start_scan(d, level)
+        steps = list(steps)
+        assert steps[-1][0] == 16 * MIB // PS and len(steps) == (3 if level > 1 else 1)  # a section each, the end
+        scan2, steps = start_scan(d, level)
+        lay = write_dump(d, stream_path, "kdump", exclusions=steps, excluding=level, **opts)
+        assert scan2.excluded_pfns() == scan.excluded_pfns()
+    assert lay.num_dumpable == view_lay.num_dumpable
+    with open(view_path, "rb") as a, open(stream_path, "rb") as b:
+        va, sb = a.read(), b.read()
+    start = view_lay.offset_bitmap1
+    assert va[PS:start] == sb[PS:start]                                # sub header, notes
+    assert va[start:view_lay.offset_desc] == sb[start:lay.offset_desc]  # both bitmaps
+    # the same data after the descriptors; they start on the block after the descriptors written,
+    # or, where the unused room stays, after the room for every page
+    assert len(sb) - lay.offset_data == len(va) - view_lay.offset_data
+    room = -(-(lay.offset_desc + lay.desc_slots * 24) // PS) * PS
+    used = -(-(lay.offset_desc + lay.num_dumpable * 24) // PS) * PS
+    assert lay.offset_data == (used if collapse and room - used >= PS else room)
+    with vmcore.open(view_path) as a, vmcore.open(stream_path) as b:
+        assert page_digests(a) == page_digests(b) and a.attrs.excluded == b.attrs.excluded
+        assert a.attrs.dump_level == b.attrs.dump_level and b.attrs.complete
 
 
 def test_cli_dump_level_on_convert_and_mem_usage(kernel, tmp_path):

@@ -389,6 +389,34 @@ def test_real_makedumpfile_filters_the_simulated_kernel_by_its_classes(m1g, tmp_
     assert report["Pages filled with zero"] >= pages["zero"] + (128 << 20 >> 12)
 
 
+@pytest.mark.parametrize("collapse", [True, False])
+def test_d31_as_the_writer_goes_collapses_the_unused_descriptor_room(m1g, tmp_path, monkeypatch, collapse):
+    """-d 31 -c of the simulated kernel from the scan's steps: the descriptor table first has room
+    for every page; the room the exclusions left unused (thousands of pages: 24 bytes each) is
+    collapsed where the file system can, so the file is the filtered view's to a block, and its
+    pages are the view's either way."""
+    import vmcore
+    from vmcore.filter import filter_dump, start_scan
+    from vmcore.formats import write_dump
+    from vmcore.formats.kdump import writer
+    from vmcore.model import page_digests
+    if not collapse:
+        monkeypatch.setattr(writer, "collapse_range", lambda fd, offset, length: False)
+    path, _state = m1g
+    view_path, stream_path = str(tmp_path / "view.kdump"), str(tmp_path / "stream.kdump")
+    with vmcore.open(str(path)) as dump:
+        view, _scan = filter_dump(dump, 31)
+        view_lay = write_dump(view, view_path, "kdump", timestamp=0)
+        _scan, steps = start_scan(dump, 31)
+        lay = write_dump(dump, stream_path, "kdump", timestamp=0, exclusions=steps, excluding=31)
+    unused = (lay.desc_slots - lay.num_dumpable) * 24
+    assert lay.num_dumpable == view_lay.num_dumpable and unused > 1 << 20
+    grown = os.path.getsize(stream_path) - os.path.getsize(view_path)
+    assert 0 <= grown < 4096 if collapse else unused - 4096 < grown < unused + 4096
+    with vmcore.open(view_path) as a, vmcore.open(stream_path) as b:
+        assert page_digests(a) == page_digests(b) and a.attrs.excluded == b.attrs.excluded
+
+
 def test_a_4tib_machine_gets_four_levels(tmp_path):
     """Past ~3.4 TiB the kernel puts a region-second table on top and the vmemmap at 64 TiB;
     identity map, vmemmap and mem_section still walk through vmcore/kvaddr.py."""

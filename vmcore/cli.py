@@ -64,12 +64,12 @@ def save(
     fmt, parts, opts = prepare_write(w, fmt, exclude_zero, [source])
     output = w.output
     with old_memory() as dump:
-        view, scan, written = write_filtered(dump, w, fmt, parts, opts, "saving")
+        attrs, scan, written = write_filtered(dump, w, fmt, parts, opts, "saving")
         result = {"output": output, "format": fmt, "source": source, "memory": dump.size, "cpus": len(dump.cpus),
                   "complete": dump.attrs.complete, "incomplete_reason": dump.attrs.incomplete_reason,
                   "vmcoreinfo": dump.attrs.vmcoreinfo_source,
                   "crashkernel_excluded": dump.attrs.extra.get("crashkernel_excluded"),
-                  "dump_level": w.dump_level, "excluded_pages": view.attrs.excluded_pages if scan else 0,
+                  "dump_level": w.dump_level, "excluded_pages": attrs.excluded_pages if scan else 0,
                   "zero_pages_excluded": bool(fmt == "kdump" and exclude_zero), "saved_bytes": written}
     if w.as_json:
         emit_json(result)
@@ -263,11 +263,11 @@ def _convert(dump, w: WriteOptions, out_fmt, fmt, cpus_from, select, exclude_zer
     out_fmt, parts, opts = prepare_write(w, out_fmt, exclude_zero, input_paths(dump, cpus_from))
     output = w.output
     with open_input(dump, fmt, cpus_from, select) as src:
-        d, _scan, written = write_filtered(src, w, out_fmt, parts, opts, "converting to")
-        res = {"input": shown, "input_format": d.attrs.format, "output": output, "format": out_fmt,
-               "memory": d.size, "cpus": len(d.cpus), "complete": d.attrs.complete,
-               "incomplete_reason": d.attrs.incomplete_reason, "filtered": d.attrs.filtered_text(),
-               "dump_level": d.attrs.dump_level, "excluded_pages": d.attrs.excluded_pages,
+        attrs, _scan, written = write_filtered(src, w, out_fmt, parts, opts, "converting to")
+        res = {"input": shown, "input_format": attrs.format, "output": output, "format": out_fmt,
+               "memory": src.size, "cpus": len(src.cpus), "complete": attrs.complete,
+               "incomplete_reason": attrs.incomplete_reason, "filtered": attrs.filtered_text(),
+               "dump_level": attrs.dump_level, "excluded_pages": attrs.excluded_pages,
                "written_bytes": written}
     if w.as_json:
         emit_json(res)

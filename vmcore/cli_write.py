@@ -160,12 +160,26 @@ def prepare_write(w: WriteOptions, fmt: Optional[str], exclude_zero: bool, input
 
 
 def write_filtered(src, w: WriteOptions, out_fmt: str, parts, opts: dict, what: str):
-    """Filter by -d, write with a progress bar; (the view written, the page scan or None, bytes written)."""
-    view, scan = _filtered(src, w.dump_level, out_fmt, opts)
-    with progress_bar(view.present_bytes, f"{what} {out_fmt}", w.progress) as advance:
-        _write_out(view, w.output, parts, out_fmt, advance, w.allow_incomplete, opts)
+    """Filter by -d, write with a progress bar; (the attributes of what was written, the page scan
+    or None, bytes written).  A kdump file (not split) takes the exclusions as it writes, the
+    page-class scan of each memory section running while the last one's pages are compressed;
+    the other outputs write the filtered view once the scan is done."""
+    if w.dump_level is not None and out_fmt == "kdump" and parts is None:
+        from vmcore.filter import filtered_attrs, start_scan
+        _check_dump_level(w.dump_level, out_fmt, opts)
+        scan, steps = start_scan(src, w.dump_level)
+        with progress_bar(src.present_bytes, f"{what} {out_fmt}", w.progress) as advance:
+            _write_out(src, w.output, parts, out_fmt, advance, w.allow_incomplete,
+                       dict(opts, exclusions=steps, excluding=w.dump_level))
+        _warn_unreadable(scan)
+        attrs = filtered_attrs(src, scan.excluded_ranges(), w.dump_level)
+    else:
+        view, scan = _filtered(src, w.dump_level, out_fmt, opts)
+        with progress_bar(view.present_bytes, f"{what} {out_fmt}", w.progress) as advance:
+            _write_out(view, w.output, parts, out_fmt, advance, w.allow_incomplete, opts)
+        attrs = view.attrs
     written = sum(_size_of(o) or 0 for o in parts) if parts else _size_of(w.output)
-    return view, scan, written
+    return attrs, scan, written
 
 
 def _codec(compress: Optional[str], c: bool, lzo: bool, snappy: bool, zstd: bool) -> Optional[str]:
@@ -224,7 +238,15 @@ def _filtered(dump, dump_level: Optional[int], out_fmt: str, opts: dict):
     """The dump as -d keeps it (the view and the scan), or the dump itself without -d."""
     if dump_level is None:
         return dump, None
-    from vmcore.filter import ALL_CLASSES, check_level, filter_dump
+    from vmcore.filter import filter_dump
+    _check_dump_level(dump_level, out_fmt, opts)
+    view, scan = filter_dump(dump, dump_level)
+    _warn_unreadable(scan)
+    return view, scan
+
+
+def _check_dump_level(dump_level: int, out_fmt: str, opts: dict) -> None:
+    from vmcore.filter import ALL_CLASSES, check_level
     check_level(dump_level)
     if out_fmt == "s390" and dump_level & ALL_CLASSES:
         raise UsageError("-d: a flat s390 dump cannot leave pages out; write -f kdump or -f elf")
@@ -233,12 +255,13 @@ def _filtered(dump, dump_level: Optional[int], out_fmt: str, opts: dict):
         # bits, makedumpfile keeps zero pages in bitmap 2 on one shared zero page, as the writer does
         # without exclude_zero: readers (makedumpfile --dump-dmesg, crash) read them as zeros
         opts["exclude_zero"] = True
-    view, scan = filter_dump(dump, dump_level)
+
+
+def _warn_unreadable(scan) -> None:
     for line in scan.unreadable[:5]:
         stderr.print(f"warning: {line}; those pages are kept")
     if len(scan.unreadable) > 5:
         stderr.print(f"warning: {len(scan.unreadable) - 5} more blocks of struct pages not in the dump")
-    return view, scan
 
 
 def _print_mem_usage(usage: dict) -> None:

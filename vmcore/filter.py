@@ -268,16 +268,37 @@ class _Pieces:
 def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = None) -> PageScan:
     """The pages `level` leaves out by class (not zero pages: those are the writer's), reading
     only VMCOREINFO, the memory map and the page tables from the dump."""
+    scan, steps = start_scan(dump, level, progress)
+    for _step in steps:
+        pass
+    return scan
+
+
+def start_scan(dump: Dump, level: int, progress: Callable[[int], None] | None = None
+               ) -> tuple[PageScan, Iterator[tuple[int, list[Range]]]]:
+    """scan_pages as it goes: (the scan, filled in as the steps run; the steps).  Each step is
+    (pfn, the excluded runs found since the step before), every excluded page below pfn found
+    by then; the last step's pfn is max_pfn.  A writer takes the steps as it goes through memory
+    (writer.write_kdump's `exclusions`), so the scan of the next memory section runs while the
+    pages of the last one are compressed."""
     check_level(level)
     dump.fill_vmcoreinfo_from_memory()
     ps = dump.attrs.page_size or 4096
     max_pfn = -(-dump.size // ps)
     scan = PageScan(level=level, page_size=ps, max_pfn=max_pfn)
+    return scan, _scan_steps(dump, level, scan, progress)
+
+
+def _scan_steps(dump: Dump, level: int, scan: PageScan, progress: Callable[[int], None] | None
+                ) -> Iterator[tuple[int, list[Range]]]:
+    ps, max_pfn = scan.page_size, scan.max_pfn
     if not level & ALL_CLASSES:
-        return scan
+        yield max_pfn, []
+        return
     lay = mm.MmLayout.from_vmcoreinfo(dump.attrs.vmcoreinfo, ps)
     if not lay.scans_at(level):
-        return scan
+        yield max_pfn, []
+        return
     ks = KernelSpace(dump)
     pps = lay.pages_per_section
     nsec = min(lay.nr_mem_sections, -(-max_pfn // pps))
@@ -312,6 +333,7 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
     offsets = [lay.off[n] if n in names else -1 for n in ("flags", "mapping", "_mapcount", "compound_head")]
     row_fields = (*offsets, hot_flags, sorted(exact_types), sorted(top_types))
     run_cls: str | None = None            # the excluded run being grown, added when it ends
+    fresh: list[Range] = []               # excluded runs not handed out by a step yet
     run_start = run_end = 0
     decided: dict = {}                    # (flags, anon bit, _mapcount) -> (class, buddy) of single pages
 
@@ -426,6 +448,7 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
                         else:
                             if run_cls is not None:
                                 runs[run_cls].add(run_start, run_end)
+                                fresh.append((run_start, run_end))
                             run_cls, run_start, run_end = cls, pfn, end
                         if n > 1:
                             skipped += min(end, re_) - pfn - 1
@@ -434,10 +457,14 @@ def scan_pages(dump: Dump, level: int, progress: Callable[[int], None] | None = 
                                 break
                     scan.scanned += re_ - start - skipped
                 scan.scanned += max(0, z - max(cursor, skip_to))
-    if run_cls is not None:
-        runs[run_cls].add(run_start, run_end)
+        if run_cls is not None:
+            runs[run_cls].add(run_start, run_end)
+            fresh.append((run_start, run_end))
+            run_cls = None
+        yield p1, fresh
+        fresh = []
     scan.runs = {c: r.done() for c, r in runs.items()}
-    return scan
+    yield max_pfn, fresh
 
 
 # ---------------------------------------------------------------------------------------------
@@ -508,10 +535,15 @@ def apply_exclusion(dump: Dump, excluded: list[Range], level: int) -> Dump:
             else:
                 chunks.append(MemChunk(s, e - s, None, c.kind))
         new_excl.extend(cut)
+    return Dump(chunks, dump.cpus, filtered_attrs(dump, new_excl, level))
+
+
+def filtered_attrs(dump: Dump, excluded: list[Range], level: int):
+    """`dump`'s attributes once `level` left out the physical `excluded` ranges of its memory."""
     attrs = dataclasses.replace(dump.attrs, extra=dict(dump.attrs.extra))
     attrs.dump_level = level | (dump.attrs.dump_level or 0)
-    attrs.excluded = merge_runs(list(dump.attrs.excluded) + new_excl)
-    return Dump(chunks, dump.cpus, attrs)
+    attrs.excluded = merge_runs(list(dump.attrs.excluded) + subtract_ranges(excluded, dump.absent_ranges()))
+    return attrs
 
 
 def filter_dump(dump: Dump, level: int, progress: Callable[[int], None] | None = None) -> tuple[Dump, PageScan]:

@@ -5,21 +5,24 @@ See the package's docstring for the file as written (makedumpfile -c -d 1 on s39
 
 from __future__ import annotations
 
+import array
 import bisect
+import collections
 import os
 import struct
+import sys
 import time
 from contextlib import closing
 from itertools import accumulate
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from meminfo_abi import diskdump as dd
 from meminfo_abi.elfnotes import NOTE_NAME_VMCOREINFO, iter_notes
 from meminfo_abi.elfcore import MAX_NOTES_BYTES
 from dumpkit.errors import BadInputError, DumpIOError, DumpToolError, IncompleteDumpError, UsageError
-from dumpkit.fileio import Writeback, atomic_file, is_stream_output, pwrite_all
+from dumpkit.fileio import Writeback, atomic_file, collapse_range, is_stream_output, pread_full, pwrite_all
 from dumpkit.parallel import ordered_map
 from dumpkit.ranges import Range, add_run, clip, subtract
 from dumpkit.units import human
@@ -230,8 +233,10 @@ def _timestamp(dump: Dump, timestamp) -> tuple[int, int]:
 def plan_kdump(dump: Dump, *, exclude_zero: bool = False, split: Range | None = None, byteorder: str = ">",
                compress_flag: int = 0, allow_incomplete: bool = False,
                runs: list[Range] | None = None, missing: list[Range] | None = None,
-               absent: bool = False) -> tuple[KdumpLayout, bytes]:
-    """The layout of a kdump file of `dump` and its notes (nothing is read but data ranges)."""
+               absent: bool = False, excluding: int = 0) -> tuple[KdumpLayout, bytes]:
+    """The layout of a kdump file of `dump` and its notes (nothing is read but data ranges).
+    `excluding`: the dump level of pages the writer is told to leave out as it goes (write_kdump's
+    exclusions); the descriptor table then has room for every page, the unused rest a hole."""
     ps = dump.attrs.page_size or PAGE_SIZE
     if ps < dd.MIN_BLOCK_SIZE or ps > dd.MAX_BLOCK_SIZE or ps & (ps - 1):
         raise BadInputError(f"page size {ps} cannot be a kdump block size")
@@ -270,9 +275,12 @@ def plan_kdump(dump: Dump, *, exclude_zero: bool = False, split: Range | None = 
         # what was left out, as makedumpfile records it: zero pages when this writer drops them,
         # and a filtered source's own level (its excluded pages stay excluded, not zero)
         dump_level=(dd.DL_EXCLUDE_ZERO if exclude_zero else 0)
-        | ((dump.attrs.dump_level or 0) & dd.DL_MAX if dump.attrs.excluded else 0),
+        | ((dump.attrs.dump_level or 0) & dd.DL_MAX if dump.attrs.excluded else 0)
+        | (excluding & dd.DL_MAX),
         status=compress_flag | (dd.DUMP_DH_COMPRESSED_INCOMPLETE if absent or not dump.attrs.complete else 0),
     )
+    if excluding:           # the data from a block border on: the unused room can be collapsed
+        lay.offset_data = -(-lay.offset_data // ps) * ps
     if lay.offset_data + slots * ps > (1 << 63):
         raise BadInputError("the kdump file would pass the largest file offset")
     return lay, notes
@@ -433,6 +441,67 @@ class _PageWriter:
         self.lay.num_dumpable = self.rank
 
 
+def _collapse_unused_descriptors(sink: "_FileSink", lay: KdumpLayout, w: "_PageWriter") -> None:
+    """Written with exclusions taken as it went, the descriptor table had room for every page and
+    the data began after that room.  Where the file system can (collapse_range), the unused room
+    goes and the descriptors' data offsets follow, so the file is as long as makedumpfile's."""
+    ps = lay.block_size
+    used_end = lay.offset_desc + lay.num_dumpable * dd.PAGE_DESC_SIZE
+    start = -(-used_end // ps) * ps
+    shift = lay.offset_data - start
+    if shift < ps or w.pos <= lay.offset_data or not collapse_range(sink.fd, start, shift):
+        return
+    swap = (lay.byteorder == ">") != (sys.byteorder == "big")
+    per = DESC_FLUSH // dd.PAGE_DESC_SIZE * dd.PAGE_DESC_SIZE
+    for pos in range(lay.offset_desc, used_end, per):
+        raw = pread_full(sink.fd, min(per, used_end - pos), pos)
+        words = array.array("Q", raw)          # offset, size and flags, page_flags: 3 words a page
+        if swap:
+            words.byteswap()
+        for i in range(0, len(words), 3):
+            if words[i] >= lay.offset_data:    # not a missing page's empty descriptor
+                words[i] -= shift
+        if swap:
+            words.byteswap()
+        sink.put(pos, words.tobytes())
+    lay.offset_data -= shift
+    w.pos -= shift
+
+
+class _Exclusions:
+    """Excluded pfn runs handed over step by step (filter.start_scan): `kept(a, b)` runs the
+    steps until every exclusion below b is known and gives what [a, b) keeps.  Asked in
+    ascending order, it forgets the runs behind it."""
+
+    def __init__(self, steps: Iterable[tuple[int, list[Range]]]):
+        self.steps = iter(steps)
+        self.known = 0                     # every exclusion below this pfn is in self.runs
+        self.runs: collections.deque[Range] = collections.deque()
+
+    def kept(self, a: int, b: int) -> list[Range]:
+        while self.known < b:
+            step = next(self.steps, None)
+            if step is None:
+                self.known = 1 << 64
+                break
+            self.known = step[0]
+            self.runs.extend(step[1])
+        runs = self.runs
+        while runs and runs[0][1] <= a:
+            runs.popleft()
+        cut = []
+        for s, e in runs:
+            if s >= b:
+                break
+            cut.append((max(s, a), min(e, b)))
+        return subtract([(a, b)], cut) if cut else [(a, b)]
+
+    def finish(self) -> None:
+        """Run the steps to their end (the scan's counts are complete then)."""
+        for _step in self.steps:
+            pass
+
+
 def _covered_counter(dump: Dump) -> Callable[[int], int]:
     """covered(addr) = bytes of ram and zero chunks below addr (the progress measure)."""
     starts, ends, before = [], [], []
@@ -504,7 +573,8 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
                 exclude_zero: bool = False, flattened: bool = False, threads: int | None = None,
                 split: Range | None = None, byteorder: str = ">", timestamp=None,
                 allow_incomplete: bool = False, batch_pages: int = 256, window: int | None = None,
-                block_size: int = DEFAULT_BLOCK, bitmap2: list[Range] | None = None) -> KdumpLayout:
+                block_size: int = DEFAULT_BLOCK, bitmap2: list[Range] | None = None,
+                exclusions: Iterable[tuple[int, list[Range]]] | None = None, excluding: int = 0) -> KdumpLayout:
     """Write `dump` as a kdump-compressed file (or its flattened stream) at `path`.
 
     `path` may also be an open binary stream when flattened (written sequentially,
@@ -512,6 +582,9 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
     covers the whole dump, as makedumpfile's parts do (`bitmap2`: the whole dump's pfn runs of
     bitmap 2 when exclude_zero, else they are known from the chunks).
     progress(n) is called as n more bytes of memory are done.
+    `exclusions` (filter.start_scan's steps, `excluding` their dump level): pfn runs to leave out,
+    taken as the writer goes, so the page-class scan of what comes next runs while the pages
+    before it are compressed; not with `split`.
     """
     if byteorder not in (">", "<"):
         raise UsageError(f"byte order must be '>' or '<', not {byteorder!r}")
@@ -521,8 +594,11 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
     batch = batch_compressor(compress, level) if fn is not None else None
     ps = dump.attrs.page_size or PAGE_SIZE
     runs, missing, absent = _present_runs(dump, ps, allow_incomplete)
+    if exclusions is not None and split is not None:
+        raise UsageError("a split dump takes its exclusions from a filtered view, not as it goes")
     lay, notes = plan_kdump(dump, exclude_zero=exclude_zero, split=split, byteorder=byteorder,
-                            compress_flag=flag, runs=runs, missing=missing, absent=absent)
+                            compress_flag=flag, runs=runs, missing=missing, absent=absent,
+                            excluding=excluding if exclusions is not None else 0)
     head, sub = _header_bytes(dump, lay, timestamp)
     stream = hasattr(path, "write")
     if not stream and is_stream_output(path):
@@ -539,12 +615,12 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
     try:
         if stream:
             _write(dump, FlatSink(path), lay, head, sub, notes, runs, missing, bitmap2, (fn, batch), flag,
-                   exclude_zero, threads, window, batch_pages, block_size, progress)
+                   exclude_zero, threads, window, batch_pages, block_size, progress, exclusions)
         else:
             with atomic_file(label, seekable=not flattened) as fh:
                 sink = FlatSink(fh) if flattened else _FileSink(fh)
                 _write(dump, sink, lay, head, sub, notes, runs, missing, bitmap2, (fn, batch), flag,
-                       exclude_zero, threads, window, batch_pages, block_size, progress)
+                       exclude_zero, threads, window, batch_pages, block_size, progress, exclusions)
     except DumpToolError:
         raise
     except OSError as exc:
@@ -554,8 +630,11 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
 
 def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: bytes, runs: list[Range],
            missing: list[Range], bitmap2: list[Range] | None, codec: tuple, flag: int, exclude_zero: bool,
-           threads: int, window: int, batch_pages: int, block_size: int, progress: Progress) -> None:
+           threads: int, window: int, batch_pages: int, block_size: int, progress: Progress,
+           exclusions: Iterable[tuple[int, list[Range]]] | None = None) -> None:
     fn, batch_fn = codec                   # page by page, and the batch form where it runs
+    excluded = _Exclusions(exclusions) if exclusions is not None else None
+    growing = exclude_zero or excluded is not None      # bitmap 2 written as the pages go
     ps = lay.block_size
     sink.put(0, head)
     sink.put(ps, sub + notes)
@@ -568,7 +647,7 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
     data_runs = _data_runs(dump, ps, lay.start_pfn, lay.end_pfn, missing)
     # bitmap 2 of the whole dump in every part (makedumpfile --reassemble takes part 1's)
     bm2 = _BitmapStream(sink, lay.offset_bitmap2, half)
-    if not exclude_zero:
+    if not growing:
         for a, b, _m in _data_runs(dump, ps, 0, lay.max_mapnr, missing):
             bm2.set_run(a, b)
         bm2.finish()
@@ -606,14 +685,24 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
             else:
                 segments.append(n)
 
-        for a, b, lost in data_runs:
+        def kept_runs() -> Iterator[tuple[int, int, bool]]:
+            for a, b, lost in data_runs:
+                if lost or excluded is None:
+                    yield a, b, lost
+                else:                     # what the exclusions leave of it, the scan run as far as b
+                    for ka, kb in excluded.kept(a, b):
+                        yield ka, kb, False
+
+        for a, b, lost in kept_runs():
             if lost:                      # in bitmap 2 with an empty descriptor: never written
-                if exclude_zero:
+                if growing:
                     bm2.set_run(a, b)
                 segments.append((None, b - a))
                 yield segments, batch_runs, b * ps
                 segments, batch_runs, npages, held = [], [], 0, 0
                 continue
+            if growing and not exclude_zero:
+                bm2.set_run(a, b)         # every page kept, zero pages too (the shared zero page)
             cur = a
             for pfn, mv in _page_blocks(dump, a, b, ps, block_size):
                 if pfn > cur:
@@ -662,12 +751,16 @@ def _write(dump: Dump, sink, lay: KdumpLayout, head: bytes, sub: bytes, notes: b
         for segments, end, result in done_batches:
             w.batch(segments, result)
             report(end)
-    if exclude_zero:
+    if growing:
         if bitmap2 is not None:
             for a, b in clip(bitmap2, lay.end_pfn, lay.max_mapnr):
                 bm2.set_run(a, b)
         bm2.finish()
+    if excluded is not None:
+        excluded.finish()
     w.finish()
+    if excluded is not None and isinstance(sink, _FileSink):
+        _collapse_unused_descriptors(sink, lay, w)
     lay.file_size = w.pos
     sink.finish(w.pos)
     report(lay.end_pfn * ps)
