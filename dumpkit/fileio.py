@@ -523,6 +523,7 @@ class DirectWriter:
 
     def __init__(self, fd: int):
         self.fd: int | None = None
+        self.refused = False
         self._local = threading.local()
         flag = getattr(os, "O_DIRECT", 0)
         if flag and os.path.isdir("/proc/self/fd"):
@@ -531,9 +532,10 @@ class DirectWriter:
 
     def write(self, data: memoryview, offset: int) -> int:
         """Write `data` (whole ALIGN blocks at an ALIGN offset) directly; the bytes written so from
-        its start (0 where O_DIRECT is not to be had: then never again for this file)."""
+        its start (0 where O_DIRECT is not to be had: then never again for this file).  Threads
+        may call it at once: the descriptor stays open until close(), after the last write."""
         pos = 0
-        while self.fd is not None and pos < len(data):
+        while self.fd is not None and not self.refused and pos < len(data):
             buf = getattr(self._local, "buf", None)
             if buf is None:
                 buf = self._local.buf = memoryview(mmap.mmap(-1, self.BOUNCE))   # page aligned
@@ -544,7 +546,7 @@ class DirectWriter:
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
-                self.close()             # the file system takes no direct writes after all
+                self.refused = True      # the file system takes no direct writes after all
                 break
             pos += done - done % self.ALIGN
             if done != n:

@@ -61,7 +61,8 @@ def reuse_large_buffers() -> bool:
     except (OSError, AttributeError):
         return False
     ok = mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
-    return mallopt(_M_TRIM_THRESHOLD, 256 << 20) == 1 and ok
+    # 64 MiB kept free at most on top of a heap: a crashkernel of a few hundred MiB has room
+    return mallopt(_M_TRIM_THRESHOLD, 64 << 20) == 1 and ok
 
 
 __all__ = ["ordered_map", "reuse_large_buffers"]

@@ -25,10 +25,12 @@ Functions (all accept any contiguous bytes-like object and do not copy it):
   ``zlib_ng_deflate()`` says it is there (the extension built, zlib-ng's module
   installed and exporting its native API).
 
-``native.reference`` holds slow pure-Python versions that define the expected
-results.  When the C extension was not built (no compiler at install time),
-``native._fallback`` serves the same functions in pure Python: the suite still
-works, only slower, and the first call of a hot path says so once on stderr;
+``native.reference`` holds slow pure-Python versions of the checksum and the
+scans that define the expected results.  When the C extension was not built (no
+compiler at install time), ``native._fallback`` serves the checksum, the scans
+and ``page_rows`` in pure Python (``deflate_pages`` stays None: the writer then
+compresses page by page): the suite still works, only slower, and the first
+call of a hot path says so once on stderr;
 ``BUILT`` and ``describe()`` tell which is in use (``--version`` prints it).
 """
 from __future__ import annotations

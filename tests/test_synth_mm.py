@@ -405,10 +405,22 @@ def test_d31_as_the_writer_goes_collapses_the_unused_descriptor_room(m1g, tmp_pa
     path, _state = m1g
     view_path, stream_path = str(tmp_path / "view.kdump"), str(tmp_path / "stream.kdump")
     with vmcore.open(str(path)) as dump:
+        assert len(dump.chunks) == 1                     # one run of memory
         view, _scan = filter_dump(dump, 31)
         view_lay = write_dump(view, view_path, "kdump", timestamp=0)
         _scan, steps = start_scan(dump, 31)
-        lay = write_dump(dump, stream_path, "kdump", timestamp=0, exclusions=steps, excluding=31)
+        done: list[int] = []
+        pulled: list[int] = []                         # bytes of memory written when a step was taken
+
+        def watched():
+            for step in steps:
+                pulled.append(sum(done))
+                yield step
+        lay = write_dump(dump, stream_path, "kdump", timestamp=0, exclusions=watched(), excluding=31,
+                         progress=done.append)
+    # a section at a time: each scanned once the pages before it were being written (the memory
+    # is one run of data, so this is the writer's pace, not the data runs')
+    assert len(pulled) == 5 and pulled[0] == 0 and 0 < pulled[1] < pulled[2] < pulled[3] < 1 << 30
     unused = (lay.desc_slots - lay.num_dumpable) * 24
     assert lay.num_dumpable == view_lay.num_dumpable and unused > 1 << 20
     grown = os.path.getsize(stream_path) - os.path.getsize(view_path)

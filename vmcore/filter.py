@@ -286,20 +286,19 @@ def start_scan(dump: Dump, level: int, progress: Callable[[int], None] | None = 
     ps = dump.attrs.page_size or 4096
     max_pfn = -(-dump.size // ps)
     scan = PageScan(level=level, page_size=ps, max_pfn=max_pfn)
-    return scan, _scan_steps(dump, level, scan, progress)
+    lay = ks = None
+    if level & ALL_CLASSES:       # what the scan needs is checked now, before a writer starts
+        lay = mm.MmLayout.from_vmcoreinfo(dump.attrs.vmcoreinfo, ps)
+        ks = KernelSpace(dump) if lay.scans_at(level) else None
+    return scan, _scan_steps(dump, level, scan, progress, lay, ks)
 
 
-def _scan_steps(dump: Dump, level: int, scan: PageScan, progress: Callable[[int], None] | None
-                ) -> Iterator[tuple[int, list[Range]]]:
+def _scan_steps(dump: Dump, level: int, scan: PageScan, progress: Callable[[int], None] | None,
+                lay: "mm.MmLayout | None", ks: KernelSpace | None) -> Iterator[tuple[int, list[Range]]]:
     ps, max_pfn = scan.page_size, scan.max_pfn
-    if not level & ALL_CLASSES:
+    if lay is None or ks is None:
         yield max_pfn, []
         return
-    lay = mm.MmLayout.from_vmcoreinfo(dump.attrs.vmcoreinfo, ps)
-    if not lay.scans_at(level):
-        yield max_pfn, []
-        return
-    ks = KernelSpace(dump)
     pps = lay.pages_per_section
     nsec = min(lay.nr_mem_sections, -(-max_pfn // pps))
     present = _present_pfns(dump, ps)

@@ -469,32 +469,39 @@ def _collapse_unused_descriptors(sink: "_FileSink", lay: KdumpLayout, w: "_PageW
 
 
 class _Exclusions:
-    """Excluded pfn runs handed over step by step (filter.start_scan): `kept(a, b)` runs the
-    steps until every exclusion below b is known and gives what [a, b) keeps.  Asked in
-    ascending order, it forgets the runs behind it."""
+    """Excluded pfn runs handed over step by step (filter.start_scan, a step a memory section):
+    `kept(a, b)` gives what [a, b) keeps, a step's stretch at a time, taking the next step only
+    when the pages before it are handed out, so the scan of a section runs while the pages of
+    the one before are still being compressed.  Asked in ascending order, it forgets the runs
+    behind it."""
 
     def __init__(self, steps: Iterable[tuple[int, list[Range]]]):
         self.steps = iter(steps)
         self.known = 0                     # every exclusion below this pfn is in self.runs
         self.runs: collections.deque[Range] = collections.deque()
 
-    def kept(self, a: int, b: int) -> list[Range]:
-        while self.known < b:
-            step = next(self.steps, None)
-            if step is None:
-                self.known = 1 << 64
-                break
-            self.known = step[0]
-            self.runs.extend(step[1])
-        runs = self.runs
-        while runs and runs[0][1] <= a:
-            runs.popleft()
-        cut = []
-        for s, e in runs:
-            if s >= b:
-                break
-            cut.append((max(s, a), min(e, b)))
-        return subtract([(a, b)], cut) if cut else [(a, b)]
+    def kept(self, a: int, b: int) -> Iterator[Range]:
+        pos = a
+        while pos < b:
+            if self.known <= pos:
+                step = next(self.steps, None)
+                if step is None:
+                    self.known = 1 << 64
+                else:
+                    self.known = step[0]
+                    self.runs.extend(step[1])
+                continue
+            hi = min(b, self.known)
+            runs = self.runs
+            while runs and runs[0][1] <= pos:
+                runs.popleft()
+            cut = []
+            for s, e in runs:
+                if s >= hi:
+                    break
+                cut.append((max(s, pos), min(e, hi)))
+            yield from subtract([(pos, hi)], cut) if cut else [(pos, hi)]
+            pos = hi
 
     def finish(self) -> None:
         """Run the steps to their end (the scan's counts are complete then)."""
@@ -610,7 +617,9 @@ def write_kdump(dump: Dump, path, progress: Progress = None, *, compress: str = 
     threads = max(1, int(threads)) if fn is not None else 1
     window = window or 2 * threads + 2
     label = getattr(path, "name", "the output stream") if stream else os.fspath(path)
-    if not stream and not is_stream_output(label):
+    if not stream and not is_stream_output(label) and exclusions is None:
+        # (with exclusions the table's room for every page stays a hole until collapsed: what it
+        # takes on disk is known only at the end)
         _check_room(label, lay, exclude_zero)
     try:
         if stream:
