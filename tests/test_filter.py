@@ -282,6 +282,24 @@ def test_exclusions_taken_as_the_writer_goes_make_the_filtered_view_file(kernel,
         assert a.attrs.dump_level == b.attrs.dump_level and b.attrs.complete
 
 
+def test_a_scan_that_cannot_start_fails_before_a_writer_does(kernel, tmp_path):
+    """The memory map's root not in the dump: start_scan says so itself (its first step runs at
+    once), so `-c -d 31 -F -o -` writes not a byte of a stream it cannot finish."""
+    import io
+
+    from vmcore.filter import start_scan
+    vi = _vmcoreinfo()
+    vi.set_symbol("mem_section", HOLE[0] + 0x100)
+    with kernel.dump(vi) as d:
+        with pytest.raises(BadInputError, match="mem_section .* cannot be read"):
+            start_scan(d, 31)
+        out = io.BytesIO()
+        with pytest.raises(BadInputError):
+            _scan, steps = start_scan(d, 31)
+            write_dump(d, out, "kdump", flattened=True, exclusions=steps, excluding=31)
+        assert out.getvalue() == b""
+
+
 def test_cli_dump_level_on_convert_and_mem_usage(kernel, tmp_path):
     import vmcore
     src = str(tmp_path / "src.elf")

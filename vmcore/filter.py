@@ -28,6 +28,7 @@ from __future__ import annotations
 import array
 import bisect
 import dataclasses
+import itertools
 import struct
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -290,7 +291,9 @@ def start_scan(dump: Dump, level: int, progress: Callable[[int], None] | None = 
     if level & ALL_CLASSES:       # what the scan needs is checked now, before a writer starts
         lay = mm.MmLayout.from_vmcoreinfo(dump.attrs.vmcoreinfo, ps)
         ks = KernelSpace(dump) if lay.scans_at(level) else None
-    return scan, _scan_steps(dump, level, scan, progress, lay, ks)
+    steps = _scan_steps(dump, level, scan, progress, lay, ks)
+    # the first step now: what it reads first (the mem_section root) fails before a writer starts
+    return scan, itertools.chain([next(steps)], steps)
 
 
 def _scan_steps(dump: Dump, level: int, scan: PageScan, progress: Callable[[int], None] | None,
