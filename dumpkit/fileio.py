@@ -648,13 +648,11 @@ def _libc_sync_file_range():
 
 _SYNC_FILE_RANGE = _libc_sync_file_range()
 SYNC_FILE_RANGE_WRITE = 2
-FALLOC_FL_COLLAPSE_RANGE = 0x08
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_COLLAPSE_RANGE = 0x01, 0x02, 0x08
 
 
-def collapse_range(fd: int, offset: int, length: int) -> bool:
-    """Remove [offset, offset + length) from the file, what follows moving down (fallocate's
-    COLLAPSE_RANGE: ext4 and XFS move extents, no data is copied; block-aligned ranges that end
-    before the end of the file).  False where the file system cannot: nothing changed then."""
+def _fallocate(fd: int, mode: int, offset: int, length: int) -> bool:
+    """libc's fallocate(2) with a mode; False where there is none or the file system refuses."""
     try:
         import ctypes
 
@@ -662,7 +660,20 @@ def collapse_range(fd: int, offset: int, length: int) -> bool:
         fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
     except (OSError, AttributeError):
         return False
-    return fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, offset, length) == 0
+    return fallocate(fd, mode, offset, length) == 0
+
+
+def punch_hole(fd: int, offset: int, length: int) -> bool:
+    """Make [offset, offset + length) a hole, the file's size kept; False where the file system
+    cannot (the caller writes zeros then)."""
+    return _fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length)
+
+
+def collapse_range(fd: int, offset: int, length: int) -> bool:
+    """Remove [offset, offset + length) from the file, what follows moving down (fallocate's
+    COLLAPSE_RANGE: ext4 and XFS move extents, no data is copied; block-aligned ranges that end
+    before the end of the file).  False where the file system cannot: nothing changed then."""
+    return _fallocate(fd, FALLOC_FL_COLLAPSE_RANGE, offset, length)
 
 
 def start_writeback(fd: int, offset: int, length: int, drop: bool = False) -> None:

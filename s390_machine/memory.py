@@ -14,7 +14,7 @@ import struct
 from typing import Iterator
 
 from dumpkit.errors import BadInputError, DumpIOError
-from dumpkit.fileio import Closeable, pread_full, pwrite_all
+from dumpkit.fileio import Closeable, pread_full, punch_hole, pwrite_all
 from meminfo_abi.lowcore import LOWCORE_SIZE
 
 PAGE_SIZE = 4096
@@ -160,7 +160,7 @@ class PhysicalMemory(Closeable):
         self._check(addr, length)
         if self.journal is not None:
             self.journal.before_write(self, addr, length)
-        if length and not _punch(self._fd, addr, length):
+        if length and not punch_hole(self._fd, addr, length):
             self.fill(addr, length, 0)
 
     def _is_hole(self, addr: int, length: int) -> bool:
@@ -206,20 +206,6 @@ class PhysicalMemory(Closeable):
             hole = os.lseek(self._fd, data, os.SEEK_HOLE)
             yield max(data, start), min(hole, end)
             pos = hole
-
-
-_FALLOC_FL_KEEP_SIZE, _FALLOC_FL_PUNCH_HOLE = 0x01, 0x02
-
-
-def _punch(fd: int, addr: int, length: int) -> bool:
-    try:
-        import ctypes
-        libc = ctypes.CDLL(None, use_errno=True)
-        fallocate = libc.fallocate
-        fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-    except (OSError, AttributeError):
-        return False
-    return fallocate(fd, _FALLOC_FL_PUNCH_HOLE | _FALLOC_FL_KEEP_SIZE, addr, length) == 0
 
 
 def real_to_absolute(addr: int, prefix: int) -> int:

@@ -38,7 +38,7 @@ from meminfo_abi import mm
 from meminfo_abi.diskdump import DL_EXCLUDE_ZERO, DL_MAX
 from native import nonzero_ranges, page_rows
 from vmcore.kvaddr import KernelSpace
-from dumpkit.ranges import subtract as subtract_ranges
+from dumpkit.ranges import clip, subtract as subtract_ranges
 from vmcore.model import KIND_ABSENT, KIND_RAM, Dump, MappedSource, MemChunk
 
 PGMM_CACHED = 512               # struct pages read at once (a power of two: compound heads are aligned)
@@ -487,11 +487,7 @@ class _SourceRanges:
             self.ranges = list(self.src.data_ranges(0, self.size))
             self.starts = [a for a, _b in self.ranges]
         i = max(bisect.bisect_right(self.starts, s) - 1, 0)
-        while i < len(self.ranges) and self.ranges[i][0] < e:
-            a, b = max(self.ranges[i][0], s), min(self.ranges[i][1], e)
-            if a < b:
-                yield a, b
-            i += 1
+        yield from clip(self.ranges[i:bisect.bisect_left(self.starts, e)], s, e)
 
 
 def _sub_source(src, base: int, size: int, known: _SourceRanges | None = None) -> MappedSource:

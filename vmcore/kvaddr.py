@@ -240,20 +240,14 @@ class KernelSpace:
         pos, end = virt, virt + length
         table = -1                      # the page table the last walk ended in (its segment's pages)
         while pos < end:
+            phys = -1
             if table >= 0 and pos & ~_SEGMENT_MASK == seg_base:
                 # the next page of the same segment: its entry in the page table just walked
                 e = self._entry(table + ((pos >> dat._PAGE_SHIFT) & _PT_INDEX) * dat.DAT_ENTRY_SIZE, pos, "page")
                 if not e & dat._PAGE_INVALID:
                     phys, step = e & dat._PAGE_ORIGIN, PAGE
-                    n = min(end, (pos // step + 1) * step) - pos
-                    if out[-1][0] + out[-1][1] == phys:
-                        out[-1] = (out[-1][0], out[-1][1] + n)
-                    else:
-                        out.append((phys, n))
-                    pos += n
-                    continue
-            table = -1                  # walk (an invalid entry is named there)
-            if self.asce is not None:
+            if phys < 0 and self.asce is not None:
+                table = -1              # walk (an invalid entry is named there)
                 try:
                     tr = self.walk(pos)
                     phys, step = tr.phys, tr.page_size
@@ -263,7 +257,7 @@ class KernelSpace:
                     if not exc.missing_table or self.linear(pos) is None:
                         raise
                     phys, step = self.v2p(pos), PAGE
-            else:
+            elif phys < 0:
                 phys, step = self.v2p(pos), PAGE
             n = min(end, (pos // step + 1) * step) - pos
             if out and out[-1][0] + out[-1][1] == phys:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import array
 import bisect
 import collections
+import itertools
 import os
 import struct
 import sys
@@ -495,12 +496,7 @@ class _Exclusions:
             runs = self.runs
             while runs and runs[0][1] <= pos:
                 runs.popleft()
-            cut = []
-            for s, e in runs:
-                if s >= hi:
-                    break
-                cut.append((max(s, pos), min(e, hi)))
-            yield from subtract([(pos, hi)], cut) if cut else [(pos, hi)]
+            yield from subtract([(pos, hi)], list(itertools.takewhile(lambda r: r[0] < hi, runs)))
             pos = hi
 
     def finish(self) -> None:
